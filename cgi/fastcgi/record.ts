@@ -1,0 +1,381 @@
+/**
+ * The FastCGI 1.0 record codec: record types, the 8-byte header, name-value
+ * pair encoding (PARAMS records that never split a pair), and a reader that
+ * pulls whole records off a byte stream.
+ *
+ * @module
+ */
+
+/** FastCGI record types (FastCGI 1.0 §8). */
+export const RecordType = {
+  BEGIN_REQUEST: 1,
+  ABORT_REQUEST: 2,
+  END_REQUEST: 3,
+  PARAMS: 4,
+  STDIN: 5,
+  STDOUT: 6,
+  STDERR: 7,
+  DATA: 8,
+  GET_VALUES: 9,
+  GET_VALUES_RESULT: 10,
+  UNKNOWN_TYPE: 11,
+} as const;
+
+/** Length of a record header. */
+export const HEADER_LENGTH = 8;
+/**
+ * Largest chunk of stream data per record. It is a multiple of 8, so records
+ * need no padding and `content + padding` stays within php-fpm's 65535 limit.
+ */
+export const MAX_CHUNK = 0xfff8;
+/** `FCGI_RESPONDER`: the CGI/1.1-like role. */
+export const ROLE_RESPONDER = 1;
+/** `FCGI_KEEP_CONN`: the responder keeps the connection open after the request. */
+export const FLAG_KEEP_CONN = 1;
+
+const _MAX_CONTENT = 0xffff;
+const _encoder = new TextEncoder();
+
+/**
+ * One decoded record.
+ *
+ * @example Inspecting a record
+ * ```ts
+ * import type { FastCgiRecord } from "./record.ts";
+ * const record: FastCgiRecord = { type: 6, requestId: 1, content: new Uint8Array() };
+ * console.log(record.type);
+ * ```
+ */
+export interface FastCgiRecord {
+  /** The record type (see {@linkcode RecordType}). */
+  type: number;
+  /** The request id (0 for management records). */
+  requestId: number;
+  /** The content, padding removed. */
+  content: Uint8Array;
+}
+
+/**
+ * Encodes one record. Padding rounds the record to a multiple of 8 bytes
+ * without letting `content + padding` exceed 65535.
+ *
+ * @example Encoding an empty STDIN record
+ * ```ts
+ * import { encodeRecord, RecordType } from "./record.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = encodeRecord(RecordType.STDIN, 1, new Uint8Array());
+ * assert.deepEqual([...bytes], [1, 5, 0, 1, 0, 0, 0, 0]);
+ * ```
+ *
+ * @param type Record type.
+ * @param requestId Request id (0-65535).
+ * @param content Content, at most 65535 bytes.
+ * @returns The encoded record.
+ */
+export function encodeRecord(
+  type: number,
+  requestId: number,
+  content: Uint8Array,
+): Uint8Array<ArrayBuffer> {
+  if (content.length > _MAX_CONTENT) {
+    throw new RangeError(
+      `Cannot encode record: content of ${content.length} bytes exceeds 65535`,
+    );
+  }
+  let padding = (8 - (content.length % 8)) % 8;
+  if (content.length + padding > _MAX_CONTENT) padding = 0;
+  const out = new Uint8Array(HEADER_LENGTH + content.length + padding);
+  out[0] = 1;
+  out[1] = type;
+  out[2] = (requestId >> 8) & 0xff;
+  out[3] = requestId & 0xff;
+  out[4] = (content.length >> 8) & 0xff;
+  out[5] = content.length & 0xff;
+  out[6] = padding;
+  out.set(content, HEADER_LENGTH);
+  return out;
+}
+
+/**
+ * Encodes a BEGIN_REQUEST record for the responder role.
+ *
+ * @example Asking the responder to keep the connection
+ * ```ts
+ * import { encodeBeginRequest } from "./record.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = encodeBeginRequest(1, true);
+ * assert.equal(bytes[1], 1); // BEGIN_REQUEST
+ * assert.equal(bytes[10], 1); // FCGI_KEEP_CONN
+ * ```
+ *
+ * @param requestId Request id.
+ * @param keepConn Set `FCGI_KEEP_CONN`.
+ * @returns The encoded record.
+ */
+export function encodeBeginRequest(
+  requestId: number,
+  keepConn: boolean,
+): Uint8Array<ArrayBuffer> {
+  const body = new Uint8Array(8);
+  body[1] = ROLE_RESPONDER;
+  body[2] = keepConn ? FLAG_KEEP_CONN : 0;
+  return encodeRecord(RecordType.BEGIN_REQUEST, requestId, body);
+}
+
+function _lengthBytes(n: number): Uint8Array {
+  if (n <= 127) return Uint8Array.of(n);
+  return Uint8Array.of(
+    ((n >>> 24) & 0x7f) | 0x80,
+    (n >>> 16) & 0xff,
+    (n >>> 8) & 0xff,
+    n & 0xff,
+  );
+}
+
+/**
+ * Encodes one name-value pair (1-byte lengths up to 127, else 4 bytes).
+ *
+ * @example Encoding a short pair
+ * ```ts
+ * import { encodePair } from "./record.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual([...encodePair("A", "bc")], [1, 2, 65, 98, 99]);
+ * ```
+ *
+ * @param name The name.
+ * @param value The value.
+ * @returns The encoded pair.
+ */
+export function encodePair(name: string, value: string): Uint8Array {
+  const n = _encoder.encode(name);
+  const v = _encoder.encode(value);
+  const a = _lengthBytes(n.length);
+  const b = _lengthBytes(v.length);
+  const out = new Uint8Array(a.length + b.length + n.length + v.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  out.set(n, a.length + b.length);
+  out.set(v, a.length + b.length + n.length);
+  return out;
+}
+
+/**
+ * Encodes the whole PARAMS stream: as many records as needed, each holding
+ * whole pairs only (php-fpm rejects a pair split across records), then the
+ * empty PARAMS record. A single pair longer than one record throws a
+ * `RangeError`.
+ *
+ * @example Encoding params
+ * ```ts
+ * import { encodeParams } from "./record.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = encodeParams(1, [["REQUEST_METHOD", "GET"]]);
+ * assert.equal(bytes.length, 8 + 24 + 8); // record (padded) + empty record
+ * ```
+ *
+ * @param requestId Request id.
+ * @param params The pairs, in order.
+ * @returns The encoded PARAMS records.
+ */
+export function encodeParams(
+  requestId: number,
+  params: Iterable<readonly [string, string]>,
+): Uint8Array<ArrayBuffer> {
+  const records: Uint8Array[] = [];
+  let batch: Uint8Array[] = [];
+  let size = 0;
+  const flush = (): void => {
+    if (size === 0) return;
+    records.push(
+      encodeRecord(RecordType.PARAMS, requestId, _concat(batch, size)),
+    );
+    batch = [];
+    size = 0;
+  };
+  for (const [name, value] of params) {
+    const pair = encodePair(name, value);
+    if (pair.length > MAX_CHUNK) {
+      throw new RangeError(
+        `Cannot encode param "${name}": ${pair.length} bytes do not fit in one record`,
+      );
+    }
+    if (size + pair.length > MAX_CHUNK) flush();
+    batch.push(pair);
+    size += pair.length;
+  }
+  flush();
+  records.push(encodeRecord(RecordType.PARAMS, requestId, new Uint8Array()));
+  return _concat(records);
+}
+
+/**
+ * Decodes name-value pairs (as in PARAMS or GET_VALUES_RESULT content).
+ * Malformed input throws a `SyntaxError`.
+ *
+ * @example Round trip
+ * ```ts
+ * import { decodePairs, encodePair } from "./record.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(decodePairs(encodePair("FCGI_MPXS_CONNS", "0")), [["FCGI_MPXS_CONNS", "0"]]);
+ * ```
+ *
+ * @param bytes Encoded pairs.
+ * @returns The pairs.
+ */
+export function decodePairs(bytes: Uint8Array): [string, string][] {
+  const decoder = new TextDecoder();
+  const out: [string, string][] = [];
+  let i = 0;
+  const length = (): number => {
+    const first = bytes[i];
+    if (first === undefined) {
+      throw new SyntaxError("Cannot decode pairs: truncated length");
+    }
+    if (first < 0x80) {
+      i += 1;
+      return first;
+    }
+    if (i + 4 > bytes.length) {
+      throw new SyntaxError("Cannot decode pairs: truncated length");
+    }
+    const n = ((first & 0x7f) << 24) + (bytes[i + 1]! << 16) +
+      (bytes[i + 2]! << 8) + bytes[i + 3]!;
+    i += 4;
+    return n;
+  };
+  while (i < bytes.length) {
+    const nl = length();
+    const vl = length();
+    if (i + nl + vl > bytes.length) {
+      throw new SyntaxError("Cannot decode pairs: truncated data");
+    }
+    out.push([
+      decoder.decode(bytes.subarray(i, i + nl)),
+      decoder.decode(bytes.subarray(i + nl, i + nl + vl)),
+    ]);
+    i += nl + vl;
+  }
+  return out;
+}
+
+/**
+ * Joins byte arrays.
+ *
+ * @example Joining two arrays
+ * ```ts
+ * import { _concat } from "./record.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual([..._concat([Uint8Array.of(1), Uint8Array.of(2)])], [1, 2]);
+ * ```
+ */
+export function _concat(
+  parts: readonly Uint8Array[],
+  total?: number,
+): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(total ?? parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+/** Something bytes can be read from (a `Deno.Conn`, for instance). */
+export interface ByteSource {
+  /** Reads into `p`; resolves to the count, or `null` at end of stream. */
+  read(p: Uint8Array): Promise<number | null>;
+}
+
+/**
+ * Reads whole records from a byte source, skipping padding. It keeps one
+ * internal buffer, so memory stays bounded by one record.
+ *
+ * @example Reading records from a buffer
+ * ```ts
+ * import { encodeRecord, RecordReader, RecordType } from "./record.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = encodeRecord(RecordType.STDOUT, 1, new TextEncoder().encode("hi"));
+ * let done = false;
+ * const reader = new RecordReader({
+ *   read(p) {
+ *     if (done) return Promise.resolve(null);
+ *     done = true;
+ *     p.set(bytes);
+ *     return Promise.resolve(bytes.length);
+ *   },
+ * });
+ * const record = await reader.next();
+ * assert.equal(new TextDecoder().decode(record?.content), "hi");
+ * assert.equal(await reader.next(), null);
+ * ```
+ */
+export class RecordReader {
+  #source: ByteSource;
+  #buf = new Uint8Array(64 * 1024 + HEADER_LENGTH + 256);
+  #start = 0;
+  #end = 0;
+  /** Bytes received so far. */
+  received = 0;
+
+  /** @param source Where the bytes come from. */
+  constructor(source: ByteSource) {
+    this.#source = source;
+  }
+
+  async #fill(need: number): Promise<boolean> {
+    if (this.#end - this.#start >= need) return true;
+    if (this.#start > 0) {
+      this.#buf.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    while (this.#end < need) {
+      const n = await this.#source.read(this.#buf.subarray(this.#end));
+      if (n === null) return false;
+      this.#end += n;
+      this.received += n;
+    }
+    return true;
+  }
+
+  /**
+   * Reads the next record. Resolves to `null` at a clean end of stream
+   * (between records); throws a `SyntaxError` on a truncated or malformed
+   * record.
+   *
+   * @returns The record, whose content is a fresh copy.
+   */
+  async next(): Promise<FastCgiRecord | null> {
+    if (!(await this.#fill(HEADER_LENGTH))) {
+      if (this.#end > this.#start) {
+        throw new SyntaxError("Truncated FastCGI record header");
+      }
+      return null;
+    }
+    const h = this.#buf.subarray(this.#start, this.#start + HEADER_LENGTH);
+    if (h[0] !== 1) {
+      throw new SyntaxError(`Unsupported FastCGI version ${h[0]}`);
+    }
+    const type = h[1]!;
+    const requestId = (h[2]! << 8) | h[3]!;
+    const length = (h[4]! << 8) | h[5]!;
+    const padding = h[6]!;
+    const total = HEADER_LENGTH + length + padding;
+    if (!(await this.#fill(total))) {
+      throw new SyntaxError("Truncated FastCGI record");
+    }
+    const content = this.#buf.slice(
+      this.#start + HEADER_LENGTH,
+      this.#start + HEADER_LENGTH + length,
+    );
+    this.#start += total;
+    return { type, requestId, content };
+  }
+}

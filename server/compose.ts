@@ -1,0 +1,154 @@
+/**
+ * {@linkcode compose}: builds a middleware chain into a fetch handler.
+ *
+ * @module
+ */
+
+import { _describe, HttpError, statusOf } from "./errors.ts";
+import { renderError } from "./error_page.ts";
+import type { Context, Handler, LogFn, Middleware, Next } from "./types.ts";
+
+/** Options of {@linkcode compose}. */
+export interface ComposeOptions {
+  /**
+   * Where server-side messages (errors, script stderr) go.
+   * @default {defaultLog} (timestamped lines on stderr)
+   */
+  log?: LogFn;
+  /**
+   * How many internal re-dispatches (`ctx.dispatch`, e.g. CGI local
+   * redirects) one request may cause before it fails with 500.
+   * @default {10}
+   */
+  maxDispatchDepth?: number;
+}
+
+/**
+ * Writes a timestamped line to stderr.
+ *
+ * @example Logging a line
+ * ```ts
+ * import { defaultLog } from "@x/serve";
+ * defaultLog("info", "hello");
+ * ```
+ *
+ * @param level Severity.
+ * @param message The line.
+ */
+export function defaultLog(
+  level: "info" | "warn" | "error",
+  message: string,
+): void {
+  console.error(`${new Date().toISOString()} ${level}: ${message}`);
+}
+
+const _terminal: Next = () =>
+  Promise.reject(new HttpError(404, "No middleware answered"));
+
+/**
+ * Builds the chain once and returns a `Deno.serve` handler. Each request gets
+ * a fresh {@linkcode Context}; a middleware that calls `next()` twice gets an
+ * error. When no middleware answers, the result is 404. An error that escapes
+ * every middleware becomes a plain error response (use `errorPages()` for
+ * HTML/JSON pages) and a log line.
+ *
+ * @example Two middlewares
+ * ```ts
+ * import { compose } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const handler = compose([
+ *   async (_req, _ctx, next) => {
+ *     const res = await next();
+ *     res.headers.set("x-outer", "1");
+ *     return res;
+ *   },
+ *   () => new Response("inner"),
+ * ]);
+ * const res = await handler(new Request("http://localhost/"));
+ * assert.equal(await res.text(), "inner");
+ * assert.equal(res.headers.get("x-outer"), "1");
+ * ```
+ *
+ * @param middlewares The chain, outermost first.
+ * @param options Logging and re-dispatch limits.
+ * @returns A fetch handler.
+ */
+export function compose(
+  middlewares: readonly Middleware[],
+  options: ComposeOptions = {},
+): Handler {
+  const { log = defaultLog, maxDispatchDepth = 10 } = options;
+  const chain = [...middlewares];
+
+  function run(req: Request, ctx: Context, index: number): Promise<Response> {
+    const mw = chain[index];
+    if (!mw) return _terminal();
+    let called = false;
+    const next: Next = () => {
+      if (called) {
+        return Promise.reject(new Error("next() called more than once"));
+      }
+      called = true;
+      return run(req, ctx, index + 1);
+    };
+    try {
+      return Promise.resolve(mw(req, ctx, next));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async function handle(
+    req: Request,
+    info: Deno.ServeHandlerInfo | undefined,
+    depth: number,
+  ): Promise<Response> {
+    let url: URL;
+    try {
+      url = new URL(req.url);
+    } catch {
+      return renderError(400, req);
+    }
+    const segments = url.pathname.split("/").filter((s) => s !== "");
+    const ctx: Context = {
+      url,
+      info,
+      segments,
+      path: url.pathname,
+      root: undefined,
+      file: undefined,
+      depth,
+      state: new Map(),
+      log,
+      dispatch(inner: Request): Promise<Response> {
+        if (depth + 1 > maxDispatchDepth) {
+          return Promise.reject(
+            new HttpError(
+              500,
+              `Internal redirect limit (${maxDispatchDepth}) exceeded for ${url.pathname}`,
+            ),
+          );
+        }
+        return handle(inner, info, depth + 1);
+      },
+    };
+    try {
+      return await run(req, ctx, 0);
+    } catch (error) {
+      const status = statusOf(error);
+      if (status >= 500) {
+        log("error", `${req.method} ${url.pathname}: ${_describe(error)}`);
+      }
+      return renderError(
+        status,
+        req,
+        error instanceof HttpError ? error.headers : undefined,
+      );
+    }
+  }
+
+  return function composedHandler(req, info) {
+    return handle(req, info, 0);
+  };
+}

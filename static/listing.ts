@@ -1,0 +1,225 @@
+/**
+ * Directory listings: HTML for people, JSON for programs.
+ *
+ * @module
+ */
+
+import { findFile } from "../server/resolve.ts";
+import { prefersJson } from "../server/negotiate.ts";
+
+/** One row of a listing. */
+export interface ListingEntry {
+  /** The entry's name. */
+  name: string;
+  /** `"directory"` or `"file"` (symlinks are described by their target). */
+  type: "directory" | "file";
+  /** Size in bytes (files), `null` for directories. */
+  size: number | null;
+  /** Last modification, ISO 8601, or `null` when unknown. */
+  mtime: string | null;
+}
+
+/** Options of {@linkcode renderListing}. */
+export interface ListingOptions {
+  /**
+   * Show dotfiles and dot-directories.
+   * @default {false}
+   */
+  dotfiles?: boolean;
+  /**
+   * List symlinks that lead out of the root.
+   * @default {false}
+   */
+  followSymlinks?: boolean;
+}
+
+/**
+ * Reads a directory for a listing: directories first, then by name; dotfiles
+ * and (unless allowed) symlinks out of the root left out.
+ *
+ * @example Listing a folder
+ * ```ts
+ * import { listDirectory } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const root = await Deno.realPath(await Deno.makeTempDir());
+ * await Deno.mkdir(`${root}/sub`);
+ * await Deno.writeTextFile(`${root}/a.txt`, "a");
+ * await Deno.writeTextFile(`${root}/.env`, "secret");
+ * const names = (await listDirectory(root, [])).map((e) => e.name);
+ * assert.deepEqual(names, ["sub", "a.txt"]);
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ *
+ * @param root The real path of the root.
+ * @param segments The directory's path segments under the root.
+ * @param options Dotfile and symlink policy.
+ * @returns The entries, sorted.
+ */
+export async function listDirectory(
+  root: string,
+  segments: readonly string[],
+  options: ListingOptions = {},
+): Promise<ListingEntry[]> {
+  const { dotfiles = false, followSymlinks = false } = options;
+  const names: string[] = [];
+  for await (const entry of Deno.readDir([root, ...segments].join("/"))) {
+    if (!dotfiles && entry.name.startsWith(".")) continue;
+    names.push(entry.name);
+  }
+  const found = await Promise.all(names.map(async (name) => {
+    try {
+      const file = await findFile(root, [...segments, name], followSymlinks);
+      if (!file) return undefined;
+      const dir = file.info.isDirectory;
+      return {
+        name,
+        type: dir ? "directory" : "file",
+        size: dir ? null : file.info.size,
+        mtime: file.info.mtime?.toISOString() ?? null,
+      } satisfies ListingEntry;
+    } catch {
+      return undefined;
+    }
+  }));
+  const entries = found.filter((e): e is ListingEntry => e !== undefined);
+  return entries.sort((a, b) =>
+    a.type !== b.type
+      ? (a.type === "directory" ? -1 : 1)
+      : a.name < b.name
+      ? -1
+      : a.name > b.name
+      ? 1
+      : 0
+  );
+}
+
+const _ENTITIES: Readonly<Record<string, string>> = {
+  "&": "&amp;",
+  "<": "&lt;",
+  ">": "&gt;",
+  '"': "&quot;",
+  "'": "&#39;",
+};
+
+/**
+ * Escapes text for HTML content and attribute values.
+ *
+ * @example Escaping
+ * ```ts
+ * import { escapeHtml } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(escapeHtml(`<a href="x">&'`), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+ * ```
+ *
+ * @param text Any text.
+ * @returns The escaped text.
+ */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => _ENTITIES[c]!);
+}
+
+function _size(n: number | null): string {
+  if (n === null) return "";
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let u = -1;
+  do {
+    v /= 1024;
+    u++;
+  } while (v >= 1024 && u < units.length - 1);
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
+}
+
+/**
+ * Renders a directory listing response: JSON when the client prefers it,
+ * otherwise a small responsive HTML table (name, size, modified) with a
+ * parent link. Names are HTML-escaped and hrefs percent-encoded.
+ *
+ * @example HTML and JSON listings
+ * ```ts
+ * import { renderListing } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const root = await Deno.realPath(await Deno.makeTempDir());
+ * await Deno.writeTextFile(`${root}/<b>.txt`, "x");
+ * const html = await renderListing(new Request("http://x/"), root, []);
+ * assert.match(await html.text(), /&lt;b&gt;\.txt/);
+ * const json = await renderListing(
+ *   new Request("http://x/", { headers: { accept: "application/json" } }), root, []);
+ * assert.equal((await json.json())[0].name, "<b>.txt");
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ *
+ * @param req The request.
+ * @param root The real path of the root.
+ * @param segments The directory's segments under the root.
+ * @param options Dotfile and symlink policy.
+ * @returns The listing response.
+ */
+export async function renderListing(
+  req: Request,
+  root: string,
+  segments: readonly string[],
+  options: ListingOptions = {},
+): Promise<Response> {
+  const entries = await listDirectory(root, segments, options);
+  const headers = new Headers({ vary: "Accept" });
+  let body: string;
+  if (prefersJson(req)) {
+    headers.set("content-type", "application/json; charset=UTF-8");
+    body = JSON.stringify(entries) + "\n";
+  } else {
+    headers.set("content-type", "text/html; charset=UTF-8");
+    body = _html(segments, entries);
+  }
+  const bytes = new TextEncoder().encode(body);
+  headers.set("content-length", String(bytes.byteLength));
+  return new Response(req.method === "HEAD" ? null : bytes, {
+    status: 200,
+    headers,
+  });
+}
+
+function _html(segments: readonly string[], entries: ListingEntry[]): string {
+  const title = escapeHtml("/" + segments.map((s) => s + "/").join(""));
+  const rows: string[] = [];
+  if (segments.length > 0) {
+    rows.push(`<tr><td><a href="../">../</a></td><td></td><td></td></tr>`);
+  }
+  for (const e of entries) {
+    const slash = e.type === "directory" ? "/" : "";
+    const href = encodeURIComponent(e.name) + slash;
+    const when = e.mtime ? e.mtime.slice(0, 16).replace("T", " ") : "";
+    rows.push(
+      `<tr><td><a href="./${escapeHtml(href)}">${
+        escapeHtml(e.name)
+      }${slash}</a></td>` +
+        `<td class="n">${_size(e.size)}</td><td><time datetime="${
+          e.mtime ?? ""
+        }">${when}</time></td></tr>`,
+    );
+  }
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Index of ${title}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:1.5rem auto;max-width:60rem;padding:0 1rem;color:#222}
+h1{font-size:1.25rem;word-break:break-all}
+table{border-collapse:collapse;width:100%}
+th,td{padding:.4rem .5rem;text-align:left;border-bottom:1px solid #ddd}
+td:first-child{word-break:break-all}
+.n{text-align:right;white-space:nowrap}
+a{color:#0645ad;text-decoration:none}a:hover{text-decoration:underline}
+@media (max-width:40rem){th:nth-child(3),td:nth-child(3){display:none}}
+@media (prefers-color-scheme:dark){body{background:#111;color:#ddd}a{color:#8ab4f8}th,td{border-color:#333}}
+</style></head><body>
+<h1>Index of ${title}</h1>
+<table><thead><tr><th>Name</th><th class="n">Size</th><th>Modified (UTC)</th></tr></thead><tbody>
+${rows.join("\n")}
+</tbody></table></body></html>
+`;
+}

@@ -1,0 +1,120 @@
+/**
+ * {@linkcode serveStatic}: the static-file middleware (files, index files,
+ * directory listings, method handling).
+ *
+ * @module
+ */
+
+import { HttpError } from "../server/errors.ts";
+import { findFile } from "../server/resolve.ts";
+import type { Middleware } from "../server/types.ts";
+import { serveFile, type ServeFileOptions } from "./file.ts";
+import { renderListing } from "./listing.ts";
+
+/** Options of {@linkcode serveStatic}. */
+export interface ServeStaticOptions {
+  /**
+   * Index file names tried, in order, for a directory.
+   * @default {["index.html"]}
+   */
+  index?: string[];
+  /**
+   * List directories that have no index file.
+   * @default {false}
+   */
+  dirListing?: boolean;
+  /**
+   * Show dotfiles in listings (serving them is `resolvePath`'s choice).
+   * @default {false}
+   */
+  dotfiles?: boolean;
+  /**
+   * List and serve index files that are symlinks out of the root.
+   * @default {false}
+   */
+  followSymlinks?: boolean;
+  /**
+   * Files up to this size are sent from memory instead of streamed.
+   * @default {65536}
+   */
+  bufferBelow?: number;
+}
+
+const _ALLOW = "GET, HEAD, OPTIONS";
+
+/**
+ * Serves what `resolvePath()` found: regular files (see `serveFile`), a
+ * directory's index file, or its listing. `/dir` redirects to `/dir/` (query
+ * kept). GET and HEAD only: OPTIONS → 204 with `Allow`, other methods → 405.
+ * Paths that do not exist go to `next()`.
+ *
+ * @example A static server
+ * ```ts
+ * import { compose, resolvePath, serveStatic } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const root = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${root}/index.html`, "<h1>hi</h1>");
+ * const handler = compose([resolvePath({ root }), serveStatic()]);
+ * const res = await handler(new Request("http://localhost/"));
+ * assert.equal(res.headers.get("content-type"), "text/html; charset=UTF-8");
+ * assert.equal(await res.text(), "<h1>hi</h1>");
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ *
+ * @param options Index names, listings, buffering.
+ * @returns The middleware.
+ */
+export function serveStatic(options: ServeStaticOptions = {}): Middleware {
+  const {
+    index = ["index.html"],
+    dirListing = false,
+    dotfiles = false,
+    followSymlinks = false,
+  } = options;
+  const fileOptions: ServeFileOptions = {};
+  if (options.bufferBelow !== undefined) {
+    fileOptions.bufferBelow = options.bufferBelow;
+  }
+
+  return async function serveStaticMiddleware(req, ctx, next) {
+    const found = ctx.file;
+    const root = ctx.root;
+    if (!found || root === undefined) return next();
+    if (req.method === "OPTIONS") {
+      return new Response(null, { status: 204, headers: { allow: _ALLOW } });
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      throw new HttpError(405, `${req.method} not allowed`, {
+        headers: { allow: _ALLOW },
+      });
+    }
+    if (found.info.isFile) {
+      if (ctx.path.endsWith("/")) return next();
+      return serveFile(req, found.path, found.info, fileOptions);
+    }
+    if (!found.info.isDirectory) return next();
+    if (!ctx.path.endsWith("/")) {
+      const location = "/" + ctx.segments.map(encodeURIComponent).join("/") +
+        "/" + ctx.url.search;
+      return new Response(null, { status: 301, headers: { location } });
+    }
+    for (const name of index) {
+      const candidate = await findFile(
+        root,
+        [...ctx.segments, name],
+        followSymlinks,
+      );
+      if (candidate?.info.isFile) {
+        return serveFile(req, candidate.path, candidate.info, fileOptions);
+      }
+    }
+    if (dirListing) {
+      return renderListing(req, root, ctx.segments, {
+        dotfiles,
+        followSymlinks,
+      });
+    }
+    return next();
+  };
+}
