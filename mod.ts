@@ -76,7 +76,35 @@ export {
   type SetHeadersOptions,
 } from "./server/headers.ts";
 export { acceptedEncodings, prefersJson } from "./server/negotiate.ts";
-export { createHandler, type HandlerOptions } from "./server/handler.ts";
+export {
+  type ClosableHandler,
+  createHandler,
+  type HandlerOptions,
+} from "./server/handler.ts";
+export { cgi, type CgiOptions, DEFAULT_CGI_INTERPRETERS } from "./cgi/cgi.ts";
+export {
+  fastcgi,
+  type FastCgiMiddleware,
+  type FastCgiOptions,
+} from "./cgi/fastcgi/fastcgi.ts";
+export {
+  createFastCgiClient,
+  type FastCgiBackendStats,
+  type FastCgiClient,
+  type FastCgiClientOptions,
+  type FastCgiRequest,
+} from "./cgi/fastcgi/client.ts";
+export type { BackendPoolStats } from "./cgi/fastcgi/pool.ts";
+export { type FastCgiAddress, parseAddress } from "./cgi/fastcgi/address.ts";
+export {
+  FastCgiError,
+  type FastCgiErrorOptions,
+} from "./cgi/fastcgi/errors.ts";
+export {
+  type FastCgiSpawnOptions,
+  type FastCgiWorkers,
+  spawnFastCgiWorkers,
+} from "./cgi/fastcgi/spawn.ts";
 export { serveStatic, type ServeStaticOptions } from "./static/serve_static.ts";
 export { serveFile, type ServeFileOptions } from "./static/file.ts";
 export { contentType } from "./static/content_type.ts";
@@ -114,6 +142,21 @@ const server: { fetch: Handler } = { fetch: createHandler({ root: "." }) };
 export default server;
 
 if (import.meta.main) {
-  const { main } = await import("./server/cli.ts");
-  Deno.exit(await main(Deno.args));
+  // `deno run mod.ts` and `deno serve mod.ts` both set import.meta.main and
+  // Deno has no API to tell them apart (denoland/deno#25179). `deno serve`
+  // calls Deno.serve with the default export right after this module is
+  // evaluated (in every --parallel worker), so watch for that call for one
+  // macrotask, then start the CLI only if it did not happen.
+  const serve = Deno.serve;
+  let loadedByDenoServe = false;
+  Deno.serve = function detectDenoServe(...args: unknown[]) {
+    loadedByDenoServe = true;
+    return (serve as (...a: unknown[]) => unknown).apply(Deno, args);
+  } as typeof Deno.serve;
+  setTimeout(async () => {
+    Deno.serve = serve;
+    if (loadedByDenoServe) return;
+    const { main } = await import("./server/cli.ts");
+    Deno.exit(await main(Deno.args));
+  }, 0);
 }

@@ -8,6 +8,11 @@ import { parseArgs } from "node:util";
 import denoConfig from "../deno.json" with { type: "json" };
 import { createHandler, type HandlerOptions } from "./handler.ts";
 import { parseHeader } from "./headers.ts";
+import {
+  FASTCGI_USAGE,
+  fastCgiOptionsFromFlags,
+} from "../cgi/fastcgi/flags.ts";
+import { CGI_USAGE, cgiOptionsFromFlags } from "../cgi/flags.ts";
 
 const _USAGE = `Usage: serve [ROOT] [flags]
 
@@ -23,7 +28,7 @@ Flags:
   --header "Name: value" Set a header on every response (repeatable)
   --cert FILE            TLS certificate (PEM); needs --key; enables HTTPS + HTTP/2
   --key FILE             TLS private key (PEM)
-  --quiet                No access log
+${CGI_USAGE}${FASTCGI_USAGE}  --quiet                No access log
   --version              Print the version and exit
   --help                 Print this help and exit
 `;
@@ -60,6 +65,18 @@ function _parse(args: string[]): _Config | "help" | "version" {
         header: { type: "string", multiple: true, default: [] },
         cert: { type: "string" },
         key: { type: "string" },
+        cgi: { type: "boolean", default: false },
+        "cgi-dir": { type: "string", multiple: true },
+        "cgi-timeout": { type: "string" },
+        "cgi-interpreter": { type: "string", multiple: true },
+        "cgi-max-concurrent": { type: "string" },
+        "cgi-pass-auth": { type: "boolean", default: false },
+        "cgi-pass-env": { type: "string", multiple: true },
+        fastcgi: { type: "string", multiple: true },
+        "fastcgi-spawn": { type: "string" },
+        "fastcgi-workers": { type: "string" },
+        "fastcgi-front-controller": { type: "string" },
+        "fastcgi-ext": { type: "string" },
         quiet: { type: "boolean", default: false },
         version: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -96,7 +113,23 @@ function _parse(args: string[]): _Config | "help" | "version" {
       error instanceof Error ? error.message : String(error),
     );
   }
+  let fastcgi;
+  try {
+    fastcgi = fastCgiOptionsFromFlags(values);
+  } catch (error) {
+    throw new _UsageError(
+      error instanceof Error ? error.message : String(error),
+    );
+  }
   const root = positionals[0] ?? ".";
+  let cgi;
+  try {
+    cgi = cgiOptionsFromFlags(values, root);
+  } catch (error) {
+    throw new _UsageError(
+      error instanceof Error ? error.message : String(error),
+    );
+  }
   return {
     root,
     host: values.host,
@@ -112,6 +145,8 @@ function _parse(args: string[]): _Config | "help" | "version" {
       cors: values.cors,
       headers,
       accessLog: !values.quiet,
+      ...(cgi ? { cgi } : {}),
+      ...(fastcgi ? { fastcgi } : {}),
     },
   };
 }
@@ -128,6 +163,14 @@ async function _missingPermission(
     if (file !== undefined) {
       checks.push([{ name: "read", path: file }, `--allow-read=${file}`]);
     }
+  }
+  if (config.handler.cgi) {
+    // Scripts are programs anywhere under a directory: Deno cannot scope
+    // --allow-run to a directory, so CGI needs it unscoped.
+    checks.push([{ name: "run" }, "--allow-run"]);
+  }
+  if (config.handler.fastcgi?.spawn !== undefined) {
+    checks.push([{ name: "run" }, "--allow-run"]);
   }
   for (const [descriptor, flag] of checks) {
     const status = await Deno.permissions.query(descriptor);
@@ -217,6 +260,7 @@ export async function main(args: string[]): Promise<number> {
     }, handler);
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
+    await handler.close();
     return _fail(`cannot listen on ${config.host}:${config.port}: ${why}`);
   }
 
@@ -232,6 +276,7 @@ export async function main(args: string[]): Promise<number> {
   } finally {
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);
+    await handler.close(); // stops spawned FastCGI workers
   }
   return 0;
 }

@@ -13,6 +13,8 @@ import { setHeaders } from "./headers.ts";
 import { resolvePath } from "./resolve.ts";
 import type { Handler, LogFn, Middleware } from "./types.ts";
 import { serveStatic } from "../static/serve_static.ts";
+import { fastcgi, type FastCgiOptions } from "../cgi/fastcgi/fastcgi.ts";
+import { cgi, type CgiOptions } from "../cgi/cgi.ts";
 
 /** Options of {@linkcode createHandler}. */
 export interface HandlerOptions {
@@ -66,11 +68,45 @@ export interface HandlerOptions {
    * @default {defaultLog} (stderr)
    */
   log?: LogFn;
+  /**
+   * Run `*.php` (see {@linkcode FastCgiOptions.extensions}) through FastCGI
+   * responders (php-fpm) or spawned workers (`spawn: "php-cgi"`).
+   * @default {undefined} (off)
+   */
+  fastcgi?: FastCgiOptions;
+  /**
+   * Run CGI/1.1 scripts (by default the executables under `ROOT/cgi-bin/`
+   * at `/cgi-bin/`; see {@linkcode CgiOptions.dirs}).
+   * @default {undefined} (off)
+   */
+  cgi?: CgiOptions;
+}
+
+/**
+ * A handler that may own resources (spawned FastCGI workers, pooled
+ * connections): call {@linkcode ClosableHandler.close} on shutdown.
+ *
+ * @example Closing on shutdown
+ * ```ts ignore
+ * import { createHandler } from "@x/serve";
+ *
+ * const handler = createHandler({ root: ".", fastcgi: { spawn: "php-cgi" } });
+ * const server = Deno.serve(handler);
+ * Deno.addSignalListener("SIGTERM", async () => {
+ *   await server.shutdown();
+ *   await handler.close();
+ * });
+ * ```
+ */
+export interface ClosableHandler extends Handler, AsyncDisposable {
+  /** Releases what the handler owns (stops spawned workers). Safe to call twice. */
+  close(): Promise<void>;
 }
 
 /**
  * Builds the default handler: access log → CORS → headers → error pages →
- * path resolution → static files.
+ * path resolution → FastCGI (when configured) → static files. Call
+ * `close()` on shutdown to stop spawned FastCGI workers.
  *
  * @example Serving a folder
  * ```ts
@@ -91,7 +127,7 @@ export interface HandlerOptions {
  * @param options What to serve and how.
  * @returns A `Deno.serve` handler.
  */
-export function createHandler(options: HandlerOptions = {}): Handler {
+export function createHandler(options: HandlerOptions = {}): ClosableHandler {
   const root = options.root ?? ".";
   const chain: Middleware[] = [];
   if (options.accessLog) {
@@ -107,11 +143,23 @@ export function createHandler(options: HandlerOptions = {}): Handler {
     dotfiles: options.dotfiles ?? false,
     followSymlinks: options.followSymlinks ?? false,
   }));
+  if (options.cgi) chain.push(cgi(options.cgi));
+  const php = options.fastcgi
+    ? fastcgi({
+      ...(options.log ? { log: options.log } : {}),
+      ...options.fastcgi,
+    })
+    : undefined;
+  if (php) chain.push(php);
   chain.push(serveStatic({
     index: options.index ?? ["index.html"],
     dirListing: options.dirListing ?? false,
     dotfiles: options.dotfiles ?? false,
     followSymlinks: options.followSymlinks ?? false,
   }));
-  return compose(chain, options.log ? { log: options.log } : {});
+  const handler = compose(chain, options.log ? { log: options.log } : {});
+  const close = async (): Promise<void> => {
+    await php?.close();
+  };
+  return Object.assign(handler, { close, [Symbol.asyncDispose]: close });
 }

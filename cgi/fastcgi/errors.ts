@@ -40,11 +40,17 @@ export class FastCgiError extends Error {
   readonly stale: boolean;
 
   /**
+   * Creates the error.
+   *
    * @param status 502 or 504.
    * @param message Server-side detail.
    * @param options Stale flag and cause.
    */
-  constructor(status: 502 | 504, message: string, options: FastCgiErrorOptions = {}) {
+  constructor(
+    status: 502 | 504,
+    message: string,
+    options: FastCgiErrorOptions = {},
+  ) {
     super(message, { cause: options.cause });
     this.name = "FastCgiError";
     this.status = status;

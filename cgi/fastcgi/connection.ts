@@ -1,0 +1,136 @@
+/**
+ * {@linkcode FastCgiConnection}: one socket to a FastCGI responder, with
+ * timed record reads, full writes, and an idle watch that notices when the
+ * responder closes a kept connection.
+ *
+ * @module
+ */
+
+import { FastCgiError } from "./errors.ts";
+import { type FastCgiRecord, RecordReader } from "./record.ts";
+
+/**
+ * A connection to a FastCGI responder. It carries one request at a time
+ * (php-fpm does not multiplex).
+ *
+ * @example Wrapping a socket
+ * ```ts ignore
+ * import { FastCgiConnection } from "./connection.ts";
+ * const conn = new FastCgiConnection(await Deno.connect({ port: 9000 }));
+ * conn.close();
+ * ```
+ */
+export class FastCgiConnection {
+  readonly #conn: Deno.Conn;
+  readonly #reader: RecordReader;
+  #pending: Promise<FastCgiRecord | null> | undefined;
+  #watching = false;
+  #closed = false;
+  #onClose: (() => void)[] = [];
+  /** Requests completed on this connection (a connection is reused when > 0). */
+  completed = 0;
+
+  /** @param conn The connected socket. */
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+    this.#reader = new RecordReader(conn);
+  }
+
+  /** True once {@linkcode FastCgiConnection.close} ran or the peer went away. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Bytes received so far. */
+  get received(): number {
+    return this.#reader.received;
+  }
+
+  /** Registers a callback run once when the connection closes. */
+  onClose(callback: () => void): void {
+    if (this.#closed) callback();
+    else this.#onClose.push(callback);
+  }
+
+  /** Closes the socket (idempotent); pending reads reject. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed by the runtime
+    }
+    for (const callback of this.#onClose.splice(0)) callback();
+  }
+
+  /**
+   * Starts watching an idle connection: any byte or end of stream from the
+   * responder while idle closes it (a kept connection that the responder
+   * dropped is noticed at once instead of failing the next request).
+   */
+  watch(): void {
+    if (this.#closed) return;
+    this.#watching = true;
+    if (this.#pending) return;
+    const pending = this.#reader.next();
+    this.#pending = pending;
+    pending.then(
+      () => {
+        if (this.#watching) this.close();
+      },
+      () => {
+        if (this.#watching) this.close();
+      },
+    );
+  }
+
+  /** Stops the idle watch; the watch's read is handed to the next {@linkcode FastCgiConnection.read}. */
+  unwatch(): void {
+    this.#watching = false;
+  }
+
+  /**
+   * Writes all of `bytes`.
+   *
+   * @param bytes What to send.
+   */
+  async write(bytes: Uint8Array): Promise<void> {
+    let offset = 0;
+    while (offset < bytes.length) {
+      offset += await this.#conn.write(bytes.subarray(offset));
+    }
+  }
+
+  /**
+   * Reads the next record, or `null` at end of stream. After `timeout`
+   * milliseconds the connection is closed and a 504 {@linkcode FastCgiError}
+   * is thrown.
+   *
+   * @param timeout Milliseconds to wait (0 = forever).
+   * @returns The record or `null`.
+   */
+  async read(timeout: number): Promise<FastCgiRecord | null> {
+    const next = this.#pending ?? this.#reader.next();
+    this.#pending = undefined;
+    if (timeout <= 0) return await next;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.close();
+        reject(
+          new FastCgiError(
+            504,
+            `No data from the FastCGI responder for ${timeout} ms`,
+          ),
+        );
+      }, timeout);
+    });
+    try {
+      return await Promise.race([next, expired]);
+    } finally {
+      clearTimeout(timer);
+      next.catch(() => {});
+    }
+  }
+}

@@ -1,0 +1,317 @@
+/**
+ * {@linkcode exchange}: runs one FastCGI responder request on a connection.
+ * It sends BEGIN_REQUEST, the PARAMS stream and the STDIN stream (with
+ * backpressure), and returns STDOUT as a pull-based byte stream that ends at
+ * END_REQUEST. STDERR goes to a callback.
+ *
+ * @module
+ */
+
+import type { FastCgiConnection } from "./connection.ts";
+import { FastCgiError } from "./errors.ts";
+import {
+  _concat,
+  encodeBeginRequest,
+  encodeParams,
+  encodeRecord,
+  type FastCgiRecord,
+  MAX_CHUNK,
+  RecordType,
+} from "./record.ts";
+
+const _REQUEST_ID = 1;
+const _EMPTY = new Uint8Array();
+
+/** One request for a FastCGI responder. */
+export interface FastCgiRequest {
+  /** The params (CGI meta-variables), sent in this order. */
+  params: Iterable<readonly [string, string]>;
+  /**
+   * The request body for STDIN. Its length must equal `CONTENT_LENGTH`.
+   * A `Uint8Array` can be sent again on a retry; a stream only while unread.
+   */
+  body?: Uint8Array | ReadableStream<Uint8Array> | null;
+  /** Receives each STDERR record's text (for the server log). */
+  onStderr?: (text: string) => void;
+  /** Aborts the request (the client went away): the connection is closed. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@linkcode exchange}. */
+export interface ExchangeOptions {
+  /**
+   * Milliseconds from sending the request until the first response record.
+   * @default {60000}
+   */
+  firstByteTimeout?: number;
+  /**
+   * Milliseconds of silence allowed between records once the response started.
+   * @default {60000}
+   */
+  readTimeout?: number;
+  /**
+   * Ask the responder to keep the connection (FCGI_KEEP_CONN).
+   * @default {true}
+   */
+  keepConn?: boolean;
+  /**
+   * Called once when the connection is free again: `reusable` is true when
+   * the request ended cleanly and the connection may carry another one.
+   * @default {undefined}
+   */
+  onDone?: (reusable: boolean) => void;
+}
+
+/** What {@linkcode exchange} tracks about the request body, for retries. */
+export interface ExchangeState {
+  /** True once a chunk was pulled from a streamed body (no retry after that). */
+  bodyTouched: boolean;
+}
+
+/** True for errors that show the socket is dead (stale kept connection). */
+function _isConnectionGone(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.UnexpectedEof ||
+    error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted;
+}
+
+async function _writeBody(
+  conn: FastCgiConnection,
+  body: Uint8Array | ReadableStream<Uint8Array> | null | undefined,
+  state: ExchangeState,
+): Promise<void> {
+  if (body instanceof Uint8Array) {
+    for (let offset = 0; offset < body.length; offset += MAX_CHUNK) {
+      await conn.write(
+        encodeRecord(
+          RecordType.STDIN,
+          _REQUEST_ID,
+          body.subarray(offset, offset + MAX_CHUNK),
+        ),
+      );
+    }
+  } else if (body) {
+    const reader = body.getReader();
+    try {
+      while (true) {
+        if (conn.closed) {
+          throw new Deno.errors.BadResource("FastCGI connection closed");
+        }
+        state.bodyTouched = true;
+        const { done, value } = await reader.read();
+        if (done) break;
+        for (let offset = 0; offset < value.length; offset += MAX_CHUNK) {
+          await conn.write(
+            encodeRecord(
+              RecordType.STDIN,
+              _REQUEST_ID,
+              value.subarray(offset, offset + MAX_CHUNK),
+            ),
+          );
+        }
+      }
+    } catch (error) {
+      await reader.cancel().catch(() => {});
+      throw error;
+    } finally {
+      reader.releaseLock();
+    }
+  }
+  await conn.write(encodeRecord(RecordType.STDIN, _REQUEST_ID, _EMPTY));
+}
+
+/**
+ * Runs one request on `conn`. Resolves once the first STDOUT bytes (or the
+ * end of the request) arrived, with STDOUT as a byte stream; rejects with a
+ * {@linkcode FastCgiError} (`stale` when a reused connection died before
+ * any response byte). Cancelling the stream closes the connection.
+ *
+ * @example Running a request on a connection
+ * ```ts ignore
+ * import { FastCgiConnection } from "./connection.ts";
+ * import { exchange } from "./exchange.ts";
+ *
+ * const conn = new FastCgiConnection(await Deno.connect({ port: 9000 }));
+ * const stdout = await exchange(conn, {
+ *   params: [["SCRIPT_FILENAME", "/srv/www/index.php"], ["REQUEST_METHOD", "GET"]],
+ * }, { state: { bodyTouched: false }, onDone: () => conn.close() });
+ * console.log(await new Response(stdout).text());
+ * ```
+ *
+ * @param conn A free connection.
+ * @param request Params, body, STDERR sink and abort signal.
+ * @param options Timeouts, keep-alive and the completion callback.
+ * @returns STDOUT as a byte stream.
+ */
+export async function exchange(
+  conn: FastCgiConnection,
+  request: FastCgiRequest,
+  options: ExchangeOptions & { state?: ExchangeState } = {},
+): Promise<ReadableStream<Uint8Array>> {
+  const {
+    firstByteTimeout = 60_000,
+    readTimeout = 60_000,
+    keepConn = true,
+    onDone,
+  } = options;
+  const state = options.state ?? { bodyTouched: false };
+  const reused = conn.completed > 0;
+  const receivedBefore = conn.received;
+  const decoder = new TextDecoder();
+  let settled = false;
+  let bodyDone = false;
+  let bodyError: unknown;
+
+  const finish = (reusable: boolean): void => {
+    if (settled) return;
+    settled = true;
+    request.signal?.removeEventListener("abort", onAbort);
+    if (reusable && !conn.closed) conn.completed++;
+    else conn.close();
+    onDone?.(reusable && !conn.closed);
+  };
+  function onAbort(): void {
+    finish(false);
+  }
+  if (request.signal?.aborted) {
+    finish(false);
+    throw new FastCgiError(502, "Request aborted before it was sent");
+  }
+  request.signal?.addEventListener("abort", onAbort, { once: true });
+
+  // Headers first: a failure here means nothing reached the responder.
+  try {
+    await conn.write(
+      _concat([
+        encodeBeginRequest(_REQUEST_ID, keepConn),
+        encodeParams(_REQUEST_ID, request.params),
+      ]),
+    );
+  } catch (error) {
+    finish(false);
+    if (error instanceof RangeError) {
+      throw new FastCgiError(502, error.message, { cause: error });
+    }
+    throw new FastCgiError(
+      502,
+      "Cannot send the request to the FastCGI responder",
+      {
+        stale: reused && _isConnectionGone(error),
+        cause: error,
+      },
+    );
+  }
+  _writeBody(conn, request.body, state).then(
+    () => {
+      bodyDone = true;
+    },
+    (error) => {
+      bodyError = error;
+      conn.close();
+    },
+  );
+
+  /** Reads until STDOUT data (returned) or END_REQUEST (`null`). */
+  const nextChunk = async (timeout: number): Promise<Uint8Array | null> => {
+    while (true) {
+      let record: FastCgiRecord | null;
+      try {
+        record = await conn.read(timeout);
+      } catch (error) {
+        if (error instanceof FastCgiError) throw error;
+        if (error instanceof SyntaxError) {
+          throw new FastCgiError(
+            502,
+            `Malformed FastCGI record: ${error.message}`,
+            { cause: error },
+          );
+        }
+        throw new FastCgiError(502, "FastCGI connection failed", {
+          stale: reused && conn.received === receivedBefore &&
+            _isConnectionGone(error),
+          cause: bodyError ?? error,
+        });
+      }
+      if (record === null) {
+        throw new FastCgiError(
+          502,
+          "FastCGI responder closed the connection before END_REQUEST",
+          {
+            stale: reused && conn.received === receivedBefore,
+            cause: bodyError,
+          },
+        );
+      }
+      if (record.requestId !== _REQUEST_ID) continue; // management records and inactive ids
+      switch (record.type) {
+        case RecordType.STDOUT:
+          if (record.content.length > 0) return record.content;
+          continue;
+        case RecordType.STDERR:
+          if (record.content.length > 0) {
+            request.onStderr?.(decoder.decode(record.content));
+          }
+          continue;
+        case RecordType.END_REQUEST: {
+          const protocolStatus = record.content[4];
+          if (record.content.length < 8 || protocolStatus !== 0) {
+            throw new FastCgiError(
+              502,
+              `FastCGI responder rejected the request (protocol status ${protocolStatus})`,
+            );
+          }
+          return null;
+        }
+        default:
+          throw new FastCgiError(
+            502,
+            `Unexpected FastCGI record type ${record.type}`,
+          );
+      }
+    }
+  };
+
+  let first: Uint8Array | null;
+  try {
+    first = await nextChunk(firstByteTimeout);
+  } catch (error) {
+    finish(false);
+    throw error;
+  }
+  if (first === null) {
+    finish(bodyDone);
+    return new ReadableStream({
+      start(controller) {
+        controller.close();
+      },
+    });
+  }
+  let pending: Uint8Array | null = first;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (pending) {
+        controller.enqueue(pending);
+        pending = null;
+        return;
+      }
+      try {
+        const chunk = await nextChunk(readTimeout);
+        if (chunk) controller.enqueue(chunk);
+        else {
+          finish(bodyDone);
+          controller.close();
+        }
+      } catch (error) {
+        finish(false);
+        controller.error(error);
+      }
+    },
+    cancel() {
+      finish(false);
+    },
+  }, { highWaterMark: 0 });
+}

@@ -1,0 +1,140 @@
+/**
+ * {@linkcode fastCgiOptionsFromFlags}: turns the CLI's `--fastcgi*` flags
+ * into {@linkcode FastCgiOptions}, validating them.
+ *
+ * @module
+ */
+
+import { parseAddress } from "./address.ts";
+import type { FastCgiOptions } from "./fastcgi.ts";
+import { splitCommand } from "./spawn.ts";
+
+/** The raw `--fastcgi*` flag values, as `parseArgs` returns them. */
+export interface FastCgiFlags {
+  /** `--fastcgi ADDR` (repeatable). */
+  fastcgi?: string[];
+  /** `--fastcgi-spawn "CMD"`. */
+  "fastcgi-spawn"?: string;
+  /** `--fastcgi-workers N`. */
+  "fastcgi-workers"?: string;
+  /** `--fastcgi-front-controller PATH`. */
+  "fastcgi-front-controller"?: string;
+  /** `--fastcgi-ext .php,.phtml`. */
+  "fastcgi-ext"?: string;
+}
+
+/** The `--help` lines of the FastCGI flags. */
+export const FASTCGI_USAGE =
+  `  --fastcgi ADDR         Run *.php through a FastCGI responder such as php-fpm:
+                         host:port or unix:/path (repeatable: round-robin)
+  --fastcgi-spawn "CMD"  Start and supervise FastCGI workers, e.g. "php-cgi"
+                         (each gets -b SOCKET, or {socket} is replaced)
+  --fastcgi-workers N    Worker processes for --fastcgi-spawn (default 4)
+  --fastcgi-front-controller PATH
+                         Send paths that do not exist to this script (/index.php)
+  --fastcgi-ext LIST     Script extensions, comma-separated (default .php)
+`;
+
+/**
+ * Builds the gateway options from the flags; `undefined` when neither
+ * `--fastcgi` nor `--fastcgi-spawn` is given. Throws a `TypeError` with a
+ * user-facing message for invalid values.
+ *
+ * @example Parsing flags
+ * ```ts
+ * import { fastCgiOptionsFromFlags } from "./flags.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const options = fastCgiOptionsFromFlags({
+ *   fastcgi: ["127.0.0.1:9000", "unix:/run/php/fpm.sock"],
+ *   "fastcgi-front-controller": "/index.php",
+ * });
+ * assert.deepEqual(options?.backends, ["127.0.0.1:9000", "unix:/run/php/fpm.sock"]);
+ * assert.equal(fastCgiOptionsFromFlags({}), undefined);
+ * assert.throws(() => fastCgiOptionsFromFlags({ fastcgi: ["nope"] }), TypeError);
+ * ```
+ *
+ * @param flags The parsed flag values.
+ * @returns The options, or `undefined`.
+ */
+export function fastCgiOptionsFromFlags(
+  flags: FastCgiFlags,
+): FastCgiOptions | undefined {
+  const backends = flags.fastcgi ?? [];
+  const spawn = flags["fastcgi-spawn"];
+  if (backends.length === 0 && spawn === undefined) {
+    for (
+      const name of [
+        "fastcgi-workers",
+        "fastcgi-front-controller",
+        "fastcgi-ext",
+      ] as const
+    ) {
+      if (flags[name] !== undefined) {
+        throw new TypeError(`--${name} needs --fastcgi or --fastcgi-spawn`);
+      }
+    }
+    return undefined;
+  }
+  if (backends.length > 0 && spawn !== undefined) {
+    throw new TypeError("--fastcgi and --fastcgi-spawn cannot be combined");
+  }
+  for (const address of backends) {
+    try {
+      parseAddress(address);
+    } catch {
+      throw new TypeError(
+        `Invalid --fastcgi "${address}": expected host:port or unix:/path`,
+      );
+    }
+  }
+  const options: FastCgiOptions = {};
+  if (backends.length > 0) options.backends = backends;
+  if (spawn !== undefined) {
+    let argv: string[];
+    try {
+      argv = splitCommand(spawn);
+    } catch {
+      throw new TypeError(
+        `Invalid --fastcgi-spawn "${spawn}": unterminated quote`,
+      );
+    }
+    if (argv.length === 0) {
+      throw new TypeError("Invalid --fastcgi-spawn: empty command");
+    }
+    options.spawn = argv;
+  }
+  const workers = flags["fastcgi-workers"];
+  if (workers !== undefined) {
+    if (spawn === undefined) {
+      throw new TypeError("--fastcgi-workers needs --fastcgi-spawn");
+    }
+    const n = Number(workers);
+    if (!/^\d+$/.test(workers) || n < 1 || n > 256) {
+      throw new TypeError(
+        `Invalid --fastcgi-workers "${workers}": expected 1-256`,
+      );
+    }
+    options.workers = n;
+  }
+  const front = flags["fastcgi-front-controller"];
+  if (front !== undefined) {
+    if (!front.startsWith("/")) {
+      throw new TypeError(
+        `Invalid --fastcgi-front-controller "${front}": expected a path like /index.php`,
+      );
+    }
+    options.frontController = front;
+  }
+  const ext = flags["fastcgi-ext"];
+  if (ext !== undefined) {
+    const list = ext.split(",").map((e) => e.trim()).filter((e) => e !== "");
+    if (list.length === 0 || list.some((e) => !/^\.[A-Za-z0-9_-]+$/.test(e))) {
+      throw new TypeError(
+        `Invalid --fastcgi-ext "${ext}": expected a list like .php,.phtml`,
+      );
+    }
+    options.extensions = list;
+  }
+  return options;
+}

@@ -1,0 +1,262 @@
+/**
+ * {@linkcode createBackendPool}: the connections to one FastCGI backend. It
+ * opens connections on demand, keeps a few idle ones (FCGI_KEEP_CONN) for
+ * reuse, closes them after an idle timeout, and caps the open count.
+ *
+ * @module
+ */
+
+import { type FastCgiAddress, formatAddress, parseAddress } from "./address.ts";
+import { FastCgiConnection } from "./connection.ts";
+import { FastCgiError } from "./errors.ts";
+
+/** Options of {@linkcode createBackendPool}. */
+export interface BackendPoolOptions {
+  /**
+   * Idle connections kept open for reuse. Each one pins a responder worker
+   * (php-fpm), so keep it below the worker count (divided by the number of
+   * server isolates). 0 disables connection reuse.
+   * @default {2}
+   */
+  keepAlive?: number;
+  /**
+   * Most connections open at once (busy + idle); further requests wait for
+   * one. 0 means no limit (extra connections wait in the responder's listen
+   * backlog).
+   * @default {0}
+   */
+  maxConnections?: number;
+  /**
+   * Milliseconds an idle kept connection stays open. Keep it below php-fpm's
+   * `request_terminate_timeout`, which also kills idle kept workers.
+   * @default {10000}
+   */
+  keepAliveTimeout?: number;
+  /**
+   * Milliseconds allowed to establish a connection (then 504).
+   * @default {5000}
+   */
+  connectTimeout?: number;
+  /**
+   * Called whenever a connection becomes free or closes (so waiters retry).
+   * @default {undefined}
+   */
+  onRelease?: () => void;
+  /**
+   * How many requests wait for a connection of this pool; a released
+   * connection is then kept for them even beyond `keepAlive`.
+   * @default {() => 0}
+   */
+  waiting?: () => number;
+}
+
+/** Counters of a {@linkcode BackendPool}. */
+export interface BackendPoolStats {
+  /** Connections open (busy + idle). */
+  open: number;
+  /** Idle connections kept for reuse. */
+  idle: number;
+  /** Connections opened since the pool was created. */
+  opened: number;
+  /** Bytes received from the backend since the pool was created. */
+  received: number;
+}
+
+/** The connections to one backend; see {@linkcode createBackendPool}. */
+export interface BackendPool {
+  /** The backend address. */
+  readonly address: FastCgiAddress;
+  /** The address as text, for logs. */
+  readonly label: string;
+  /** True when {@linkcode BackendPool.acquire} would not have to wait. */
+  hasCapacity(): boolean;
+  /** An idle connection, or a new one (throws a {@linkcode FastCgiError} when connecting fails). */
+  acquire(): Promise<FastCgiConnection>;
+  /** Gives a connection back: kept idle when `reusable` and there is room, else closed. */
+  release(conn: FastCgiConnection, reusable: boolean): void;
+  /** Current counters. */
+  stats(): BackendPoolStats;
+  /** Closes the idle connections. */
+  closeIdle(): void;
+  /** Closes every connection; later releases close theirs. */
+  close(): void;
+}
+
+async function _connect(
+  address: FastCgiAddress,
+  timeout: number,
+): Promise<Deno.Conn> {
+  const controller = new AbortController();
+  let timedOut = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const connecting = address.transport === "unix"
+    ? Deno.connect({ transport: "unix", path: address.path })
+    : Deno.connect({
+      hostname: address.hostname,
+      port: address.port,
+      signal: controller.signal,
+    });
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+      reject(
+        new FastCgiError(
+          504,
+          `Timed out connecting to ${
+            formatAddress(address)
+          } after ${timeout} ms`,
+        ),
+      );
+    }, timeout);
+  });
+  try {
+    return await Promise.race([connecting, expired]);
+  } catch (error) {
+    if (error instanceof FastCgiError) throw error;
+    if (timedOut) {
+      throw new FastCgiError(
+        504,
+        `Timed out connecting to ${formatAddress(address)}`,
+      );
+    }
+    throw new FastCgiError(502, `Cannot connect to ${formatAddress(address)}`, {
+      cause: error,
+    });
+  } finally {
+    clearTimeout(timer);
+    if (timedOut) connecting.then((c) => c.close(), () => {});
+  }
+}
+
+/**
+ * Creates the connection pool of one backend.
+ *
+ * @example Reusing a connection
+ * ```ts ignore
+ * import { createBackendPool } from "./pool.ts";
+ *
+ * const pool = createBackendPool("127.0.0.1:9000", { keepAlive: 2 });
+ * const conn = await pool.acquire();
+ * // ... run a request with exchange() ...
+ * pool.release(conn, true);
+ * pool.close();
+ * ```
+ *
+ * @param address `host:port`, `unix:/path` or a parsed address.
+ * @param options Keep-alive, limits and timeouts.
+ * @returns The pool.
+ */
+export function createBackendPool(
+  address: string | FastCgiAddress,
+  options: BackendPoolOptions = {},
+): BackendPool {
+  const {
+    keepAlive = 2,
+    maxConnections = 0,
+    keepAliveTimeout = 10_000,
+    connectTimeout = 5_000,
+    onRelease,
+  } = options;
+  const waiting = options.waiting ?? (() => 0);
+  const parsed = parseAddress(address);
+  const label = formatAddress(parsed);
+  const idle: FastCgiConnection[] = [];
+  const timers = new Map<FastCgiConnection, ReturnType<typeof setTimeout>>();
+  const live = new Set<FastCgiConnection>();
+  let open = 0;
+  let opened = 0;
+  let receivedClosed = 0;
+  let closed = false;
+
+  function clearIdle(conn: FastCgiConnection): void {
+    const timer = timers.get(conn);
+    if (timer !== undefined) clearTimeout(timer);
+    timers.delete(conn);
+    const i = idle.indexOf(conn);
+    if (i >= 0) idle.splice(i, 1);
+  }
+
+  function hasCapacity(): boolean {
+    return idle.length > 0 || maxConnections <= 0 || open < maxConnections;
+  }
+
+  async function acquire(): Promise<FastCgiConnection> {
+    if (closed) throw new FastCgiError(502, `Backend ${label} is closed`);
+    const reused = idle.pop();
+    if (reused) {
+      clearIdle(reused);
+      reused.unwatch();
+      return reused;
+    }
+    open++;
+    let conn: FastCgiConnection;
+    try {
+      conn = new FastCgiConnection(await _connect(parsed, connectTimeout));
+    } catch (error) {
+      open--;
+      onRelease?.();
+      throw error;
+    }
+    opened++;
+    live.add(conn);
+    conn.onClose(() => {
+      live.delete(conn);
+      receivedClosed += conn.received;
+      clearIdle(conn);
+      open--;
+      onRelease?.();
+    });
+    if (closed) {
+      conn.close();
+      throw new FastCgiError(502, `Backend ${label} is closed`);
+    }
+    return conn;
+  }
+
+  function release(conn: FastCgiConnection, reusable: boolean): void {
+    if (conn.closed) return;
+    const handOff = idle.length < waiting();
+    // Without a connection cap, more than `keepAlive` open connections means
+    // others of ours may sit in the responder's backlog: keeping this one
+    // idle would pin a worker they need, so close it.
+    const overloaded = maxConnections <= 0 && open > keepAlive;
+    if (
+      !reusable || closed ||
+      (!handOff && (idle.length >= keepAlive || overloaded))
+    ) {
+      conn.close();
+      return;
+    }
+    idle.push(conn);
+    timers.set(conn, setTimeout(() => conn.close(), keepAliveTimeout));
+    conn.watch();
+    onRelease?.();
+  }
+
+  function stats(): BackendPoolStats {
+    let received = receivedClosed;
+    for (const conn of live) received += conn.received;
+    return { open, idle: idle.length, opened, received };
+  }
+
+  function closeIdle(): void {
+    for (const conn of [...idle]) conn.close();
+  }
+
+  function close(): void {
+    closed = true;
+    closeIdle();
+  }
+
+  return {
+    address: parsed,
+    label,
+    hasCapacity,
+    acquire,
+    release,
+    stats,
+    closeIdle,
+    close,
+  };
+}

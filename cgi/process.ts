@@ -1,0 +1,132 @@
+/**
+ * Script processes: {@linkcode spawnInGroup} starts a program in a process
+ * group of its own, and {@linkcode killGroup} ends the whole group, so
+ * that nothing a script started outlives it.
+ *
+ * @module
+ */
+
+/** Options of {@linkcode spawnInGroup}. */
+export interface SpawnInGroupOptions {
+  /**
+   * Arguments after the program name. Never derived from the request.
+   * @default {[]}
+   */
+  args?: string[];
+  /**
+   * The working directory.
+   * @default {undefined} (the server's)
+   */
+  cwd?: string;
+  /**
+   * The complete environment: the server's own environment is never
+   * inherited (`clearEnv`).
+   * @default {{}}
+   */
+  env?: Record<string, string>;
+  /**
+   * Pipe stdin (`true`) or connect it to `/dev/null` (`false`).
+   * @default {false}
+   */
+  stdin?: boolean;
+}
+
+/**
+ * Spawns `program` as the leader of a new process group (`detached`), with
+ * piped stdout and stderr and a cleared environment. The group id is the
+ * child's pid, so `killGroup(child, …)` reaches its descendants too.
+ * Throws what `Deno.Command#spawn` throws (e.g. `NotFound`,
+ * `PermissionDenied`, `NotCapable`).
+ *
+ * @example Running a command and reading its output
+ * ```ts
+ * import { spawnInGroup } from "./process.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const child = spawnInGroup("/bin/sh", {
+ *   args: ["-c", "echo $GREETING"],
+ *   env: { GREETING: "hi" },
+ * });
+ * child.stderr.cancel();
+ * assert.equal(await new Response(child.stdout).text(), "hi\n");
+ * assert.equal((await child.status).code, 0);
+ * ```
+ *
+ * @param program The executable (absolute path, or a name looked up in the
+ *   server's `PATH`).
+ * @param options Arguments, cwd, environment and stdin mode.
+ * @returns The child process.
+ */
+export function spawnInGroup(
+  program: string,
+  options: SpawnInGroupOptions = {},
+): Deno.ChildProcess {
+  const { args = [], cwd, env = {}, stdin = false } = options;
+  return new Deno.Command(program, {
+    args,
+    cwd,
+    env,
+    clearEnv: true,
+    stdin: stdin ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+    detached: true,
+  }).spawn();
+}
+
+/**
+ * Sends `signal` to the process group led by `pid`. Returns false when the
+ * group no longer exists.
+ */
+function _signalGroup(pid: number, signal: Deno.Signal): boolean {
+  try {
+    Deno.kill(-pid, signal);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    // ESRCH surfaces as NotFound; EPERM once the group is gone and the id reused.
+    if (error instanceof Deno.errors.PermissionDenied) return false;
+    throw error;
+  }
+}
+
+/**
+ * Ends the process group of `child`: SIGTERM to the group, then, once the
+ * child exited or `graceMs` passed, SIGKILL to whatever is left of the
+ * group (grandchildren that ignore SIGTERM included). Resolves when the
+ * child was reaped.
+ *
+ * @example Killing a script and its background job
+ * ```ts
+ * import { killGroup, spawnInGroup } from "./process.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const child = spawnInGroup("/bin/sh", { args: ["-c", "sleep 30 & sleep 30"] });
+ * await killGroup(child, 1000);
+ * assert.equal((await child.status).signal, "SIGTERM");
+ * await child.stdout.cancel();
+ * await child.stderr.cancel();
+ * ```
+ *
+ * @param child A child started by {@linkcode spawnInGroup}.
+ * @param graceMs How long to wait between SIGTERM and SIGKILL.
+ */
+export async function killGroup(
+  child: Deno.ChildProcess,
+  graceMs = 2000,
+): Promise<void> {
+  let exited = false;
+  const status = child.status.then(() => {
+    exited = true;
+  });
+  _signalGroup(child.pid, "SIGTERM");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    status,
+    new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs)),
+  ]);
+  clearTimeout(timer);
+  // The group outlives its leader while any member lives: kill the rest.
+  _signalGroup(child.pid, "SIGKILL");
+  if (!exited) await status;
+}

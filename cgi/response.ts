@@ -1,0 +1,327 @@
+/**
+ * Parsing a CGI response (RFC 3875 §6): {@linkcode parseCgiResponse} reads
+ * the header block a script writes before its body and tells what kind of
+ * response it is; {@linkcode toHttpResponse} turns the result into a
+ * `Response`. Used by CGI and FastCGI alike (FastCGI's stdout is a CGI
+ * response).
+ *
+ * @module
+ */
+
+import { HttpError } from "../server/errors.ts";
+
+/** Options of {@linkcode parseCgiResponse}. */
+export interface ParseCgiResponseOptions {
+  /**
+   * The most bytes the header block (up to and including the blank line)
+   * may take. A longer block is a 502.
+   * @default {65536}
+   */
+  maxHeaderBytes?: number;
+  /**
+   * Parse a non-parsed-header (`nph-`) response: the output starts with an
+   * HTTP status line (`HTTP/1.1 200 OK`) whose status is used as given, no
+   * CGI field is required, and `Location` is never interpreted.
+   * @default {false}
+   */
+  nph?: boolean;
+}
+
+/** What a script answered, once its header block was read. */
+export interface CgiResponse {
+  /** The HTTP status: `Status:`, 302 for a client redirect, else 200. */
+  status: number;
+  /** The reason phrase the script gave, or `""`. */
+  statusText: string;
+  /**
+   * The headers to send: validated, without `Status`, hop-by-hop and framing
+   * headers (`Connection`, `Keep-Alive`, `Transfer-Encoding`, `TE`,
+   * `Trailer`, `Upgrade`, `Proxy-Connection`, `Content-Length`). Repeated
+   * fields (e.g. `Set-Cookie`) are kept as separate values.
+   */
+  headers: Headers;
+  /**
+   * Set for a local redirect (`Location: /path?query` without `Status`):
+   * the server must answer with what it would serve for that path itself.
+   * The body should then be discarded.
+   */
+  localRedirect: string | undefined;
+  /** The body: the rest of the output, streamed with backpressure. */
+  body: ReadableStream<Uint8Array>;
+}
+
+const _TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const _STATUS = /^(\d{3})(?:[ \t]+(.*))?$/;
+const _NPH_STATUS_LINE = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/;
+const _SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/;
+/** Framing and hop-by-hop headers: the server frames the response itself. */
+const _DROPPED = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "te",
+  "trailer",
+  "upgrade",
+  "content-length",
+]);
+/** The CGI fields: each may appear at most once (RFC 3875 §6.3). */
+const _CGI_FIELDS = new Set(["status", "content-type", "location"]);
+
+function _bad(message: string): HttpError {
+  return new HttpError(502, `Invalid script response: ${message}`);
+}
+
+/** Decodes bytes one char per byte, so header values keep their bytes. */
+function _latin1(bytes: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  }
+  return s;
+}
+
+/** True when the line holds a control char other than HTAB (CR, LF, NUL…). */
+function _hasControl(line: string): boolean {
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
+  }
+  return false;
+}
+
+/** Reads until the blank line ending the header block; returns its lines and the leftover bytes. */
+async function _readHeaderLines(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  maxHeaderBytes: number,
+): Promise<{ lines: string[]; rest: Uint8Array }> {
+  const lines: string[] = [];
+  let buf: Uint8Array = new Uint8Array(0);
+  let consumed = 0;
+  let scanFrom = 0;
+  while (true) {
+    const lf = buf.indexOf(0x0a, scanFrom);
+    if (lf === -1) {
+      if (consumed + buf.length > maxHeaderBytes) {
+        throw _bad(`header block larger than ${maxHeaderBytes} bytes`);
+      }
+      const { value, done } = await reader.read();
+      if (done) {
+        throw _bad(
+          lines.length || buf.length
+            ? "output ended inside the header block"
+            : "no output",
+        );
+      }
+      scanFrom = buf.length;
+      const next = new Uint8Array(buf.length + value.length);
+      next.set(buf);
+      next.set(value, buf.length);
+      buf = next;
+      continue;
+    }
+    consumed += lf + 1;
+    if (consumed > maxHeaderBytes) {
+      throw _bad(`header block larger than ${maxHeaderBytes} bytes`);
+    }
+    const end = lf > 0 && buf[lf - 1] === 0x0d ? lf - 1 : lf;
+    const line = _latin1(buf.subarray(0, end));
+    buf = buf.subarray(lf + 1);
+    scanFrom = 0;
+    if (line === "") return { lines, rest: buf };
+    lines.push(line);
+  }
+}
+
+/** A stream of `rest` followed by whatever `reader` still yields. */
+function _bodyStream(
+  rest: Uint8Array,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): ReadableStream<Uint8Array> {
+  let first: Uint8Array | undefined = rest.length ? rest.slice() : undefined;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (first) {
+        controller.enqueue(first);
+        first = undefined;
+        return;
+      }
+      const { value, done } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * Reads a CGI header block from `output` (LF or CRLF line ends, mixed too)
+ * and classifies the response as RFC 3875 §6.2 does:
+ *
+ * - **document**: `Content-Type` and/or `Status` (default 200);
+ * - **local redirect**: `Location: /abs-path[?query]` and no `Status`
+ *   (`localRedirect` is set; other fields and the body are to be ignored);
+ * - **client redirect**: any other `Location` without `Status` → 302;
+ * - **client redirect with document**: `Location` with `Status`.
+ *
+ * Throws a 502 {@linkcode HttpError} when the output is not a valid header
+ * block: no output, end of output before the blank line, a block over
+ * `maxHeaderBytes`, a line without `:` or with a name that is not a token,
+ * a folded (continuation) line, a CR, LF, NUL or other control character
+ * inside a line, a `Status` that is not `NNN [reason]` with NNN in
+ * 200-599, a CGI field given twice, or no CGI field at all. Errors from
+ * `output` itself (e.g. a timeout) are rethrown unchanged. On any error
+ * `output` is cancelled.
+ *
+ * @example Parsing a document response
+ * ```ts
+ * import { parseCgiResponse } from "./response.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const output = new Response(
+ *   "Status: 201 Created\nContent-Type: text/plain\nSet-Cookie: a=1\nSet-Cookie: b=2\n\nhello",
+ * ).body!;
+ * const res = await parseCgiResponse(output);
+ * assert.equal(res.status, 201);
+ * assert.deepEqual(res.headers.getSetCookie(), ["a=1", "b=2"]);
+ * assert.equal(await new Response(res.body).text(), "hello");
+ * ```
+ *
+ * @example A local redirect
+ * ```ts
+ * import { parseCgiResponse } from "./response.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const res = await parseCgiResponse(new Response("Location: /other?x=1\r\n\r\n").body!);
+ * assert.equal(res.localRedirect, "/other?x=1");
+ * await res.body.cancel();
+ * ```
+ *
+ * @param output The script's stdout.
+ * @param options Header size cap and NPH mode.
+ * @returns The status, headers, local redirect target and body stream.
+ */
+export async function parseCgiResponse(
+  output: ReadableStream<Uint8Array>,
+  options: ParseCgiResponseOptions = {},
+): Promise<CgiResponse> {
+  const { maxHeaderBytes = 65536, nph = false } = options;
+  const reader = output.getReader();
+  try {
+    const { lines, rest } = await _readHeaderLines(reader, maxHeaderBytes);
+    const headers = new Headers();
+    let status: number | undefined;
+    let statusText = "";
+    let location: string | undefined;
+    let contentType = false;
+    const seen = new Set<string>();
+    let index = 0;
+    if (nph) {
+      const m = _NPH_STATUS_LINE.exec(lines[0] ?? "");
+      if (!m || _hasControl(lines[0] ?? "")) {
+        throw _bad("nph output does not start with an HTTP/1.x status line");
+      }
+      status = Number(m[1]);
+      statusText = m[2] ?? "";
+      if (status < 200 || status > 599) {
+        throw _bad(`status ${status} out of range`);
+      }
+      index = 1;
+    }
+    for (; index < lines.length; index++) {
+      const line = lines[index]!;
+      if (_hasControl(line)) {
+        throw _bad("control character (CR, NUL…) in a header line");
+      }
+      if (line[0] === " " || line[0] === "\t") throw _bad("folded header line");
+      const colon = line.indexOf(":");
+      if (colon === -1) throw _bad("header line without a colon");
+      const name = line.slice(0, colon);
+      if (!_TOKEN.test(name)) throw _bad("header name is not a token");
+      const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+      const lower = name.toLowerCase();
+      if (value === "") continue; // an empty field counts as absent
+      if (!nph && _CGI_FIELDS.has(lower)) {
+        if (seen.has(lower)) throw _bad(`"${lower}" given twice`);
+        seen.add(lower);
+      }
+      if (!nph && lower === "status") {
+        const m = _STATUS.exec(value);
+        if (!m) throw _bad("malformed Status");
+        status = Number(m[1]);
+        statusText = m[2] ?? "";
+        if (status < 200 || status > 599) {
+          throw _bad(`status ${status} out of range`);
+        }
+        continue;
+      }
+      if (_DROPPED.has(lower)) continue;
+      if (lower === "location") location = value;
+      if (lower === "content-type") contentType = true;
+      headers.append(name, value);
+    }
+    let localRedirect: string | undefined;
+    if (!nph) {
+      if (status === undefined && location === undefined && !contentType) {
+        throw _bad("no Content-Type, Status or Location");
+      }
+      if (location !== undefined && status === undefined) {
+        if (
+          location.startsWith("/") && !location.startsWith("//") &&
+          !_SCHEME.test(location)
+        ) {
+          localRedirect = location;
+        }
+        status = 302;
+      }
+    }
+    return {
+      status: status ?? 200,
+      statusText,
+      headers,
+      localRedirect,
+      body: _bodyStream(rest, reader),
+    };
+  } catch (error) {
+    reader.cancel(error).catch(() => {});
+    throw error;
+  }
+}
+
+/** Statuses whose response must not carry a body. */
+const _NULL_BODY = new Set([204, 205, 304]);
+
+/**
+ * Turns a parsed {@linkcode CgiResponse} into a `Response`. For `HEAD`
+ * requests and statuses that carry no body (204, 205, 304) the script's
+ * body is cancelled instead of sent (RFC 3875 §4.3.3).
+ *
+ * @example Answering a HEAD request
+ * ```ts
+ * import { parseCgiResponse, toHttpResponse } from "./response.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const parsed = await parseCgiResponse(new Response("Content-Type: text/plain\n\nbody").body!);
+ * const res = toHttpResponse(parsed, "HEAD");
+ * assert.equal(res.body, null);
+ * assert.equal(res.headers.get("content-type"), "text/plain");
+ * ```
+ *
+ * @param parsed The parsed script response (not a local redirect).
+ * @param method The request method.
+ * @returns The response to send.
+ */
+export function toHttpResponse(parsed: CgiResponse, method: string): Response {
+  let body: ReadableStream<Uint8Array> | null = parsed.body;
+  if (method === "HEAD" || _NULL_BODY.has(parsed.status)) {
+    parsed.body.cancel().catch(() => {});
+    body = null;
+  }
+  return new Response(body, {
+    status: parsed.status,
+    statusText: parsed.statusText,
+    headers: parsed.headers,
+  });
+}

@@ -1,0 +1,383 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { tempDir, testdata } from "./_helpers.ts";
+
+const mod = fileURLToPath(new URL("../mod.ts", import.meta.url));
+const repo = fileURLToPath(new URL("../", import.meta.url));
+
+/** Runs the CLI to completion (for flags that exit at once). */
+async function runCli(args: string[], permissions = ["-A"]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...permissions, mod, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  // Deno itself warns when `deno run` loads a module with `export default
+  // { fetch }` (mod.ts also serves `deno serve`); the CLI's own output follows.
+  const stderr = dec.decode(out.stderr).replace(
+    /^warning: Detected export default \{ fetch \}.*\n/,
+    "",
+  );
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr };
+}
+
+/** A running CLI server: its base URL, collected stdout, and a stop. */
+interface Running {
+  child: Deno.ChildProcess;
+  base: string;
+  lines: string[];
+  stderr: Promise<string>;
+  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+}
+
+async function startCli(
+  args: string[],
+  command: string[] = ["run", "--no-prompt", "-A", mod],
+): Promise<Running> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...command, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    cwd: repo,
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const lines: string[] = [];
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  let base: string | undefined;
+  const pump = (async () => {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffered += value;
+      const parts = buffered.split("\n");
+      buffered = parts.pop()!;
+      for (const line of parts) {
+        lines.push(line);
+        base ??= /^Listening on (\S+?)\/?$/.exec(line)?.[1];
+      }
+    }
+  })();
+  const stderr = new Response(child.stderr).text();
+  const deadline = Date.now() + 20_000;
+  while (base === undefined) {
+    if (Date.now() > deadline) {
+      child.kill();
+      throw new Error(`server did not start: ${await stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    child,
+    base,
+    lines,
+    stderr,
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      child.kill(signal);
+      const status = await child.status;
+      await pump;
+      await stderr;
+      return status;
+    },
+  };
+}
+
+Deno.test("cli prints the listening URL on --port 0 and serves the root", async () => {
+  const server = await startCli([testdata("www"), "--port", "0"]);
+  assert.match(server.base, /^http:\/\/127\.0\.0\.1:\d+$/);
+  const res = await fetch(`${server.base}/hello.txt`);
+  assert.equal(await res.text(), "Hello, world!\n");
+  const listing = await fetch(`${server.base}/docs/`);
+  assert.match(
+    await listing.text(),
+    /a\.md/,
+    "listing is on by default in the CLI",
+  );
+  const status = await server.stop();
+  assert.equal(status.code, 0);
+  assert.ok(
+    server.lines.some((l) =>
+      / 127\.0\.0\.1 GET \/hello\.txt 200 14 [\d.]+ms$/.test(l)
+    ),
+    server.lines.join("\n"),
+  );
+});
+
+Deno.test("cli applies --no-dir-listing, --dotfiles, --cors and --header", async () => {
+  const server = await startCli([
+    testdata("www"),
+    "--port=0",
+    "--no-dir-listing",
+    "--dotfiles",
+    "--cors",
+    "--header",
+    "X-Test: one",
+    "--header",
+    "Cache-Control: no-cache",
+    "--quiet",
+  ]);
+  const listing = await fetch(`${server.base}/docs/`);
+  assert.equal(listing.status, 404);
+  await listing.body?.cancel();
+  const env = await fetch(`${server.base}/.env`);
+  assert.equal(await env.text(), "SECRET=1\n");
+  assert.equal(env.headers.get("access-control-allow-origin"), "*");
+  assert.equal(env.headers.get("x-test"), "one");
+  assert.equal(env.headers.get("cache-control"), "no-cache");
+  await server.stop();
+  assert.deepEqual(
+    server.lines.filter((l) => l.includes("GET")),
+    [],
+    "--quiet drops the access log",
+  );
+});
+
+Deno.test("cli --help lists every flag and --version prints the version", async () => {
+  const help = await runCli(["--help"]);
+  assert.equal(help.code, 0);
+  for (
+    const flag of [
+      "--host",
+      "--port",
+      "--no-dir-listing",
+      "--dotfiles",
+      "--cors",
+      "--header",
+      "--cert",
+      "--key",
+      "--quiet",
+      "--version",
+      "--help",
+    ]
+  ) {
+    assert.ok(help.stdout.includes(flag), flag);
+  }
+  const version = await runCli(["--version"]);
+  const config = JSON.parse(await Deno.readTextFile(`${repo}/deno.json`));
+  assert.equal(version.stdout.trim(), `@x/serve ${config.version}`);
+});
+
+Deno.test("cli rejects unknown flags and bad values with usage and exit 2", async () => {
+  for (
+    const args of [
+      ["--bogus"],
+      ["--port", "http"],
+      ["--port", "70000"],
+      ["--cert", "a.pem"],
+      ["--header", "no colon"],
+      ["a", "b"],
+    ]
+  ) {
+    const res = await runCli(args);
+    assert.equal(res.code, 2, args.join(" "));
+    assert.match(res.stderr, /^error: .+\n/);
+    assert.match(res.stderr, /Usage: serve/);
+  }
+});
+
+Deno.test("cli exits 1 with one line for a missing or unusable root", async () => {
+  const missing = await runCli(["/nonexistent/root/dir"]);
+  assert.equal(missing.code, 1);
+  assert.equal(
+    missing.stderr.trim(),
+    'error: root "/nonexistent/root/dir" does not exist',
+  );
+  const file = await runCli([testdata("www", "hello.txt")]);
+  assert.equal(file.code, 1);
+  assert.match(file.stderr.trim(), /is not a directory$/);
+});
+
+Deno.test("cli names the missing permission flag at start", async () => {
+  const noNet = await runCli([testdata("www"), "--port", "0"], [
+    `--allow-read`,
+  ]);
+  assert.equal(noNet.code, 1);
+  assert.equal(
+    noNet.stderr.trim(),
+    "error: missing permission: run with --allow-net=127.0.0.1 (or -A)",
+  );
+  const noRead = await runCli([testdata("www"), "--port", "0"], [
+    "--allow-net",
+    `--allow-read=${repo}/deno.json`,
+  ]);
+  assert.equal(noRead.code, 1);
+  assert.match(noRead.stderr, /missing permission: run with --allow-read=/);
+});
+
+Deno.test("cli answers 403 for a file it may not read", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/open.txt`, "open");
+  await Deno.writeTextFile(`${dir.path}/locked.txt`, "locked");
+  const server = await startCli([dir.path, "--port", "0", "--quiet"], [
+    "run",
+    "--no-prompt",
+    "--allow-net",
+    `--allow-read`,
+    `--deny-read=${dir.path}/locked.txt`,
+    mod,
+  ]);
+  assert.equal(await (await fetch(`${server.base}/open.txt`)).text(), "open");
+  const res = await fetch(`${server.base}/locked.txt`);
+  assert.equal(res.status, 403);
+  assert.ok(!(await res.text()).includes("locked"));
+  const again = await fetch(`${server.base}/open.txt`);
+  assert.equal(again.status, 200, "the server keeps serving");
+  await again.body?.cancel();
+  await server.stop();
+});
+
+Deno.test("cli finishes in-flight requests on SIGTERM and exits 0", async () => {
+  await using dir = await tempDir();
+  await Deno.writeFile(`${dir.path}/big.bin`, new Uint8Array(8 * 1024 * 1024));
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    const server = await startCli([dir.path, "--port", "0", "--quiet"]);
+    const res = await fetch(`${server.base}/big.bin`);
+    const reader = res.body!.getReader();
+    let received = (await reader.read()).value?.length ?? 0;
+    const exited = server.stop(signal);
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      received += value.length;
+    }
+    assert.equal(received, 8 * 1024 * 1024, "the in-flight body completes");
+    assert.equal((await exited).code, 0);
+    await assert.rejects(
+      fetch(`${server.base}/big.bin`),
+      "no longer accepting",
+    );
+  }
+});
+
+Deno.test("cli reports a port in use in one line", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const res = await runCli([
+    testdata("www"),
+    "--port",
+    String(listener.addr.port),
+  ]);
+  assert.equal(res.code, 1);
+  assert.match(
+    res.stderr.trim(),
+    /^error: cannot listen on 127\.0\.0\.1:\d+: .*[Aa]ddr.* in use/,
+  );
+});
+
+Deno.test("deno task start runs without -A", async () => {
+  const server = await startCli([testdata("www"), "--port", "0", "--quiet"], [
+    "task",
+    "--quiet",
+    "start",
+  ]);
+  const res = await fetch(`${server.base}/hello.txt`);
+  assert.equal(await res.text(), "Hello, world!\n");
+  await server.stop();
+  const config = JSON.parse(await Deno.readTextFile(`${repo}/deno.json`));
+  assert.ok(!/(^| )(-A|--allow-all)( |$)/.test(config.tasks.start));
+});
+
+Deno.test("cli serves HTTPS with --cert and --key", async () => {
+  await using dir = await tempDir();
+  const gen = await new Deno.Command("openssl", {
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+      "-keyout",
+      `${dir.path}/key.pem`,
+      "-out",
+      `${dir.path}/cert.pem`,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  assert.ok(gen.success, "openssl generated a certificate");
+  const server = await startCli([
+    testdata("www"),
+    "--port",
+    "0",
+    "--quiet",
+    "--cert",
+    `${dir.path}/cert.pem`,
+    "--key",
+    `${dir.path}/key.pem`,
+  ]);
+  assert.match(server.base, /^https:\/\//);
+  using client = Deno.createHttpClient({
+    caCerts: [await Deno.readTextFile(`${dir.path}/cert.pem`)],
+  });
+  const res = await fetch(`${server.base}/hello.txt`, { client });
+  assert.equal(await res.text(), "Hello, world!\n");
+  await server.stop();
+});
+
+Deno.test("deno serve mod.ts serves the current directory with the default export", async () => {
+  for (const parallel of [false, true]) {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "serve",
+        "--allow-read",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        ...(parallel ? ["--parallel"] : []),
+        mod,
+      ],
+      cwd: testdata("www"),
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1", DENO_JOBS: "2" },
+    }).spawn();
+    // deno serve prints its "Listening on" line on stderr.
+    const output = child.stderr.pipeThrough(new TextDecoderStream())
+      .getReader();
+    const stdout = new Response(child.stdout).text();
+    let text = "";
+    let base: string | undefined;
+    while (base === undefined) {
+      const { value, done } = await output.read();
+      if (done) break;
+      text += value;
+      base = /Listening on (http:\/\/[\d.]+:\d+)/.exec(text)?.[1];
+    }
+    assert.ok(base, `deno serve did not start: ${text}`);
+    const url: string = base;
+    if (parallel) assert.match(text, /with 2 threads/);
+    for (let i = 0; i < 6; i++) {
+      const res = await fetch(`${url}/hello.txt`);
+      assert.equal(await res.text(), "Hello, world!\n");
+    }
+    const env = await fetch(`${url}/.env`);
+    assert.equal(env.status, 404);
+    await env.body?.cancel();
+    child.kill("SIGTERM");
+    await child.status;
+    let rest = "";
+    while (true) {
+      const { value, done } = await output.read();
+      if (done) break;
+      rest += value;
+    }
+    assert.ok(
+      !rest.includes("missing permission"),
+      "the CLI did not start inside deno serve",
+    );
+    assert.ok(
+      !(await stdout).includes("Listening on http://127.0.0.1:8000"),
+      "no second server",
+    );
+  }
+});

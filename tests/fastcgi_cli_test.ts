@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { PHP_ROOT } from "./fastcgi_helpers.ts";
+
+const MOD = fileURLToPath(new URL("../mod.ts", import.meta.url));
+
+function alive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("serve --fastcgi-spawn php-cgi serves PHP and stops its workers on SIGTERM", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      MOD,
+      PHP_ROOT,
+      "--port",
+      "0",
+      "--quiet",
+      "--fastcgi-spawn",
+      "php-cgi",
+      "--fastcgi-workers",
+      "2",
+    ],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes("Listening on")) {
+    const { value, done } = await lines.read();
+    if (done) break;
+    out += value;
+  }
+  const url = out.match(/Listening on (http:\/\/\S+?)\/?$/m)?.[1];
+  assert.ok(url, out);
+  const pids = new Set<number>();
+  for (let i = 0; i < 4; i++) {
+    const res: Response = await fetch(`${url}/info.php?i=${i}`);
+    assert.equal(res.status, 200);
+    pids.add((await res.json()).pid);
+  }
+  assert.equal(pids.size, 2);
+  const missing = await fetch(`${url}/nope.php`);
+  assert.equal(missing.status, 404);
+  await missing.body?.cancel();
+  child.kill("SIGTERM");
+  assert.equal((await child.status).code, 0);
+  await lines.cancel();
+  assert.ok(![...pids].some(alive), "php-cgi workers are stopped");
+});
+
+Deno.test("serve rejects invalid --fastcgi flags with a usage error", async () => {
+  for (
+    const args of [
+      ["--fastcgi", "not-an-address"],
+      ["--fastcgi-workers", "2"],
+      ["--fastcgi", "127.0.0.1:9000", "--fastcgi-spawn", "php-cgi"],
+      ["--fastcgi-spawn", "php-cgi", "--fastcgi-workers", "0"],
+    ]
+  ) {
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MOD, PHP_ROOT, ...args],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 2, args.join(" "));
+    assert.match(new TextDecoder().decode(stderr), /fastcgi/);
+  }
+});

@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import {
+  _concat,
+  decodePairs,
+  encodePair,
+  encodeParams,
+  encodeRecord,
+  HEADER_LENGTH,
+  MAX_CHUNK,
+  RecordReader,
+  RecordType,
+} from "../cgi/fastcgi/record.ts";
+
+/** Splits encoded records back into [type, content, padding]. */
+function split(
+  bytes: Uint8Array,
+): { type: number; content: Uint8Array; padding: number }[] {
+  const out = [];
+  let i = 0;
+  while (i < bytes.length) {
+    const length = (bytes[i + 4]! << 8) | bytes[i + 5]!;
+    const padding = bytes[i + 6]!;
+    out.push({
+      type: bytes[i + 1]!,
+      content: bytes.subarray(i + 8, i + 8 + length),
+      padding,
+    });
+    i += HEADER_LENGTH + length + padding;
+  }
+  assert.equal(i, bytes.length);
+  return out;
+}
+
+/** A byte source handing out `step` bytes per read. */
+function source(
+  bytes: Uint8Array,
+  step: number,
+): { read(p: Uint8Array): Promise<number | null> } {
+  let offset = 0;
+  return {
+    read(p) {
+      if (offset >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(step, p.length, bytes.length - offset);
+      p.set(bytes.subarray(offset, offset + n));
+      offset += n;
+      return Promise.resolve(n);
+    },
+  };
+}
+
+Deno.test("encodeParams() never splits a pair and keeps records within 65535 bytes", () => {
+  const params: [string, string][] = [
+    ["A", "x".repeat(30_000)],
+    ["B", "y".repeat(30_000)],
+    ["C", "z".repeat(30_000)],
+    ["N".repeat(200), "short"],
+  ];
+  const records = split(encodeParams(1, params));
+  assert.ok(records.length >= 3);
+  const last = records.at(-1)!;
+  assert.equal(
+    last.content.length,
+    0,
+    "the stream ends with an empty PARAMS record",
+  );
+  const decoded: [string, string][] = [];
+  for (const r of records) {
+    assert.equal(r.type, RecordType.PARAMS);
+    assert.ok(r.content.length + r.padding <= 0xffff);
+    decoded.push(...decodePairs(r.content)); // each record decodes on its own
+  }
+  assert.deepEqual(decoded, params);
+});
+
+Deno.test("encodeParams() rejects a single pair larger than one record", () => {
+  assert.throws(
+    () => encodeParams(1, [["BIG", "v".repeat(70_000)]]),
+    RangeError,
+  );
+});
+
+Deno.test("encodePair() uses 4-byte lengths above 127 bytes", () => {
+  const pair = encodePair("n".repeat(128), "v");
+  assert.deepEqual([...pair.subarray(0, 5)], [0x80, 0, 0, 128, 1]);
+  assert.deepEqual(decodePairs(pair), [["n".repeat(128), "v"]]);
+  assert.throws(() => decodePairs(pair.subarray(0, 10)), SyntaxError);
+});
+
+Deno.test("encodeRecord() pads to 8 bytes but never beyond 65535", () => {
+  assert.equal(encodeRecord(RecordType.STDIN, 1, new Uint8Array(5)).length, 16);
+  assert.equal(
+    encodeRecord(RecordType.STDIN, 1, new Uint8Array(MAX_CHUNK)).length,
+    HEADER_LENGTH + MAX_CHUNK,
+  );
+  const full = encodeRecord(RecordType.STDIN, 1, new Uint8Array(0xffff));
+  assert.equal(full[6], 0);
+  assert.throws(
+    () => encodeRecord(RecordType.STDIN, 1, new Uint8Array(0x10000)),
+    RangeError,
+  );
+});
+
+Deno.test("RecordReader reads records arriving byte by byte and skips padding", async () => {
+  const text = new TextEncoder();
+  const bytes = _concat([
+    encodeRecord(RecordType.STDERR, 1, text.encode("oops")),
+    encodeRecord(
+      RecordType.STDOUT,
+      1,
+      text.encode("Content-Type: a/b\r\n\r\nhello"),
+    ),
+    encodeRecord(RecordType.END_REQUEST, 1, new Uint8Array(8)),
+  ]);
+  const reader = new RecordReader(source(bytes, 1));
+  const types = [];
+  const contents = [];
+  for (let r = await reader.next(); r; r = await reader.next()) {
+    types.push(r.type);
+    contents.push(new TextDecoder().decode(r.content));
+  }
+  assert.deepEqual(types, [
+    RecordType.STDERR,
+    RecordType.STDOUT,
+    RecordType.END_REQUEST,
+  ]);
+  assert.equal(contents[1], "Content-Type: a/b\r\n\r\nhello");
+  assert.equal(reader.received, bytes.length);
+});
+
+Deno.test("RecordReader throws on truncated or foreign-version records", async () => {
+  const record = encodeRecord(RecordType.STDOUT, 1, new Uint8Array(10));
+  await assert.rejects(
+    new RecordReader(source(record.subarray(0, 12), 4)).next(),
+    SyntaxError,
+  );
+  await assert.rejects(
+    new RecordReader(source(record.subarray(0, 5), 4)).next(),
+    SyntaxError,
+  );
+  const foreign = record.slice();
+  foreign[0] = 2;
+  await assert.rejects(
+    new RecordReader(source(foreign, 64)).next(),
+    SyntaxError,
+  );
+});

@@ -1,0 +1,1 @@
+../cgi_outside.cgi

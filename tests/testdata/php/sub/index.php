@@ -1,0 +1,3 @@
+<?php
+header('Content-Type: text/plain');
+echo "sub index ", $_SERVER['SCRIPT_NAME'], "\n";
