@@ -108,6 +108,7 @@ export {
 export { serveStatic, type ServeStaticOptions } from "./static/serve_static.ts";
 export { serveFile, type ServeFileOptions } from "./static/file.ts";
 export { contentType } from "./static/content_type.ts";
+export { isCompressible } from "./static/encoding.ts";
 export { fileEtag } from "./static/etag.ts";
 export {
   checkPreconditions,

@@ -28,7 +28,7 @@ export interface AccessLogOptions {
  * const lines: string[] = [];
  * const handler = compose([
  *   accessLog({ write: (l) => lines.push(l) }),
- *   () => new Response("hello"),
+ *   () => new Response("hello", { headers: { "content-length": "5" } }),
  * ]);
  * await (await handler(new Request("http://localhost/a?b=1"))).text();
  * assert.match(lines[0]!, / GET \/a\?b=1 200 5 [\d.]+ms$/);

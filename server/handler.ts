@@ -39,6 +39,17 @@ export interface HandlerOptions {
    */
   followSymlinks?: boolean;
   /**
+   * Compress text-like files on the fly (brotli or gzip, by
+   * `Accept-Encoding`).
+   * @default {false}
+   */
+  compress?: boolean;
+  /**
+   * Serve precompressed siblings (`file.br`, `file.zst`, `file.gz`).
+   * @default {true}
+   */
+  precompressed?: boolean;
+  /**
    * Index file names for directories.
    * @default {["index.html"]}
    */
@@ -154,6 +165,8 @@ export function createHandler(options: HandlerOptions = {}): ClosableHandler {
   chain.push(serveStatic({
     index: options.index ?? ["index.html"],
     dirListing: options.dirListing ?? false,
+    compress: options.compress ?? false,
+    precompressed: options.precompressed ?? true,
     dotfiles: options.dotfiles ?? false,
     followSymlinks: options.followSymlinks ?? false,
   }));

@@ -41,7 +41,8 @@ export function prefersJson(req: Request): boolean {
 }
 
 /**
- * The content codings the client accepts, best first, from `available`.
+ * The content codings the client accepts, best first, from `available`;
+ * equal q-values are ordered as in `available` (the server's preference).
  *
  * @example Choosing an encoding
  * ```ts
@@ -50,6 +51,8 @@ export function prefersJson(req: Request): boolean {
  *
  * const req = new Request("http://x/", { headers: { "accept-encoding": "gzip;q=0.5, br" } });
  * assert.deepEqual(acceptedEncodings(req, ["gzip", "br"]), ["br", "gzip"]);
+ * const tie = new Request("http://x/", { headers: { "accept-encoding": "gzip, br" } });
+ * assert.deepEqual(acceptedEncodings(tie, ["br", "gzip"]), ["br", "gzip"]);
  * ```
  *
  * @param req The request.
@@ -57,5 +60,10 @@ export function prefersJson(req: Request): boolean {
  * @returns Acceptable codings, most preferred first.
  */
 export function acceptedEncodings(req: Request, available: string[]): string[] {
-  return _negotiator(req).encodings(available);
+  // negotiator 1.x breaks q-value ties by a server preference list; the
+  // 0.6 typings do not know the second argument.
+  const negotiator = _negotiator(req) as unknown as {
+    encodings(available: string[], options: { preferred: string[] }): string[];
+  };
+  return negotiator.encodings(available, { preferred: available });
 }

@@ -14,6 +14,7 @@ import {
 import { contentType } from "./content_type.ts";
 import { fileEtag } from "./etag.ts";
 import { fileSliceStream, multipartRanges, parseRange } from "./range.ts";
+import { _compressor } from "./encoding.ts";
 
 /** Options of {@linkcode serveFile}. */
 export interface ServeFileOptions {
@@ -28,6 +29,23 @@ export interface ServeFileOptions {
    * @default {undefined}
    */
   contentType?: string;
+  /**
+   * The file is stored with this content coding (a precompressed sibling):
+   * sent as `Content-Encoding`, with a distinct ETag.
+   * @default {undefined}
+   */
+  storedEncoding?: "br" | "zstd" | "gzip";
+  /**
+   * Compress the body on the fly with this coding (no ranges, no
+   * `Content-Length`, a distinct ETag).
+   * @default {undefined}
+   */
+  compress?: "br" | "gzip";
+  /**
+   * Add `Vary: Accept-Encoding` (the variant depended on it).
+   * @default {false}
+   */
+  varyEncoding?: boolean;
 }
 
 /**
@@ -65,11 +83,18 @@ export async function serveFile(
 ): Promise<Response> {
   const { bufferBelow = 65536 } = options;
   const type = options.contentType ?? contentType(path);
+  const coding = options.storedEncoding ?? options.compress;
+  const etag = fileEtag(info);
   const v: Validators = {
-    etag: fileEtag(info),
+    // Each coding is its own representation, so it gets its own strong tag.
+    etag: etag && coding ? `${etag.slice(0, -1)}-${coding}"` : etag,
     lastModified: info.mtime ?? undefined,
   };
-  const headers = new Headers({ "accept-ranges": "bytes" });
+  const headers = new Headers({
+    "accept-ranges": options.compress ? "none" : "bytes",
+  });
+  if (options.varyEncoding) headers.set("vary", "Accept-Encoding");
+  if (coding) headers.set("content-encoding", coding);
   if (v.etag) headers.set("etag", v.etag);
   if (v.lastModified) {
     headers.set("last-modified", v.lastModified.toUTCString());
@@ -80,9 +105,10 @@ export async function serveFile(
   if (pre === 412) throw new HttpError(412, "Precondition failed");
 
   const size = info.size;
-  const ranges = req.method === "GET" && ifRangeAllows(req, v)
-    ? parseRange(req.headers.get("range"), size)
-    : undefined;
+  const ranges =
+    req.method === "GET" && !options.compress && ifRangeAllows(req, v)
+      ? parseRange(req.headers.get("range"), size)
+      : undefined;
   if (ranges === "unsatisfiable") {
     throw new HttpError(416, "Range not satisfiable", {
       headers: { "content-range": `bytes */${size}` },
@@ -95,6 +121,16 @@ export async function serveFile(
     return new Response(mp.body, { status: 206, headers });
   }
   headers.set("content-type", type);
+  if (options.compress) {
+    if (req.method === "HEAD") {
+      return new Response(null, { status: 200, headers });
+    }
+    const file = await Deno.open(path);
+    const body = fileSliceStream(file, 0, size).pipeThrough(
+      _compressor(options.compress),
+    );
+    return new Response(body, { status: 200, headers });
+  }
   const range = ranges?.[0];
   const start = range?.start ?? 0;
   const length = range ? range.end - range.start + 1 : size;

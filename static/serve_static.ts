@@ -8,6 +8,9 @@
 import { HttpError } from "../server/errors.ts";
 import { findFile } from "../server/resolve.ts";
 import type { Middleware } from "../server/types.ts";
+import type { ResolvedFile } from "../server/types.ts";
+import { contentType } from "./content_type.ts";
+import { chooseVariant, type VariantOptions } from "./encoding.ts";
 import { serveFile, type ServeFileOptions } from "./file.ts";
 import { renderListing } from "./listing.ts";
 
@@ -38,6 +41,23 @@ export interface ServeStaticOptions {
    * @default {65536}
    */
   bufferBelow?: number;
+  /**
+   * Send a precompressed sibling (`app.js.br`, `.zst`, `.gz`) when the
+   * client accepts its coding.
+   * @default {true}
+   */
+  precompressed?: boolean;
+  /**
+   * Compress compressible types (text, JSON, JS, SVG, WASM…) on the fly with
+   * brotli or gzip when the client accepts it. Never for ranges.
+   * @default {false}
+   */
+  compress?: boolean;
+  /**
+   * Smallest file compressed on the fly, in bytes.
+   * @default {1024}
+   */
+  compressMinSize?: number;
 }
 
 const _ALLOW = "GET, HEAD, OPTIONS";
@@ -76,6 +96,35 @@ export function serveStatic(options: ServeStaticOptions = {}): Middleware {
   if (options.bufferBelow !== undefined) {
     fileOptions.bufferBelow = options.bufferBelow;
   }
+  const variantOptions: VariantOptions = {
+    precompressed: options.precompressed ?? true,
+    compress: options.compress ?? false,
+    compressMinSize: options.compressMinSize ?? 1024,
+  };
+
+  async function send(
+    req: Request,
+    root: string,
+    segments: readonly string[],
+    file: ResolvedFile,
+  ): Promise<Response> {
+    const type = contentType(file.path);
+    const v = await chooseVariant(
+      req,
+      root,
+      segments,
+      file,
+      type,
+      variantOptions,
+    );
+    return serveFile(req, v.file.path, v.file.info, {
+      ...fileOptions,
+      contentType: type,
+      storedEncoding: v.stored,
+      compress: v.dynamic,
+      varyEncoding: v.vary,
+    });
+  }
 
   return async function serveStaticMiddleware(req, ctx, next) {
     const found = ctx.file;
@@ -91,7 +140,7 @@ export function serveStatic(options: ServeStaticOptions = {}): Middleware {
     }
     if (found.info.isFile) {
       if (ctx.path.endsWith("/")) return next();
-      return serveFile(req, found.path, found.info, fileOptions);
+      return send(req, root, ctx.segments, found);
     }
     if (!found.info.isDirectory) return next();
     if (!ctx.path.endsWith("/")) {
@@ -106,7 +155,7 @@ export function serveStatic(options: ServeStaticOptions = {}): Middleware {
         followSymlinks,
       );
       if (candidate?.info.isFile) {
-        return serveFile(req, candidate.path, candidate.info, fileOptions);
+        return send(req, root, [...ctx.segments, name], candidate);
       }
     }
     if (dirListing) {

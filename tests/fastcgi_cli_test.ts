@@ -32,28 +32,36 @@ Deno.test("serve --fastcgi-spawn php-cgi serves PHP and stops its workers on SIG
     stderr: "null",
   }).spawn();
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!out.includes("Listening on")) {
-    const { value, done } = await lines.read();
-    if (done) break;
-    out += value;
+  let stopped = false;
+  try {
+    let out = "";
+    while (!out.includes("Listening on")) {
+      const { value, done } = await lines.read();
+      if (done) break;
+      out += value;
+    }
+    const url = out.match(/Listening on (http:\/\/\S+?)\/?$/m)?.[1];
+    assert.ok(url, out);
+    const pids = new Set<number>();
+    for (let i = 0; i < 4; i++) {
+      const res: Response = await fetch(`${url}/info.php?i=${i}`);
+      assert.equal(res.status, 200);
+      pids.add((await res.json()).pid);
+    }
+    assert.equal(pids.size, 2);
+    const missing = await fetch(`${url}/nope.php`);
+    assert.equal(missing.status, 404);
+    await missing.body?.cancel();
+    child.kill("SIGTERM");
+    stopped = true;
+    assert.equal((await child.status).code, 0);
+    assert.ok(![...pids].some(alive), "php-cgi workers are stopped");
+  } finally {
+    // SIGTERM (not KILL) even on failure, so the server stops its workers.
+    if (!stopped) child.kill("SIGTERM");
+    await child.status;
+    await lines.cancel();
   }
-  const url = out.match(/Listening on (http:\/\/\S+?)\/?$/m)?.[1];
-  assert.ok(url, out);
-  const pids = new Set<number>();
-  for (let i = 0; i < 4; i++) {
-    const res: Response = await fetch(`${url}/info.php?i=${i}`);
-    assert.equal(res.status, 200);
-    pids.add((await res.json()).pid);
-  }
-  assert.equal(pids.size, 2);
-  const missing = await fetch(`${url}/nope.php`);
-  assert.equal(missing.status, 404);
-  await missing.body?.cancel();
-  child.kill("SIGTERM");
-  assert.equal((await child.status).code, 0);
-  await lines.cancel();
-  assert.ok(![...pids].some(alive), "php-cgi workers are stopped");
 });
 
 Deno.test("serve rejects invalid --fastcgi flags with a usage error", async () => {

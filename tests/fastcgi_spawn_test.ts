@@ -22,7 +22,7 @@ async function until(check: () => boolean, ms = 5000): Promise<void> {
 
 Deno.test("fastcgi() spawns php-cgi workers, serves PHP through them and stops them on close", async () => {
   const logs: LogLines = [];
-  const php = fastcgi({
+  await using php = fastcgi({
     spawn: "php-cgi",
     workers: 2,
     log: (_l, m) => logs.push(m),

@@ -324,8 +324,13 @@ export function spawnFastCgiWorkers(
   );
   ready.catch(() => {});
 
-  async function stop(): Promise<void> {
-    if (stopping) return;
+  let stopped: Promise<void> | undefined;
+  function stop(): Promise<void> {
+    stopped ??= stopAll();
+    return stopped;
+  }
+
+  async function stopAll(): Promise<void> {
     stopping = true;
     await Promise.all(workers.map(async (worker) => {
       clearTimeout(worker.timer);

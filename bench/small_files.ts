@@ -1,0 +1,149 @@
+/**
+ * The small-file study (`deno task bench --small-files`): is reading a file
+ * whole (`Deno.readFile`, `serveStatic({ bufferBelow })`) faster than
+ * streaming it, and up to which size?
+ *
+ * Two @x/serve library servers (`bench/lib_server.ts`) serve the same
+ * files: `stream` with `bufferBelow: 0` (every file streamed) and `buffer`
+ * with `bufferBelow: 1 GiB` (every file read whole). The library default
+ * (64 KiB) behaves as `buffer` up to 64 KiB and as `stream` above. Rounds
+ * alternate which server goes first; the median of the rounds is reported.
+ *
+ * @module
+ */
+
+import { fileCase } from "./fixtures.ts";
+import { measure, type Measurement, type Settings } from "./measure.ts";
+import { int, mib, ms, ratio, type Report } from "./report.ts";
+import { type RunningServer, startLibServer } from "./servers.ts";
+
+/** File sizes of the study, in KiB. */
+export const SMALL_FILE_SIZES_KIB = [1, 16, 64, 256, 1024];
+
+/** The buffer-everything threshold (1 GiB: larger than any fixture). */
+const _BUFFER_ALL = 2 ** 30;
+
+/** The library's current default, for the "default picks" column. */
+const _DEFAULT_BUFFER_BELOW = 65536;
+
+/** What the study produced (the JSON document's `smallFiles`). */
+export interface SmallFilesResult {
+  /** Rounds per size and variant. */
+  rounds: number;
+  /** Every measurement (`server` is `stream` or `buffer`). */
+  measurements: Array<Measurement & { round: number }>;
+  /** Per size: median req/s of each variant and buffer/stream. */
+  summary: Array<{
+    kib: number;
+    streamRps: number;
+    bufferRps: number;
+    bufferOverStream: number;
+  }>;
+}
+
+/** The median of `values`. */
+function _median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * Runs the study on `root` and reports it.
+ *
+ * @param root The fixture directory.
+ * @param settings wrk settings.
+ * @param rounds Measurements per size and variant.
+ * @param report Where tables go.
+ * @returns The data for the JSON file.
+ */
+export async function runSmallFiles(
+  root: string,
+  settings: Settings,
+  rounds: number,
+  report: Report,
+): Promise<SmallFilesResult> {
+  const servers: RunningServer[] = [];
+  try {
+    servers.push(await startLibServer("stream", root, 0));
+    servers.push(await startLibServer("buffer", root, _BUFFER_ALL));
+    const measurements: Array<Measurement & { round: number }> = [];
+    for (const kib of SMALL_FILE_SIZES_KIB) {
+      const c = fileCase(kib);
+      for (let round = 0; round < rounds; round++) {
+        const order = round % 2 ? [...servers].reverse() : servers;
+        for (const server of order) {
+          console.error(`  ${c.label}: ${server.name} (round ${round + 1})...`);
+          measurements.push({ ...(await measure(server, c, settings)), round });
+        }
+      }
+    }
+
+    const summary = SMALL_FILE_SIZES_KIB.map((kib) => {
+      const of = (name: string) =>
+        measurements.filter((m) => m.case === `${kib}k` && m.server === name);
+      const streamRps = _median(of("stream").map((m) => m.rps));
+      const bufferRps = _median(of("buffer").map((m) => m.rps));
+      return {
+        kib,
+        streamRps,
+        bufferRps,
+        bufferOverStream: bufferRps / streamRps,
+      };
+    });
+
+    report.heading("Small files: read whole (buffer) vs streamed");
+    report.text(
+      `\`stream\` = \`serveStatic({ bufferBelow: 0 })\`, \`buffer\` = ` +
+        `\`serveStatic({ bufferBelow: ${_BUFFER_ALL} })\`; median of ` +
+        `${rounds} round(s), alternating order. The default ` +
+        `(${_DEFAULT_BUFFER_BELOW}) buffers files up to that size.`,
+    );
+    const med = (kib: number, name: string, f: (m: Measurement) => number) =>
+      _median(
+        measurements.filter((m) => m.case === `${kib}k` && m.server === name)
+          .map(f),
+      );
+    report.table({
+      head: [
+        "file",
+        "stream req/s",
+        "buffer req/s",
+        "buffer/stream",
+        "p99 ms (stream / buffer)",
+        "peak RSS MiB (stream / buffer)",
+        "default picks",
+      ],
+      rows: summary.map((s) => [
+        fileCase(s.kib).label,
+        int(s.streamRps),
+        int(s.bufferRps),
+        ratio(s.bufferRps, s.streamRps),
+        `${ms(med(s.kib, "stream", (m) => m.p99Ms))} / ${
+          ms(med(s.kib, "buffer", (m) => m.p99Ms))
+        }`,
+        `${mib(med(s.kib, "stream", (m) => m.peakRss))} / ${
+          mib(med(s.kib, "buffer", (m) => m.peakRss))
+        }`,
+        s.kib * 1024 <= _DEFAULT_BUFFER_BELOW ? "buffer" : "stream",
+      ]),
+    });
+    if (rounds > 1) {
+      report.text(
+        "Per round req/s (stream / buffer): " +
+          SMALL_FILE_SIZES_KIB.map((kib) => {
+            const per = (name: string) =>
+              measurements.filter((m) =>
+                m.case === `${kib}k` && m.server === name
+              ).map((m) => int(m.rps)).join(", ");
+            return `${fileCase(kib).label}: ${per("stream")} / ${
+              per("buffer")
+            }`;
+          }).join("; ") + ".",
+      );
+    }
+    return { rounds, measurements, summary };
+  } finally {
+    await Promise.allSettled(servers.map((s) => s.stop()));
+  }
+}

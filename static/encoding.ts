@@ -1,0 +1,135 @@
+/**
+ * Content codings for static files: precompressed siblings (`app.js.br`,
+ * `.zst`, `.gz`) and on-the-fly gzip/brotli, chosen by `Accept-Encoding`.
+ *
+ * @module
+ */
+
+import { acceptedEncodings } from "../server/negotiate.ts";
+import { findFile } from "../server/resolve.ts";
+import type { ResolvedFile } from "../server/types.ts";
+
+/** A content coding we can send. */
+export type Coding = "br" | "zstd" | "gzip";
+
+/** Sibling suffix for each precompressed coding, in server preference order. */
+const _SIBLINGS: ReadonlyArray<[Coding, string]> = [["br", ".br"], [
+  "zstd",
+  ".zst",
+], ["gzip", ".gz"]];
+
+/** What `serveStatic` sends for a file. */
+export interface Variant {
+  /** The file to read (the original or a precompressed sibling). */
+  file: ResolvedFile;
+  /** `Content-Encoding` of `file` as stored (a precompressed sibling). */
+  stored: Coding | undefined;
+  /** Coding to apply while sending (on-the-fly compression). */
+  dynamic: "br" | "gzip" | undefined;
+  /** Whether the choice depended on `Accept-Encoding` (send `Vary`). */
+  vary: boolean;
+}
+
+/** Options for choosing a variant. */
+export interface VariantOptions {
+  /** Look for precompressed siblings. */
+  precompressed: boolean;
+  /** Compress compressible types on the fly. */
+  compress: boolean;
+  /** Smallest file compressed on the fly, in bytes. */
+  compressMinSize: number;
+}
+
+const _COMPRESSIBLE =
+  /^(?:text\/|application\/(?:json|javascript|ecmascript|xml|wasm|manifest\+json|ld\+json|rss\+xml|atom\+xml|x-ndjson)|image\/(?:svg\+xml|x-icon|vnd\.microsoft\.icon|bmp)|font\/(?:ttf|otf)|application\/vnd\.ms-fontobject)|\+(?:json|xml)(?:;|$)/;
+
+/**
+ * True for types worth compressing (text, JSON, JavaScript, XML, SVG, WASM,
+ * uncompressed fonts); false for images, video, archives and fonts that are
+ * compressed already.
+ *
+ * @example Compressible types
+ * ```ts
+ * import { isCompressible } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(isCompressible("text/css; charset=UTF-8"), true);
+ * assert.equal(isCompressible("image/png"), false);
+ * ```
+ *
+ * @param type A Content-Type value.
+ * @returns Whether compression pays off.
+ */
+export function isCompressible(type: string): boolean {
+  return _COMPRESSIBLE.test(type);
+}
+
+/**
+ * Chooses what to send for `file` (at `segments` under `root`): a
+ * precompressed sibling the client accepts (by q-value; ties go to br, then
+ * zstd, then gzip), else on-the-fly compression when enabled, else the file
+ * as is. Range requests always get the file as is.
+ */
+export async function chooseVariant(
+  req: Request,
+  root: string,
+  segments: readonly string[],
+  file: ResolvedFile,
+  type: string,
+  options: VariantOptions,
+): Promise<Variant> {
+  const identity: Variant = {
+    file,
+    stored: undefined,
+    dynamic: undefined,
+    vary: false,
+  };
+  if (!isCompressible(type) || (!options.precompressed && !options.compress)) {
+    return identity;
+  }
+  const vary = { ...identity, vary: true };
+  if (!req.headers.has("accept-encoding") || req.headers.has("range")) {
+    return vary;
+  }
+  if (options.precompressed && segments.length > 0) {
+    const last = segments[segments.length - 1]!;
+    const found: Array<[Coding, ResolvedFile]> = [];
+    for (const [coding, suffix] of _SIBLINGS) {
+      const sibling = await findFile(root, [
+        ...segments.slice(0, -1),
+        last + suffix,
+      ]);
+      if (sibling?.info.isFile) found.push([coding, sibling]);
+    }
+    const best = acceptedEncodings(req, found.map(([c]) => c))[0];
+    const chosen = found.find(([c]) => c === best);
+    if (chosen) {
+      return {
+        file: chosen[1],
+        stored: chosen[0],
+        dynamic: undefined,
+        vary: true,
+      };
+    }
+  }
+  if (options.compress && file.info.size >= options.compressMinSize) {
+    const best = acceptedEncodings(req, ["br", "gzip"])[0];
+    if (best === "br" || best === "gzip") return { ...vary, dynamic: best };
+  }
+  return vary;
+}
+
+/**
+ * A compressing transform for `coding` (Deno's `CompressionStream`, which
+ * does gzip and brotli).
+ */
+export function _compressor(
+  coding: "br" | "gzip",
+): TransformStream<Uint8Array, Uint8Array> {
+  const format = coding === "br" ? "brotli" as CompressionFormat : "gzip";
+  // CompressionStream's writable is typed as BufferSource; bytes are fine.
+  return new CompressionStream(format) as unknown as TransformStream<
+    Uint8Array,
+    Uint8Array
+  >;
+}
