@@ -68,9 +68,19 @@ export {
   resolvePath,
   type ResolvePathOptions,
 } from "./server/resolve.ts";
-export { accessLog, type AccessLogOptions } from "./server/access_log.ts";
+export {
+  accessLog,
+  type AccessLogFormat,
+  type AccessLogOptions,
+} from "./server/access_log.ts";
 export { cors, type CorsOptions } from "./server/cors.ts";
 export {
+  liveReload,
+  type LiveReloadMiddleware,
+  type LiveReloadOptions,
+} from "./server/live_reload.ts";
+export {
+  type HeaderRule,
   parseHeader,
   setHeaders,
   type SetHeadersOptions,

@@ -139,9 +139,10 @@ export async function runComparison(
     }
     report.heading("Servers");
     report.table({
-      head: ["server", "idle RSS MiB", "command"],
-      rows: info.map((s) => [s.name, mib(s.idleRss), `\`${s.command}\``]),
+      head: ["server", "idle RSS MiB"],
+      rows: info.map((s) => [s.name, mib(s.idleRss)]),
     });
+    report.text(info.map((s) => `- ${s.name}: \`${s.command}\``).join("\n"));
 
     const measurements: Measurement[] = [];
     for (const [i, c] of COMPARISON_CASES.entries()) {

@@ -113,6 +113,8 @@ export interface Environment {
   nginx: string;
   /** wrk version line. */
   wrk: string;
+  /** `/proc/loadavg` at the start (other work on the machine skews results). */
+  loadavg: string;
 }
 
 /** Runs a command and returns its stdout + stderr, trimmed. */
@@ -143,6 +145,8 @@ export async function environment(): Promise<Environment> {
       /^nginx version: /,
       "",
     ),
+    loadavg: (await Deno.readTextFile("/proc/loadavg").catch(() => ""))
+      .split(" ").slice(0, 3).join(" "),
     wrk: (await _output("/usr/bin/wrk", ["-v"])).split("\n")[0]?.replace(
       / Copyright.*/,
       "",

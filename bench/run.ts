@@ -85,6 +85,7 @@ async function main(args: string[]): Promise<number> {
     [
       `- date: ${env.date}`,
       `- machine: ${env.cpus} CPU(s), ${env.cpuModel}, Linux ${env.kernel}`,
+      `- load average at start: ${env.loadavg}`,
       `- deno ${env.deno}, nginx ${env.nginx}, ${env.wrk}`,
       `- load: \`wrk ${
         wrkArgs("URL", settings).join(" ")

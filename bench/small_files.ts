@@ -41,6 +41,11 @@ export interface SmallFilesResult {
   }>;
 }
 
+/** req/s per server core-second (less sensitive to other load). */
+function _perCpu(m: Measurement): number {
+  return m.cpuPercent > 0 ? m.rps / (m.cpuPercent / 100) : 0;
+}
+
 /** The median of `values`. */
 function _median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -110,6 +115,8 @@ export async function runSmallFiles(
         "stream req/s",
         "buffer req/s",
         "buffer/stream",
+        "req/CPU-s (stream / buffer)",
+        "buffer/stream per CPU",
         "p99 ms (stream / buffer)",
         "peak RSS MiB (stream / buffer)",
         "default picks",
@@ -119,6 +126,10 @@ export async function runSmallFiles(
         int(s.streamRps),
         int(s.bufferRps),
         ratio(s.bufferRps, s.streamRps),
+        `${int(med(s.kib, "stream", _perCpu))} / ${
+          int(med(s.kib, "buffer", _perCpu))
+        }`,
+        ratio(med(s.kib, "buffer", _perCpu), med(s.kib, "stream", _perCpu)),
         `${ms(med(s.kib, "stream", (m) => m.p99Ms))} / ${
           ms(med(s.kib, "buffer", (m) => m.p99Ms))
         }`,

@@ -7,8 +7,8 @@
 
 import type { Context } from "../server/types.ts";
 
-/** The value of `SERVER_SOFTWARE` (and nothing else) when none is given. */
-export const CGI_SERVER_SOFTWARE = "x-serve";
+/** The value of `SERVER_SOFTWARE` when none is given. */
+const _SERVER_SOFTWARE = "x-serve";
 
 /** Options of {@linkcode buildCgiEnv}. */
 export interface CgiEnvOptions {
@@ -103,6 +103,14 @@ function _headerText(value: string): string {
   }
 }
 
+/** The request target as the client sent it (`Deno.serve` keeps it raw in `req.url`). */
+function _requestTarget(raw: string): string | undefined {
+  const start = raw.indexOf("/", raw.indexOf("//") + 2);
+  if (start === -1) return undefined;
+  const hash = raw.indexOf("#", start);
+  return hash === -1 ? raw.slice(start) : raw.slice(start, hash);
+}
+
 /** `[::1]` → `::1`: addresses in the environment carry no brackets. */
 function _unbracket(host: string): string {
   return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
@@ -117,7 +125,8 @@ function _unbracket(host: string): string {
  * `HTTP_*` variable per request header.
  *
  * Rules:
- * - `QUERY_STRING` is the raw (still percent-encoded) query, `""` when none.
+ * - `QUERY_STRING` is the raw (still percent-encoded) query, `""` when none;
+ *   `REQUEST_URI` is the request target as sent (dot segments kept).
  * - `SERVER_NAME`/`SERVER_PORT` come from the request URL (the `Host`
  *   header); the port falls back to 443/80 by scheme.
  * - Header names are upper-cased with every `-` turned into `_`. Names with
@@ -170,7 +179,7 @@ export function buildCgiEnv(
     documentRoot = ctx.root,
     contentLength,
     passAuthorization = false,
-    serverSoftware = CGI_SERVER_SOFTWARE,
+    serverSoftware = _SERVER_SOFTWARE,
     serverProtocol = "HTTP/1.1",
     extra = {},
   } = options;
@@ -184,7 +193,7 @@ export function buildCgiEnv(
     SERVER_PORT: url.port || (https ? "443" : "80"),
     REQUEST_METHOD: req.method,
     REQUEST_SCHEME: https ? "https" : "http",
-    REQUEST_URI: url.pathname + url.search,
+    REQUEST_URI: _requestTarget(req.url) ?? url.pathname + url.search,
     QUERY_STRING: url.search.slice(1),
     SCRIPT_NAME: scriptName,
     PATH_INFO: pathInfo,

@@ -1,10 +1,14 @@
 /**
- * {@linkcode accessLog}: one line per request.
+ * {@linkcode accessLog}: one line per request, as text, Common or Combined
+ * Log Format, or JSON lines.
  *
  * @module
  */
 
 import type { Middleware } from "./types.ts";
+
+/** Access-log line formats. */
+export type AccessLogFormat = "text" | "common" | "combined" | "json";
 
 /** Options of {@linkcode accessLog}. */
 export interface AccessLogOptions {
@@ -13,12 +17,68 @@ export interface AccessLogOptions {
    * @default {console.log}
    */
   write?: (line: string) => void;
+  /**
+   * `text` (ISO time, client, method, path, status, bytes, duration),
+   * `common` / `combined` (Apache/nginx formats, for log tools) or `json`
+   * (one object per line).
+   * @default {"text"}
+   */
+  format?: AccessLogFormat;
+  /**
+   * Colour the status in `text` lines (for terminals).
+   * @default {false}
+   */
+  color?: boolean;
+}
+
+const _MONTHS = [
+  "Jan",
+  "Feb",
+  "Mar",
+  "Apr",
+  "May",
+  "Jun",
+  "Jul",
+  "Aug",
+  "Sep",
+  "Oct",
+  "Nov",
+  "Dec",
+];
+
+function _clfTime(d: Date): string {
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${p(d.getUTCDate())}/${
+    _MONTHS[d.getUTCMonth()]
+  }/${d.getUTCFullYear()}:` +
+    `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${
+      p(d.getUTCSeconds())
+    } +0000`;
+}
+
+function _quote(value: string | null): string {
+  return value === null
+    ? "-"
+    : value.replace(/["\\]/g, (c) => `\\${c}`).replace(/[\x00-\x1f\x7f]/g, "");
+}
+
+function _colored(status: number): string {
+  const code = status >= 500
+    ? 31
+    : status >= 400
+    ? 33
+    : status >= 300
+    ? 36
+    : 32;
+  return `\x1b[${code}m${status}\x1b[0m`;
 }
 
 /**
- * Logs one line per request once the response is ready: time, client
- * address, method, path (still percent-encoded, with the query), status,
- * body bytes (`-` when not known up front) and the handling time.
+ * Logs one line per request once the response is ready. Paths are logged
+ * still percent-encoded (with the query), so a line never holds a raw
+ * control character. Body bytes are the `Content-Length` (`-` when the body
+ * is streamed without one). The protocol in Common/Combined lines is
+ * `HTTP/1.1`: Deno does not tell a handler which version the client used.
  *
  * @example Collecting log lines
  * ```ts
@@ -34,22 +94,51 @@ export interface AccessLogOptions {
  * assert.match(lines[0]!, / GET \/a\?b=1 200 5 [\d.]+ms$/);
  * ```
  *
- * @param options The sink.
+ * @param options The sink and the format.
  * @returns The middleware.
  */
 export function accessLog(options: AccessLogOptions = {}): Middleware {
   const write = options.write ?? ((line: string) => console.log(line));
+  const { format = "text", color = false } = options;
 
   return async function accessLogMiddleware(req, ctx, next) {
     const started = performance.now();
     const remote = ctx.info?.remoteAddr && "hostname" in ctx.info.remoteAddr
       ? ctx.info.remoteAddr.hostname
       : "-";
-    const line = (status: number, bytes: string) =>
-      `${
-        new Date().toISOString()
-      } ${remote} ${req.method} ${ctx.url.pathname}${ctx.url.search} ` +
-      `${status} ${bytes} ${(performance.now() - started).toFixed(1)}ms`;
+    const line = (status: number, bytes: string) => {
+      const now = new Date();
+      const target = `${ctx.url.pathname}${ctx.url.search}`;
+      const ms = performance.now() - started;
+      switch (format) {
+        case "json":
+          return JSON.stringify({
+            time: now.toISOString(),
+            remote,
+            method: req.method,
+            path: target,
+            status,
+            bytes: bytes === "-" ? null : Number(bytes),
+            duration_ms: Number(ms.toFixed(3)),
+            referer: req.headers.get("referer"),
+            user_agent: req.headers.get("user-agent"),
+          });
+        case "common":
+        case "combined": {
+          const base = `${remote} - - [${
+            _clfTime(now)
+          }] "${req.method} ${target} HTTP/1.1" ${status} ${bytes}`;
+          return format === "common"
+            ? base
+            : `${base} "${_quote(req.headers.get("referer"))}" "${
+              _quote(req.headers.get("user-agent"))
+            }"`;
+        }
+        default:
+          return `${now.toISOString()} ${remote} ${req.method} ${target} ` +
+            `${color ? _colored(status) : status} ${bytes} ${ms.toFixed(1)}ms`;
+      }
+    };
     let res: Response;
     try {
       res = await next();

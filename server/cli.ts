@@ -4,10 +4,18 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import denoConfig from "../deno.json" with { type: "json" };
 import { createHandler, type HandlerOptions } from "./handler.ts";
-import { parseHeader } from "./headers.ts";
+import { type HeaderRule, parseHeader } from "./headers.ts";
+import type { AccessLogFormat } from "./access_log.ts";
+import { bannerLines } from "./banner.ts";
+import {
+  type ConfigArgs,
+  ConfigError,
+  configToArgs,
+  readConfig,
+} from "./config.ts";
 import {
   FASTCGI_USAGE,
   fastCgiOptionsFromFlags,
@@ -28,7 +36,18 @@ Flags:
   --header "Name: value" Set a header on every response (repeatable)
   --cert FILE            TLS certificate (PEM); needs --key; enables HTTPS + HTTP/2
   --key FILE             TLS private key (PEM)
-${CGI_USAGE}${FASTCGI_USAGE}  --quiet                No access log
+  --compress             Compress text-like responses on the fly (brotli/gzip)
+  --no-precompressed     Ignore precompressed siblings (file.br, file.zst, file.gz)
+  --spa                  Single-page app: unknown extension-less paths get /index.html
+  --clean-urls           /about serves about.html when /about does not exist
+  --cache-control "GLOB=VALUE"
+                         Cache-Control for paths matching GLOB (repeatable; later wins),
+                         e.g. "/assets/**=public, max-age=31536000, immutable"
+  --config FILE          Read flags and per-path rules from a JSON file (flags win)
+${CGI_USAGE}${FASTCGI_USAGE}  --log-format FORMAT    Access log format: text, common, combined or json (default text)
+  --log-file FILE        Append the access log to FILE instead of stdout
+  --live-reload          Developer mode: reload open HTML pages when files in ROOT change
+  --quiet                No access log
   --version              Print the version and exit
   --help                 Print this help and exit
 `;
@@ -41,55 +60,91 @@ interface _Config {
   cert: string | undefined;
   key: string | undefined;
   quiet: boolean;
+  logFormat: AccessLogFormat;
+  logFile: string | undefined;
   handler: HandlerOptions;
 }
 
 /** A usage error: message + usage, exit 2. */
 class _UsageError extends Error {}
 
-function _parse(args: string[]): _Config | "help" | "version" {
-  let parsed;
+/** Every flag; a config file's keys are these names. */
+const _FLAGS = {
+  host: { type: "string", default: "127.0.0.1" },
+  port: { type: "string", default: "8000" },
+  "dir-listing": { type: "boolean", default: true },
+  dotfiles: { type: "boolean", default: false },
+  "follow-symlinks": { type: "boolean", default: false },
+  cors: { type: "boolean", default: false },
+  header: { type: "string", multiple: true, default: [] as string[] },
+  cert: { type: "string" },
+  key: { type: "string" },
+  cgi: { type: "boolean", default: false },
+  "cgi-dir": { type: "string", multiple: true },
+  "cgi-timeout": { type: "string" },
+  "cgi-interpreter": { type: "string", multiple: true },
+  "cgi-max-concurrent": { type: "string" },
+  "cgi-pass-auth": { type: "boolean", default: false },
+  "cgi-pass-env": { type: "string", multiple: true },
+  fastcgi: { type: "string", multiple: true },
+  "fastcgi-spawn": { type: "string" },
+  "fastcgi-workers": { type: "string" },
+  "fastcgi-front-controller": { type: "string" },
+  "fastcgi-ext": { type: "string" },
+  quiet: { type: "boolean", default: false },
+  version: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+  compress: { type: "boolean", default: false },
+  precompressed: { type: "boolean", default: true },
+  spa: { type: "boolean", default: false },
+  "clean-urls": { type: "boolean", default: false },
+  "cache-control": { type: "string", multiple: true, default: [] as string[] },
+  config: { type: "string" },
+  "log-format": { type: "string", default: "text" },
+  "log-file": { type: "string" },
+  "live-reload": { type: "boolean", default: false },
+} satisfies NonNullable<ParseArgsConfig["options"]>;
+
+const _LOG_FORMATS: readonly AccessLogFormat[] = [
+  "text",
+  "common",
+  "combined",
+  "json",
+];
+
+function _parseFlags(args: string[]) {
   try {
-    parsed = parseArgs({
+    return parseArgs({
       args,
       allowPositionals: true,
       allowNegative: true,
       strict: true,
-      options: {
-        host: { type: "string", default: "127.0.0.1" },
-        port: { type: "string", default: "8000" },
-        "dir-listing": { type: "boolean", default: true },
-        dotfiles: { type: "boolean", default: false },
-        "follow-symlinks": { type: "boolean", default: false },
-        cors: { type: "boolean", default: false },
-        header: { type: "string", multiple: true, default: [] },
-        cert: { type: "string" },
-        key: { type: "string" },
-        cgi: { type: "boolean", default: false },
-        "cgi-dir": { type: "string", multiple: true },
-        "cgi-timeout": { type: "string" },
-        "cgi-interpreter": { type: "string", multiple: true },
-        "cgi-max-concurrent": { type: "string" },
-        "cgi-pass-auth": { type: "boolean", default: false },
-        "cgi-pass-env": { type: "string", multiple: true },
-        fastcgi: { type: "string", multiple: true },
-        "fastcgi-spawn": { type: "string" },
-        "fastcgi-workers": { type: "string" },
-        "fastcgi-front-controller": { type: "string" },
-        "fastcgi-ext": { type: "string" },
-        quiet: { type: "boolean", default: false },
-        version: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
+      options: _FLAGS,
     });
   } catch (error) {
     throw new _UsageError(
       error instanceof Error ? error.message : String(error),
     );
   }
+}
+
+async function _parse(args: string[]): Promise<_Config | "help" | "version"> {
+  let parsed = _parseFlags(args);
+  if (parsed.values.help) return "help";
+  if (parsed.values.version) return "version";
+  let fromFile: ConfigArgs = { args: [], root: undefined, rules: [] };
+  if (parsed.values.config !== undefined) {
+    try {
+      const file = parsed.values.config;
+      fromFile = configToArgs(await readConfig(file), file, _FLAGS);
+    } catch (error) {
+      if (error instanceof ConfigError) throw new _UsageError(error.message);
+      throw error;
+    }
+    // The file's flags first: the command line's come later and win.
+    parsed = _parseFlags([...fromFile.args, ...args]);
+  }
   const { values, positionals } = parsed;
-  if (values.help) return "help";
-  if (values.version) return "version";
   if (positionals.length > 1) {
     throw new _UsageError(
       `Too many arguments: expected one ROOT, got ${positionals.length}`,
@@ -121,7 +176,28 @@ function _parse(args: string[]): _Config | "help" | "version" {
       error instanceof Error ? error.message : String(error),
     );
   }
-  const root = positionals[0] ?? ".";
+  const root = positionals[0] ?? fromFile.root ?? ".";
+  const logFormat = values["log-format"] as AccessLogFormat;
+  if (!_LOG_FORMATS.includes(logFormat)) {
+    throw new _UsageError(
+      `Invalid --log-format "${logFormat}": expected ${
+        _LOG_FORMATS.join(", ")
+      }`,
+    );
+  }
+  const rules: HeaderRule[] = [...fromFile.rules];
+  for (const spec of values["cache-control"]) {
+    const eq = spec.indexOf("=");
+    if (eq < 1 || spec.slice(eq + 1).trim() === "") {
+      throw new _UsageError(
+        `Invalid --cache-control "${spec}": expected GLOB=VALUE`,
+      );
+    }
+    rules.push({
+      path: spec.slice(0, eq).trim(),
+      headers: [["cache-control", spec.slice(eq + 1).trim()]],
+    });
+  }
   let cgi;
   try {
     cgi = cgiOptionsFromFlags(values, root);
@@ -137,6 +213,8 @@ function _parse(args: string[]): _Config | "help" | "version" {
     cert: values.cert,
     key: values.key,
     quiet: values.quiet,
+    logFormat,
+    logFile: values["log-file"],
     handler: {
       root,
       dirListing: values["dir-listing"],
@@ -144,7 +222,12 @@ function _parse(args: string[]): _Config | "help" | "version" {
       followSymlinks: values["follow-symlinks"],
       cors: values.cors,
       headers,
-      accessLog: !values.quiet,
+      headerRules: rules,
+      compress: values.compress,
+      precompressed: values.precompressed,
+      spa: values.spa,
+      cleanUrls: values["clean-urls"],
+      liveReload: values["live-reload"],
       ...(cgi ? { cgi } : {}),
       ...(fastcgi ? { fastcgi } : {}),
     },
@@ -200,7 +283,7 @@ function _fail(message: string): number {
 export async function main(args: string[]): Promise<number> {
   let config: _Config | "help" | "version";
   try {
-    config = _parse(args);
+    config = await _parse(args);
   } catch (error) {
     if (!(error instanceof _UsageError)) throw error;
     console.error(`error: ${error.message}\n\n${_USAGE}`);
@@ -242,7 +325,33 @@ export async function main(args: string[]): Promise<number> {
     }
   }
 
-  const handler = createHandler(config.handler);
+  let logFile: Deno.FsFile | undefined;
+  if (!config.quiet) {
+    let write: ((line: string) => void) | undefined;
+    if (config.logFile !== undefined) {
+      try {
+        logFile = await Deno.open(config.logFile, {
+          append: true,
+          create: true,
+        });
+      } catch {
+        return _fail(`cannot open --log-file "${config.logFile}"`);
+      }
+      const out = logFile;
+      const encoder = new TextEncoder();
+      write = (line) => void out.write(encoder.encode(line + "\n"));
+    }
+    config.handler.accessLog = {
+      format: config.logFormat,
+      color: write === undefined && Deno.stdout.isTerminal() && !Deno.noColor,
+      ...(write ? { write } : {}),
+    };
+  }
+  // Aborted on SIGINT/SIGTERM: ends live-reload event streams, which would
+  // otherwise keep server.shutdown() waiting for the open pages.
+  const stopping = new AbortController();
+  const handler = createHandler({ ...config.handler, signal: stopping.signal });
+  const root = await Deno.realPath(config.root);
   const controller = new AbortController();
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
@@ -253,9 +362,13 @@ export async function main(args: string[]): Promise<number> {
       ...tls,
       onListen({ hostname, port }) {
         const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-        console.log(
-          `Listening on ${tls ? "https" : "http"}://${host}:${port}/`,
-        );
+        const scheme = tls ? "https" : "http";
+        console.log(`Listening on ${scheme}://${host}:${port}/`);
+        if (!config.quiet) {
+          const options = config.handler;
+          const lines = bannerLines({ scheme, hostname, port, root, options });
+          console.log(lines.join("\n"));
+        }
       },
     }, handler);
   } catch (error) {
@@ -267,6 +380,7 @@ export async function main(args: string[]): Promise<number> {
   const stop = () => {
     // Stop accepting; in-flight requests get a bounded grace period.
     const grace = setTimeout(() => controller.abort(), 10_000);
+    stopping.abort();
     server.shutdown().finally(() => clearTimeout(grace));
   };
   Deno.addSignalListener("SIGINT", stop);
@@ -277,6 +391,7 @@ export async function main(args: string[]): Promise<number> {
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);
     await handler.close(); // stops spawned FastCGI workers
+    logFile?.close();
   }
   return 0;
 }

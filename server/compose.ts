@@ -118,6 +118,7 @@ export function compose(
       path: url.pathname,
       root: undefined,
       file: undefined,
+      served: undefined,
       depth,
       state: new Map(),
       log,

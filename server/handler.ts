@@ -9,7 +9,8 @@ import { accessLog, type AccessLogOptions } from "./access_log.ts";
 import { compose } from "./compose.ts";
 import { cors, type CorsOptions } from "./cors.ts";
 import { errorPages, type ErrorPagesOptions } from "./error_page.ts";
-import { setHeaders } from "./headers.ts";
+import { liveReload } from "./live_reload.ts";
+import { type HeaderRule, setHeaders } from "./headers.ts";
 import { resolvePath } from "./resolve.ts";
 import type { Handler, LogFn, Middleware } from "./types.ts";
 import { serveStatic } from "../static/serve_static.ts";
@@ -49,6 +50,23 @@ export interface HandlerOptions {
    * @default {true}
    */
   precompressed?: boolean;
+  /**
+   * Single-page app fallback: unknown extension-less paths answer 200 with
+   * this file (`true`: `index.html`).
+   * @default {false}
+   */
+  spa?: boolean | string;
+  /**
+   * Clean URLs: `/about` serves `about.html` when `/about` does not exist.
+   * @default {false}
+   */
+  cleanUrls?: boolean;
+  /**
+   * Per-path headers by glob (e.g. `Cache-Control` for `/assets/**`), on
+   * successful responses.
+   * @default {[]}
+   */
+  headerRules?: HeaderRule[];
   /**
    * Index file names for directories.
    * @default {["index.html"]}
@@ -91,6 +109,20 @@ export interface HandlerOptions {
    * @default {undefined} (off)
    */
   cgi?: CgiOptions;
+  /**
+   * Developer mode: watch the root and reload open HTML pages when files
+   * change (see {@linkcode liveReload}). Abort
+   * {@linkcode HandlerOptions.signal} (or call `close()`) to end the pages'
+   * event streams, or `server.shutdown()` waits for them.
+   * @default {false}
+   */
+  liveReload?: boolean;
+  /**
+   * Abort it when the server starts shutting down: ends long-lived
+   * responses (live-reload event streams) so in-flight requests can finish.
+   * @default {undefined}
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -145,10 +177,20 @@ export function createHandler(options: HandlerOptions = {}): ClosableHandler {
     chain.push(accessLog(options.accessLog === true ? {} : options.accessLog));
   }
   if (options.cors) chain.push(cors(options.cors === true ? {} : options.cors));
-  if (options.headers?.length) {
-    chain.push(setHeaders({ headers: options.headers }));
+  if (options.headers?.length || options.headerRules?.length) {
+    chain.push(setHeaders({
+      headers: options.headers ?? [],
+      rules: options.headerRules ?? [],
+    }));
   }
   chain.push(errorPages(options.errorPages ?? { root }));
+  const reload = options.liveReload
+    ? liveReload({
+      root,
+      ...(options.signal ? { signal: options.signal } : {}),
+    })
+    : undefined;
+  if (reload) chain.push(reload);
   chain.push(resolvePath({
     root,
     dotfiles: options.dotfiles ?? false,
@@ -167,11 +209,14 @@ export function createHandler(options: HandlerOptions = {}): ClosableHandler {
     dirListing: options.dirListing ?? false,
     compress: options.compress ?? false,
     precompressed: options.precompressed ?? true,
+    spa: options.spa ?? false,
+    cleanUrls: options.cleanUrls ?? false,
     dotfiles: options.dotfiles ?? false,
     followSymlinks: options.followSymlinks ?? false,
   }));
   const handler = compose(chain, options.log ? { log: options.log } : {});
   const close = async (): Promise<void> => {
+    await reload?.close();
     await php?.close();
   };
   return Object.assign(handler, { close, [Symbol.asyncDispose]: close });

@@ -1,9 +1,12 @@
 /**
- * {@linkcode setHeaders}: fixed response headers, like `--header`.
+ * {@linkcode setHeaders}: fixed response headers, like `--header`, and
+ * per-path rules (e.g. `Cache-Control` by glob).
  *
  * @module
  */
 
+// @ts-types="@types/picomatch"
+import picomatch from "picomatch";
 import { _withMutableHeaders } from "./mutable.ts";
 import type { Middleware } from "./types.ts";
 
@@ -15,6 +18,35 @@ export interface SetHeadersOptions {
    * @default {[]}
    */
   headers?: Array<[string, string]>;
+  /**
+   * Headers for paths matching a glob, applied to successful responses
+   * (status below 400) in order, after `headers`, so a later rule wins.
+   * Globs match the decoded URL path, or the path of the file served for it
+   * (`/docs/` → `/docs/index.html`); a glob without `/` matches the last
+   * segment (`*.html`), `**` crosses folders (`/assets/**`).
+   * @default {[]}
+   */
+  rules?: HeaderRule[];
+}
+
+/**
+ * Headers for the paths a glob matches.
+ *
+ * @example Long-lived caching for hashed assets
+ * ```ts
+ * import type { HeaderRule } from "@x/serve";
+ *
+ * const rule: HeaderRule = {
+ *   path: "/assets/**",
+ *   headers: [["cache-control", "public, max-age=31536000, immutable"]],
+ * };
+ * ```
+ */
+export interface HeaderRule {
+  /** A glob over the decoded URL path. */
+  path: string;
+  /** Headers to set when it matches. */
+  headers: Array<[string, string]>;
 }
 
 /**
@@ -53,7 +85,8 @@ export function parseHeader(text: string): [string, string] {
 }
 
 /**
- * Sets fixed headers on every response.
+ * Sets fixed headers on every response, and per-path headers on
+ * successful ones.
  *
  * @example Adding a header
  * ```ts
@@ -74,10 +107,28 @@ export function parseHeader(text: string): [string, string] {
  */
 export function setHeaders(options: SetHeadersOptions = {}): Middleware {
   const headers = [...(options.headers ?? [])];
+  const rules = (options.rules ?? []).map((rule) => ({
+    // picomatch reads no environment variables (minimatch does, at import,
+    // which needs --allow-env). `basename` lets `*.html` match in any
+    // folder; it must stay off for globs with a slash, which it breaks.
+    matches: picomatch(rule.path, {
+      basename: !rule.path.includes("/"),
+      dot: true,
+    }),
+    headers: [...rule.headers],
+  }));
 
-  return async function setHeadersMiddleware(_req, _ctx, next) {
+  return async function setHeadersMiddleware(_req, ctx, next) {
     const res = _withMutableHeaders(await next());
     for (const [name, value] of headers) res.headers.set(name, value);
+    if (res.status < 400) {
+      for (const rule of rules) {
+        const hit = rule.matches(ctx.path) ||
+          (ctx.served !== undefined && rule.matches(ctx.served));
+        if (!hit) continue;
+        for (const [name, value] of rule.headers) res.headers.set(name, value);
+      }
+    }
     return res;
   };
 }

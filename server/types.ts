@@ -59,6 +59,12 @@ export interface Context {
   root: string | undefined;
   /** What `resolvePath()` found on disk for {@linkcode Context.path}, or `undefined`. */
   file: ResolvedFile | undefined;
+  /**
+   * The URL path of the file a middleware actually sent, when it differs
+   * from the request path (`/docs/` → `/docs/index.html`, clean URLs, the
+   * SPA fallback); per-path header rules match it too.
+   */
+  served: string | undefined;
   /** How many internal re-dispatches (local redirects) led to this request. */
   readonly depth: number;
   /**

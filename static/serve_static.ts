@@ -8,7 +8,7 @@
 import { HttpError } from "../server/errors.ts";
 import { findFile } from "../server/resolve.ts";
 import type { Middleware } from "../server/types.ts";
-import type { ResolvedFile } from "../server/types.ts";
+import type { Context, ResolvedFile } from "../server/types.ts";
 import { contentType } from "./content_type.ts";
 import { chooseVariant, type VariantOptions } from "./encoding.ts";
 import { serveFile, type ServeFileOptions } from "./file.ts";
@@ -57,7 +57,20 @@ export interface ServeStaticOptions {
    * Smallest file compressed on the fly, in bytes.
    * @default {1024}
    */
-  compressMinSize?: number;
+  compressMinSize?: number; /**
+   * Single-page app fallback: a GET/HEAD for a path that does not exist and
+   * whose last segment has no extension answers 200 with this file (from
+   * the root); `true` means `"index.html"`. Missing assets (`/x.js`) stay 404.
+   * @default {false}
+   */
+
+  spa?: boolean | string;
+  /**
+   * Clean URLs: `/about` serves `about.html` when `/about` does not exist
+   * (like nginx `try_files $uri $uri.html`).
+   * @default {false}
+   */
+  cleanUrls?: boolean;
 }
 
 const _ALLOW = "GET, HEAD, OPTIONS";
@@ -91,7 +104,11 @@ export function serveStatic(options: ServeStaticOptions = {}): Middleware {
     dirListing = false,
     dotfiles = false,
     followSymlinks = false,
+    cleanUrls = false,
   } = options;
+  const spaIndex = options.spa === true
+    ? "index.html"
+    : options.spa || undefined;
   const fileOptions: ServeFileOptions = {};
   if (options.bufferBelow !== undefined) {
     fileOptions.bufferBelow = options.bufferBelow;
@@ -102,12 +119,37 @@ export function serveStatic(options: ServeStaticOptions = {}): Middleware {
     compressMinSize: options.compressMinSize ?? 1024,
   };
 
+  /** Clean URLs and the SPA fallback for paths that do not exist. */
+  async function fallback(
+    req: Request,
+    ctx: Context,
+    root: string,
+    segments: readonly string[],
+    next: () => Promise<Response>,
+  ): Promise<Response> {
+    const last = segments[segments.length - 1] ?? "";
+    const safe = req.method === "GET" || req.method === "HEAD";
+    if (!safe || last.includes(".")) return next();
+    if (cleanUrls && last !== "") {
+      const html = [...segments.slice(0, -1), last + ".html"];
+      const file = await findFile(root, html, followSymlinks);
+      if (file?.info.isFile) return send(req, ctx, root, html, file);
+    }
+    if (spaIndex !== undefined) {
+      const file = await findFile(root, [spaIndex], followSymlinks);
+      if (file?.info.isFile) return send(req, ctx, root, [spaIndex], file);
+    }
+    return next();
+  }
+
   async function send(
     req: Request,
+    ctx: Context,
     root: string,
     segments: readonly string[],
     file: ResolvedFile,
   ): Promise<Response> {
+    ctx.served = "/" + segments.join("/");
     const type = contentType(file.path);
     const v = await chooseVariant(
       req,
@@ -129,7 +171,8 @@ export function serveStatic(options: ServeStaticOptions = {}): Middleware {
   return async function serveStaticMiddleware(req, ctx, next) {
     const found = ctx.file;
     const root = ctx.root;
-    if (!found || root === undefined) return next();
+    if (root === undefined) return next();
+    if (!found) return fallback(req, ctx, root, ctx.segments, next);
     if (req.method === "OPTIONS") {
       return new Response(null, { status: 204, headers: { allow: _ALLOW } });
     }
@@ -140,7 +183,7 @@ export function serveStatic(options: ServeStaticOptions = {}): Middleware {
     }
     if (found.info.isFile) {
       if (ctx.path.endsWith("/")) return next();
-      return send(req, root, ctx.segments, found);
+      return send(req, ctx, root, ctx.segments, found);
     }
     if (!found.info.isDirectory) return next();
     if (!ctx.path.endsWith("/")) {
@@ -155,7 +198,7 @@ export function serveStatic(options: ServeStaticOptions = {}): Middleware {
         followSymlinks,
       );
       if (candidate?.info.isFile) {
-        return send(req, root, [...ctx.segments, name], candidate);
+        return send(req, ctx, root, [...ctx.segments, name], candidate);
       }
     }
     if (dirListing) {

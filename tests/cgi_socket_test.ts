@@ -256,3 +256,15 @@ Deno.test("cgi() streams 1 GiB to a slow client with flat memory", async () => {
     await settle(100);
   });
 });
+
+Deno.test("cgi() passes the raw request target as REQUEST_URI and the canonical one as SCRIPT_NAME", async () => {
+  const { handler } = cgiHarness();
+  await withServer(handler, async (port) => {
+    const res = await rawRequest(port, "/x/../cgi-bin/./env.cgi/a%20b?q=%2e");
+    const env = parseEnv(res.body);
+    assert.equal(env.get("REQUEST_URI"), "/x/../cgi-bin/./env.cgi/a%20b?q=%2e");
+    assert.equal(env.get("SCRIPT_NAME"), "/cgi-bin/env.cgi");
+    assert.equal(env.get("PATH_INFO"), "/a b");
+    assert.equal(env.get("QUERY_STRING"), "q=%2e");
+  });
+});

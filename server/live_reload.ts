@@ -1,0 +1,333 @@
+/**
+ * {@linkcode liveReload}: developer mode. Open HTML pages reload when a file
+ * under the root changes (server-sent events plus a small injected script).
+ *
+ * @module
+ */
+
+import { relative, resolve, sep } from "node:path";
+import { HttpError } from "./errors.ts";
+import type { Context, Middleware, Next } from "./types.ts";
+
+/** Options of {@linkcode liveReload}. */
+export interface LiveReloadOptions {
+  /**
+   * The folder to watch (recursively). Changes under dot-directories
+   * (`.git/`) and to dotfiles or editor backups (`name~`) are ignored.
+   * @default {"."}
+   */
+  root?: string;
+  /**
+   * The URL path of the server-sent events endpoint pages connect to.
+   * @default {"/__serve/live-reload"}
+   */
+  path?: string;
+  /**
+   * How long (ms) the file system must stay quiet before pages reload, so
+   * that one save or build causes one reload.
+   * @default {100}
+   */
+  debounce?: number;
+  /**
+   * HTML responses larger than this many bytes are sent as they are
+   * (without the script).
+   * @default {16777216} (16 MiB)
+   */
+  maxInjectSize?: number;
+  /**
+   * Ends every event stream and stops watching once aborted (like
+   * {@linkcode LiveReloadMiddleware.close}). Event streams never end on
+   * their own, so abort this when the server starts shutting down, or
+   * `server.shutdown()` waits for the open pages.
+   * @default {undefined}
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * The {@linkcode liveReload} middleware, with {@linkcode LiveReloadMiddleware.close}
+ * to end its event streams and its file watcher.
+ *
+ * @example Closing it on shutdown
+ * ```ts ignore
+ * import { compose, liveReload, resolvePath, serveStatic } from "@x/serve";
+ *
+ * const reload = liveReload({ root: "./site" });
+ * const server = Deno.serve(compose([reload, resolvePath({ root: "./site" }), serveStatic()]));
+ * Deno.addSignalListener("SIGINT", async () => {
+ *   await reload.close(); // ends the event streams, so shutdown can finish
+ *   await server.shutdown();
+ * });
+ * ```
+ */
+export interface LiveReloadMiddleware extends Middleware, AsyncDisposable {
+  /**
+   * Ends every event stream, stops the file watcher and answers later
+   * event-stream requests with 503. Safe to call twice.
+   */
+  close(): Promise<void>;
+  /** How many pages are connected right now. */
+  readonly clients: number;
+}
+
+const _encoder = new TextEncoder();
+
+/** The script injected into HTML pages (`path` is JSON-encoded). */
+function _script(path: string): string {
+  return `<script>/* @x/serve live reload */(()=>{` +
+    `const es=new EventSource(${
+      JSON.stringify(path).replace(/</g, "\\u003c")
+    });` +
+    `let id;` +
+    `es.addEventListener("hello",(e)=>{if(id!==undefined&&id!==e.data)location.reload();id=e.data;});` +
+    `es.addEventListener("reload",()=>location.reload());` +
+    `addEventListener("pagehide",()=>es.close());` +
+    `addEventListener("pageshow",(e)=>{if(e.persisted)location.reload();});` +
+    `})();</script>`;
+}
+
+/** The last index of `</body` (any case) in `bytes`, or -1. */
+function _bodyEnd(bytes: Uint8Array): number {
+  // latin1 maps every byte to one char, so indexes match for any
+  // ASCII-compatible charset.
+  const text = new TextDecoder("latin1").decode(bytes);
+  return text.toLowerCase().lastIndexOf("</body");
+}
+
+/**
+ * Developer mode, like `live-server`. The middleware:
+ *
+ * - answers `GET {path}` (default `/__serve/live-reload`) with a
+ *   server-sent events stream. While at least one page is connected, it
+ *   watches the root with `Deno.watchFs` and, once changes stop for
+ *   `debounce` ms, sends each page a `reload` event. The watcher starts with
+ *   the first page and stops when the last one leaves (or on `close()`).
+ * - adds a small `<script>` to `200` `text/html` responses to `GET` (before
+ *   `</body>`, or at the end), which connects to that endpoint and reloads
+ *   the page on `reload`. It also reloads once after the server restarts
+ *   (`deno run --watch`). `Content-Length` is fixed up and the `ETag` made
+ *   weak. `HEAD`, partial (`206`) and encoded (`Content-Encoding`) responses
+ *   are left alone.
+ *
+ * For development only: every page on the site keeps a connection open
+ * (browsers allow about six per origin over HTTP/1.1).
+ *
+ * @example The script goes into HTML pages
+ * ```ts
+ * import { compose, liveReload } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * await using reload = liveReload({ root: "." });
+ * const handler = compose([reload, () =>
+ *   new Response("<body><p>hi</p></body>", {
+ *     headers: { "content-type": "text/html; charset=UTF-8" },
+ *   })]);
+ * const res = await handler(new Request("http://localhost/"));
+ * const html = await res.text();
+ * assert.match(html, /<p>hi<\/p><script>.*EventSource.*<\/script><\/body>/);
+ * assert.equal(res.headers.get("content-length"), String(new TextEncoder().encode(html).length));
+ * ```
+ *
+ * @param options The root to watch, the endpoint path, the debounce delay.
+ * @returns The middleware, with `close()`.
+ */
+export function liveReload(
+  options: LiveReloadOptions = {},
+): LiveReloadMiddleware {
+  const {
+    root = ".",
+    path = "/__serve/live-reload",
+    debounce = 100,
+    maxInjectSize = 16 * 1024 * 1024,
+    signal,
+  } = options;
+  if (!path.startsWith("/")) {
+    throw new TypeError(
+      `Cannot use live-reload path "${path}": it must start with "/"`,
+    );
+  }
+  const script = _encoder.encode(_script(path));
+  // Tells a reconnecting page whether the server restarted in between.
+  const instance = crypto.randomUUID();
+  const clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
+  const changed = new Set<string>();
+  let watcher: Deno.FsWatcher | undefined;
+  let watching: Promise<void> = Promise.resolve();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let closed = false;
+
+  function ignored(file: string, base: string): boolean {
+    const rel = relative(base, file);
+    if (rel === "" || rel.startsWith("..")) return false;
+    return rel.split(sep).some((s) => s.startsWith(".") || s.endsWith("~"));
+  }
+
+  function broadcast(): void {
+    timer = undefined;
+    const paths = [...changed].slice(0, 20);
+    changed.clear();
+    const event = _encoder.encode(
+      `event: reload\ndata: ${JSON.stringify(paths)}\n\n`,
+    );
+    for (const client of clients) {
+      try {
+        client.enqueue(event);
+      } catch {
+        clients.delete(client);
+      }
+    }
+  }
+
+  async function watch(
+    w: Deno.FsWatcher,
+    base: string,
+    log: (message: string) => void,
+  ): Promise<void> {
+    try {
+      for await (const event of w) {
+        if (event.kind === "access") continue;
+        const files = event.paths.filter((p) => !ignored(p, base));
+        if (files.length === 0) continue;
+        for (const file of files) {
+          changed.add("/" + relative(base, file).split(sep).join("/"));
+        }
+        if (timer !== undefined) clearTimeout(timer);
+        timer = setTimeout(broadcast, debounce);
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.BadResource)) {
+        log(error instanceof Error ? error.message : String(error));
+      }
+    }
+  }
+
+  function stopWatching(): void {
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+    changed.clear();
+    try {
+      watcher?.close();
+    } catch {
+      // already closed
+    }
+    watcher = undefined;
+  }
+
+  function startWatching(log: (message: string) => void): void {
+    if (watcher) return;
+    const base = resolve(root);
+    const w = Deno.watchFs(base, { recursive: true });
+    watcher = w;
+    const previous = watching;
+    watching = previous.then(() => watch(w, base, log));
+  }
+
+  function disconnect(
+    client: ReadableStreamDefaultController<Uint8Array>,
+  ): void {
+    if (clients.delete(client) && clients.size === 0) stopWatching();
+  }
+
+  function eventStream(req: Request, log: (m: string) => void): Response {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      throw new HttpError(405, `${req.method} on the live-reload endpoint`, {
+        headers: { allow: "GET, HEAD" },
+      });
+    }
+    if (closed) throw new HttpError(503, "live reload is closed");
+    const headers = {
+      "content-type": "text/event-stream; charset=UTF-8",
+      "cache-control": "no-store",
+      "x-content-type-options": "nosniff",
+    };
+    if (req.method === "HEAD") return new Response(null, { headers });
+    try {
+      startWatching(log);
+    } catch (error) {
+      throw new HttpError(500, "Cannot watch the root for live reload", {
+        cause: error,
+      });
+    }
+    let self: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        self = controller;
+        clients.add(controller);
+        controller.enqueue(
+          _encoder.encode(`retry: 1000\nevent: hello\ndata: ${instance}\n\n`),
+        );
+      },
+      cancel() {
+        disconnect(self);
+      },
+    });
+    return new Response(body, { headers });
+  }
+
+  async function inject(res: Response): Promise<Response> {
+    const length = Number(res.headers.get("content-length") ?? 0);
+    if (length > maxInjectSize) return res;
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (bytes.byteLength > maxInjectSize) {
+      return new Response(bytes, res);
+    }
+    const at = _bodyEnd(bytes);
+    const cut = at === -1 ? bytes.byteLength : at;
+    const out = new Uint8Array(bytes.byteLength + script.byteLength);
+    out.set(bytes.subarray(0, cut), 0);
+    out.set(script, cut);
+    out.set(bytes.subarray(cut), cut + script.byteLength);
+    const headers = new Headers(res.headers);
+    headers.set("content-length", String(out.byteLength));
+    const etag = headers.get("etag");
+    if (etag && !etag.startsWith("W/")) headers.set("etag", `W/${etag}`);
+    return new Response(out, {
+      status: res.status,
+      statusText: res.statusText,
+      headers,
+    });
+  }
+
+  async function close(): Promise<void> {
+    closed = true;
+    for (const client of clients) {
+      try {
+        client.close();
+      } catch {
+        // the page already left
+      }
+    }
+    clients.clear();
+    stopWatching();
+    await watching;
+  }
+
+  signal?.addEventListener("abort", () => void close(), { once: true });
+  if (signal?.aborted) closed = true;
+
+  async function liveReloadMiddleware(
+    req: Request,
+    ctx: Context,
+    next: Next,
+  ): Promise<Response> {
+    if (ctx.url.pathname === path) {
+      return eventStream(req, (m) => ctx.log("error", `live reload: ${m}`));
+    }
+    const res = await next();
+    if (
+      req.method !== "GET" || res.status !== 200 || res.body === null ||
+      res.headers.has("content-range") ||
+      (res.headers.get("content-encoding") ?? "identity") !== "identity" ||
+      !/^text\/html\s*(?:;|$)/i.test(res.headers.get("content-type") ?? "")
+    ) {
+      return res;
+    }
+    return await inject(res);
+  }
+
+  return Object.defineProperties(liveReloadMiddleware, {
+    close: { value: close },
+    [Symbol.asyncDispose]: { value: close },
+    clients: { get: () => clients.size },
+  }) as LiveReloadMiddleware;
+}

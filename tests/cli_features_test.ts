@@ -1,0 +1,231 @@
+import assert from "node:assert/strict";
+import { runCli, startCli } from "./_cli.ts";
+import { tempDir, testdata } from "./_helpers.ts";
+
+const www = testdata("www");
+
+Deno.test("cli --config reads flags and rules from JSON, and flags win", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/site`);
+  await Deno.writeTextFile(`${dir.path}/site/index.html`, "<h1>home</h1>");
+  await Deno.writeTextFile(`${dir.path}/site/app.js`, "1");
+  await Deno.writeTextFile(
+    `${dir.path}/serve.json`,
+    JSON.stringify({
+      root: "site",
+      port: 0,
+      cors: true,
+      "dir-listing": false,
+      header: ["X-From: file", "X-Both: file"],
+      quiet: true,
+      rules: [{
+        path: "*.js",
+        "cache-control": "max-age=60",
+        headers: { "X-Rule": "yes" },
+      }],
+    }),
+  );
+  const server = await startCli([
+    "--config",
+    `${dir.path}/serve.json`,
+    "--header",
+    "X-Both: flag",
+  ]);
+  const res = await fetch(`${server.base}/app.js`);
+  assert.equal(await res.text(), "1", "root is relative to the config file");
+  assert.equal(res.headers.get("access-control-allow-origin"), "*");
+  assert.equal(res.headers.get("x-from"), "file");
+  assert.equal(res.headers.get("x-both"), "flag", "the command line wins");
+  assert.equal(res.headers.get("cache-control"), "max-age=60");
+  assert.equal(res.headers.get("x-rule"), "yes");
+  await server.stop();
+});
+
+Deno.test("cli --config rejects bad files with a message naming the key", async () => {
+  await using dir = await tempDir();
+  const cases: Array<[unknown, RegExp]> = [
+    [{ prot: 8080 }, /serve\.json: unknown key "prot"/],
+    [{ cors: "yes" }, /serve\.json: "cors" must be true or false/],
+    [{ port: "abc" }, /Invalid --port "abc"/],
+    [
+      { rules: [{ path: "*.js", cache: "x" }] },
+      /unknown key "rules\[0\]\.cache"/,
+    ],
+    [{ rules: [{ headers: {} }] }, /"rules\[0\]\.path" must be a glob string/],
+    [[1, 2], /expected a JSON object/],
+  ];
+  for (const [json, message] of cases) {
+    await Deno.writeTextFile(`${dir.path}/serve.json`, JSON.stringify(json));
+    const res = await runCli(["--config", `${dir.path}/serve.json`]);
+    assert.equal(res.code, 2, JSON.stringify(json));
+    assert.match(res.stderr.split("\n")[0]!, message);
+  }
+  await Deno.writeTextFile(`${dir.path}/broken.json`, "{ nope");
+  const broken = await runCli(["--config", `${dir.path}/broken.json`]);
+  assert.equal(broken.code, 2);
+  assert.match(broken.stderr, /broken\.json: invalid JSON/);
+  const missing = await runCli(["--config", `${dir.path}/none.json`]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /config file ".*none\.json" does not exist/);
+});
+
+Deno.test("cli --log-format writes common, combined and JSON lines", async () => {
+  const expectations: Array<[string, RegExp]> = [
+    [
+      "common",
+      /^127\.0\.0\.1 - - \[\d\d\/\w{3}\/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET \/hello\.txt\?a=1 HTTP\/1\.1" 200 14$/,
+    ],
+    [
+      "combined",
+      /^127\.0\.0\.1 - - \[.+\] "GET \/hello\.txt\?a=1 HTTP\/1\.1" 200 14 "http:\/\/ref\/" "test-agent\/1\.0"$/,
+    ],
+  ];
+  for (const [format, pattern] of expectations) {
+    const server = await startCli([www, "--port", "0", "--log-format", format]);
+    await (await fetch(`${server.base}/hello.txt?a=1`, {
+      headers: { referer: "http://ref/", "user-agent": "test-agent/1.0" },
+    })).text();
+    await server.stop();
+    assert.ok(
+      server.lines.some((l) => pattern.test(l)),
+      `${format}: ${server.lines.join("\n")}`,
+    );
+  }
+  const server = await startCli([www, "--port", "0", "--log-format", "json"]);
+  await (await fetch(`${server.base}/nope`)).body?.cancel();
+  await server.stop();
+  const entry = JSON.parse(server.lines.find((l) => l.startsWith("{"))!);
+  assert.equal(entry.method, "GET");
+  assert.equal(entry.path, "/nope");
+  assert.equal(entry.status, 404);
+  assert.equal(typeof entry.duration_ms, "number");
+  const bad = await runCli([www, "--log-format", "xml"]);
+  assert.equal(bad.code, 2);
+});
+
+Deno.test("cli --log-file appends the access log to a file and keeps stdout for the banner", async () => {
+  await using dir = await tempDir();
+  const log = `${dir.path}/access.log`;
+  const server = await startCli([www, "--port", "0", "--log-file", log]);
+  await (await fetch(`${server.base}/hello.txt`)).text();
+  await server.stop();
+  const text = await Deno.readTextFile(log);
+  assert.match(text, / GET \/hello\.txt 200 14 [\d.]+ms\n$/);
+  assert.ok(!server.lines.some((l) => l.includes("GET /hello.txt")));
+});
+
+Deno.test("cli prints a banner with URLs, root, features and permissions", async () => {
+  const server = await startCli([
+    www,
+    "--port",
+    "0",
+    "--cors",
+    "--compress",
+    "--host",
+    "0.0.0.0",
+  ]);
+  await server.stop();
+  const text = server.lines.join("\n");
+  assert.match(
+    server.lines[0]!,
+    /^Listening on http:\/\/0\.0\.0\.0:\d+\/$/,
+    "the first line stays for tools",
+  );
+  assert.match(text, /Local:\s+http:\/\/localhost:\d+\//);
+  assert.match(
+    text,
+    new RegExp(`Root:\\s+${(await Deno.realPath(www)).replaceAll("/", "\\/")}`),
+  );
+  assert.match(text, /Features:.*directory listing.*CORS.*compression/);
+  assert.match(text, /Permissions:.*--allow-read.*--allow-net/);
+});
+
+Deno.test("cli --spa, --clean-urls, --cache-control and --compress work end to end", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/index.html`, "<h1>app</h1>");
+  await Deno.writeTextFile(`${dir.path}/about.html`, "<h1>about</h1>");
+  await Deno.writeTextFile(`${dir.path}/big.txt`, "text ".repeat(2000));
+  const server = await startCli([
+    dir.path,
+    "--port",
+    "0",
+    "--quiet",
+    "--spa",
+    "--clean-urls",
+    "--compress",
+    "--cache-control",
+    "*.html=no-cache",
+  ]);
+  const about = await fetch(`${server.base}/about`);
+  assert.equal(await about.text(), "<h1>about</h1>");
+  assert.equal(about.headers.get("cache-control"), "no-cache");
+  const route = await fetch(`${server.base}/some/route`);
+  assert.equal(await route.text(), "<h1>app</h1>");
+  const big = await fetch(`${server.base}/big.txt`, {
+    headers: { "accept-encoding": "gzip" },
+  });
+  assert.equal(big.headers.get("content-encoding"), "gzip");
+  assert.equal(await big.text(), "text ".repeat(2000), "fetch decodes gzip");
+  await server.stop();
+  const bad = await runCli([dir.path, "--cache-control", "nonsense"]);
+  assert.equal(bad.code, 2);
+  assert.match(
+    bad.stderr,
+    /Invalid --cache-control "nonsense": expected GLOB=VALUE/,
+  );
+});
+
+Deno.test("cli serves HTTP/2 over TLS to curl --http2", async () => {
+  await using dir = await tempDir();
+  const gen = await new Deno.Command("openssl", {
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+      "-keyout",
+      `${dir.path}/key.pem`,
+      "-out",
+      `${dir.path}/cert.pem`,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  assert.ok(gen.success);
+  const server = await startCli([
+    www,
+    "--port",
+    "0",
+    "--quiet",
+    "--cert",
+    `${dir.path}/cert.pem`,
+    "--key",
+    `${dir.path}/key.pem`,
+  ]);
+  const out = await new Deno.Command("curl", {
+    args: [
+      "-sS",
+      "--http2",
+      "--cacert",
+      `${dir.path}/cert.pem`,
+      "-w",
+      "\n%{http_version}",
+      `${server.base}/hello.txt`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  await server.stop();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  assert.equal(text, "Hello, world!\n\n2");
+});
