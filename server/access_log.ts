@@ -57,9 +57,11 @@ function _clfTime(d: Date): string {
 }
 
 function _quote(value: string | null): string {
-  return value === null
-    ? "-"
-    : value.replace(/["\\]/g, (c) => `\\${c}`).replace(/[\x00-\x1f\x7f]/g, "");
+  if (value === null) return "-";
+  const escaped = value.replace(/["\\]/g, (c) => `\\${c}`);
+  // Header values can still hold tabs and other controls: drop them.
+  // deno-lint-ignore no-control-regex
+  return escaped.replace(/[\x00-\x1f\x7f]/g, "");
 }
 
 function _colored(status: number): string {
