@@ -14,7 +14,8 @@ Deno.test("two instances behind an nginx load balancer answer alike (README exam
   const a = await startCli([testdata("www"), "--port", "0"]);
   const b = await startCli([testdata("www"), "--port", "0"]);
   const port = await freePort();
-  const upstream = [a, b].map((s) => `    server ${new URL(s.base).host};`).join("\n");
+  const upstream = [a, b].map((s) => `    server ${new URL(s.base).host};`)
+    .join("\n");
   await Deno.writeTextFile(
     `${dir.path}/nginx.conf`,
     `daemon off;
@@ -67,7 +68,11 @@ ${upstream}
       assert.equal(await res.text(), "Hello, world!\n");
       etags.add(res.headers.get("etag"));
     }
-    assert.equal(etags.size, 1, "every instance gives the same validators: caches work across them");
+    assert.equal(
+      etags.size,
+      1,
+      "every instance gives the same validators: caches work across them",
+    );
   } finally {
     nginx.kill("SIGTERM");
     await nginx.status;
@@ -75,7 +80,11 @@ ${upstream}
     await a.stop();
     await b.stop();
   }
-  const served = (s: typeof a) => s.lines.filter((l) => l.includes("GET /hello.txt 200")).length;
-  assert.ok(served(a) > 0 && served(b) > 0, `round robin reached both (${served(a)}, ${served(b)})`);
+  const served = (s: typeof a) =>
+    s.lines.filter((l) => l.includes("GET /hello.txt 200")).length;
+  assert.ok(
+    served(a) > 0 && served(b) > 0,
+    `round robin reached both (${served(a)}, ${served(b)})`,
+  );
   assert.equal(served(a) + served(b), 8);
 });
