@@ -65,6 +65,7 @@ export {
 export {
   decodePath,
   findFile,
+  isInside,
   resolvePath,
   type ResolvePathOptions,
 } from "./server/resolve.ts";

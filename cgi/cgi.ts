@@ -7,6 +7,7 @@
 
 import { resolve, sep } from "node:path";
 import { HttpError } from "../server/errors.ts";
+import { isInside } from "../server/resolve.ts";
 import type { Context, Middleware } from "../server/types.ts";
 import { prepareRequestBody } from "./body.ts";
 import { buildCgiEnv } from "./env.ts";
@@ -133,10 +134,6 @@ function _startsWith(
   return prefix.every((s, i) => segments[i] === s);
 }
 
-function _isInside(dir: string, path: string): boolean {
-  return path === dir || path.startsWith(dir.endsWith(sep) ? dir : dir + sep);
-}
-
 /**
  * The CGI middleware. Requests under a prefix of `dirs` run the script the
  * path names; other requests go to `next()`, except that a file whose real
@@ -237,7 +234,7 @@ export function cgi(options: CgiOptions = {}): Middleware {
         const real = await Deno.realPath(ctx.file.path);
         for (const m of mounts) {
           const dir = await realDir(m, ctx);
-          if (dir !== undefined && _isInside(dir, real)) {
+          if (dir !== undefined && isInside(dir, real)) {
             throw new HttpError(
               403,
               "File inside a CGI directory requested outside its prefix",

@@ -6,9 +6,9 @@
  * @module
  */
 
-import { basename, extname, sep } from "node:path";
+import { basename, extname } from "node:path";
 import { HttpError } from "../server/errors.ts";
-import { findFile } from "../server/resolve.ts";
+import { findFile, isInside } from "../server/resolve.ts";
 
 /** Options of {@linkcode locateScript}. */
 export interface LocateScriptOptions {
@@ -34,10 +34,6 @@ export interface LocatedScript {
   args: string[];
   /** True for `nph-` scripts, which write their own status line. */
   nph: boolean;
-}
-
-function _isInside(dir: string, path: string): boolean {
-  return path.startsWith(dir.endsWith(sep) ? dir : dir + sep);
 }
 
 async function _startsWithShebang(path: string): Promise<boolean> {
@@ -101,7 +97,7 @@ export async function locateScript(
       throw new HttpError(403, "CGI path is not a regular file");
     }
     const filename = await Deno.realPath(found.path);
-    if (!_isInside(realDir, filename)) {
+    if (!isInside(realDir, filename)) {
       throw new HttpError(404, "CGI script outside its directory");
     }
     const extra = rest.slice(i);

@@ -81,8 +81,23 @@ export function _hasDotSegment(segments: readonly string[]): boolean {
   return segments.some((s) => s.startsWith(".") && s !== ".well-known");
 }
 
-/** True when `path` is `root` or lies below it. */
-export function _isInside(root: string, path: string): boolean {
+/**
+ * True when `path` is `root` or lies below it (both absolute, normalised).
+ *
+ * @example Containment
+ * ```ts
+ * import { isInside } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(isInside("/srv/www", "/srv/www/a.txt"), true);
+ * assert.equal(isInside("/srv/www", "/srv/www2/a.txt"), false);
+ * ```
+ *
+ * @param root The containing directory.
+ * @param path The path to test.
+ * @returns Whether `path` is inside `root`.
+ */
+export function isInside(root: string, path: string): boolean {
   return path === root ||
     path.startsWith(root.endsWith(sep) ? root : root + sep);
 }
@@ -129,7 +144,7 @@ export async function findFile(
   }
   if (!followSymlinks && segments.length > 0) {
     const real = await Deno.realPath(path);
-    if (!_isInside(root, real)) return undefined;
+    if (!isInside(root, real)) return undefined;
   }
   return { path, info };
 }

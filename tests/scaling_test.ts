@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { startCli } from "./_cli.ts";
 import { tempDir, testdata } from "./_helpers.ts";
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   return listener.addr.port;
 }
@@ -13,7 +13,7 @@ Deno.test("two instances behind an nginx load balancer answer alike (README exam
   await using dir = await tempDir();
   const a = await startCli([testdata("www"), "--port", "0"]);
   const b = await startCli([testdata("www"), "--port", "0"]);
-  const port = await freePort();
+  const port = freePort();
   const upstream = [a, b].map((s) => `    server ${new URL(s.base).host};`)
     .join("\n");
   await Deno.writeTextFile(
