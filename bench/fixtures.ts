@@ -29,7 +29,7 @@ export interface Fixtures {
 const KiB = 1024;
 
 /** File sizes written as `<n>k.txt` (in KiB). */
-const _SIZES_KIB = [1, 16, 64, 256, 1024];
+const _SIZES_KIB = [1, 16, 32, 64, 256, 1024];
 
 const _INDEX_HTML = `<!doctype html>
 <html lang="en">
@@ -65,7 +65,7 @@ function _content(bytes: number): Uint8Array {
 }
 
 /**
- * Writes the fixtures: `/<n>k.txt` for 1, 16, 64, 256 and 1024 KiB, and
+ * Writes the fixtures: `/<n>k.txt` for 1, 16, 32, 64, 256 and 1024 KiB, and
  * `/dir/index.html`.
  *
  * @returns The directory and its remover.

@@ -6,7 +6,7 @@
  *
  * ```sh
  * deno task bench                 # server comparison (~1.5 min)
- * deno task bench --small-files   # bufferBelow study (~2 min)
+ * deno task bench --small-files   # bufferBelow study (~2.5 min)
  * deno task bench --all           # both
  * ```
  *

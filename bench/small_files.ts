@@ -18,7 +18,7 @@ import { int, mib, ms, ratio, type Report } from "./report.ts";
 import { type RunningServer, startLibServer } from "./servers.ts";
 
 /** File sizes of the study, in KiB. */
-export const SMALL_FILE_SIZES_KIB = [1, 16, 64, 256, 1024];
+export const SMALL_FILE_SIZES_KIB = [1, 16, 32, 64, 256, 1024];
 
 /** The buffer-everything threshold (1 GiB: larger than any fixture). */
 const _BUFFER_ALL = 2 ** 30;

@@ -54,6 +54,7 @@ function _features(o: HandlerOptions): string[] {
   if (o.headers?.length || o.headerRules?.length) on.push("custom headers");
   if (o.cgi) on.push("CGI");
   if (o.fastcgi) on.push("FastCGI");
+  if (o.liveReload) on.push("live reload");
   return on;
 }
 

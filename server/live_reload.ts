@@ -158,7 +158,7 @@ export function liveReload(
 
   function ignored(file: string, base: string): boolean {
     const rel = relative(base, file);
-    if (rel === "" || rel.startsWith("..")) return false;
+    if (rel === "" || rel === ".." || rel.startsWith(`..${sep}`)) return false;
     return rel.split(sep).some((s) => s.startsWith(".") || s.endsWith("~"));
   }
 
@@ -173,7 +173,7 @@ export function liveReload(
       try {
         client.enqueue(event);
       } catch {
-        clients.delete(client);
+        disconnect(client);
       }
     }
   }
@@ -218,8 +218,7 @@ export function liveReload(
     const base = resolve(root);
     const w = Deno.watchFs(base, { recursive: true });
     watcher = w;
-    const previous = watching;
-    watching = previous.then(() => watch(w, base, log));
+    watching = Promise.all([watching, watch(w, base, log)]).then(() => {});
   }
 
   function disconnect(
@@ -313,6 +312,9 @@ export function liveReload(
     if (ctx.url.pathname === path) {
       return eventStream(req, (m) => ctx.log("error", `live reload: ${m}`));
     }
+    // A re-dispatched request (CGI local redirect) is injected once, by the
+    // outer call.
+    if (ctx.depth > 0) return await next();
     const res = await next();
     if (
       req.method !== "GET" || res.status !== 200 || res.body === null ||

@@ -38,7 +38,7 @@ export interface ServeStaticOptions {
   followSymlinks?: boolean;
   /**
    * Files up to this size are sent from memory instead of streamed.
-   * @default {65536}
+   * @default {16384}
    */
   bufferBelow?: number;
   /**
@@ -57,13 +57,13 @@ export interface ServeStaticOptions {
    * Smallest file compressed on the fly, in bytes.
    * @default {1024}
    */
-  compressMinSize?: number; /**
+  compressMinSize?: number;
+  /**
    * Single-page app fallback: a GET/HEAD for a path that does not exist and
    * whose last segment has no extension answers 200 with this file (from
    * the root); `true` means `"index.html"`. Missing assets (`/x.js`) stay 404.
    * @default {false}
    */
-
   spa?: boolean | string;
   /**
    * Clean URLs: `/about` serves `about.html` when `/about` does not exist

@@ -265,12 +265,15 @@ Deno.test("deno serve mod.ts serves the current directory with the default expor
     const stdout = new Response(child.stdout).text();
     let text = "";
     let base: string | undefined;
+    // Fail instead of hanging if the line never comes.
+    const deadline = setTimeout(() => child.kill("SIGKILL"), 20_000);
     while (base === undefined) {
       const { value, done } = await output.read();
       if (done) break;
       text += value;
       base = /Listening on (http:\/\/[\d.]+:\d+)/.exec(text)?.[1];
     }
+    clearTimeout(deadline);
     assert.ok(base, `deno serve did not start: ${text}`);
     const url: string = base;
     if (parallel) assert.match(text, /with 2 threads/);
@@ -282,7 +285,10 @@ Deno.test("deno serve mod.ts serves the current directory with the default expor
     assert.equal(env.status, 404);
     await env.body?.cancel();
     child.kill("SIGTERM");
-    await child.status;
+    const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    const status = await child.status;
+    clearTimeout(killer);
+    assert.notEqual(status.signal, "SIGKILL", "deno serve stops on SIGTERM");
     let rest = "";
     while (true) {
       const { value, done } = await output.read();

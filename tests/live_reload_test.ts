@@ -15,6 +15,8 @@ interface SseEvent {
 function sseReader(res: Response) {
   const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
   let buffered = "";
+  // A read that lost a race to a timeout is kept for the next call.
+  let pending: Promise<ReadableStreamReadResult<string>> | undefined;
   return {
     /** The next event, or undefined when the stream ended. */
     async next(timeout = 5_000): Promise<SseEvent | undefined> {
@@ -33,14 +35,16 @@ function sseReader(res: Response) {
         }
         let timer: ReturnType<typeof setTimeout> | undefined;
         const left = deadline - Date.now();
+        pending ??= reader.read();
         const result = await Promise.race([
-          reader.read(),
+          pending,
           new Promise<"timeout">((r) => timer = setTimeout(r, left, "timeout")),
         ]);
         clearTimeout(timer);
         if (result === "timeout") {
           throw new Error(`no event within ${timeout} ms`);
         }
+        pending = undefined;
         if (result.done) return undefined;
         buffered += result.value;
       }
@@ -135,6 +139,21 @@ Deno.test("liveReload injects its script into HTML 200 responses only", async ()
   controller.abort();
 });
 
+Deno.test("liveReload injects once into a re-dispatched response", async () => {
+  await using reload = liveReload();
+  const handler = compose([
+    reload,
+    (_req, ctx) =>
+      ctx.depth === 0
+        ? ctx.dispatch(new Request("http://localhost/inner"))
+        : new Response("<body>inner</body>", {
+          headers: { "content-type": "text/html" },
+        }),
+  ]);
+  const html = await (await handler(new Request("http://localhost/"))).text();
+  assert.equal(html.match(/EventSource/g)?.length, 1, html);
+});
+
 Deno.test("liveReload is off unless asked for", async () => {
   await using dir = await tempDir();
   await Deno.writeTextFile(`${dir.path}/index.html`, "<body>x</body>");
@@ -152,13 +171,15 @@ Deno.test("liveReload sends a reload event when a file in the root changes", asy
   await Deno.mkdir(`${root}/sub`);
   await Deno.mkdir(`${root}/.git`);
   await Deno.writeTextFile(`${root}/sub/page.html`, "<body>v1</body>");
-  await using reload = liveReload({ root, debounce: 50 });
+  await using reload = liveReload({ root, debounce: 200 });
   const handler = compose([reload, () => new Response("fallback")]);
   await withServer(handler, async (_port, base) => {
     const res = await fetch(`${base}${ENDPOINT}`);
     assert.equal(res.status, 200);
     assert.match(res.headers.get("content-type") ?? "", /^text\/event-stream/);
     const events = sseReader(res);
+    // A failed assertion must not leave the server waiting for the stream.
+    using _ = { [Symbol.dispose]: () => void reload.close() };
     const hello = await events.next();
     assert.equal(hello?.event, "hello");
     assert.match(hello?.data ?? "", /^[0-9a-f-]{36}$/);
@@ -191,9 +212,12 @@ Deno.test("liveReload sends a reload event when a file in the root changes", asy
 Deno.test("liveReload close() ends open event streams", async () => {
   await using dir = await tempDir();
   const reload = liveReload({ root: dir.path });
-  const handler = compose([reload, () => new Response("fallback")]);
+  const handler = compose([reload, () => new Response("fallback")], {
+    log: () => {},
+  });
   await withServer(handler, async (_port, base) => {
     const events = sseReader(await fetch(`${base}${ENDPOINT}`));
+    using _ = { [Symbol.dispose]: () => void reload.close() };
     assert.equal((await events.next())?.event, "hello");
     await reload.close();
     assert.equal(await events.next(), undefined, "stream ended");
