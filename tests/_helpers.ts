@@ -106,3 +106,39 @@ export async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
     },
   };
 }
+
+/** Makes a self-signed certificate for localhost/127.0.0.1 in `dir` with openssl. */
+export async function makeCert(
+  dir: string,
+): Promise<{ cert: string; key: string }> {
+  const cert = `${dir}/cert.pem`;
+  const key = `${dir}/key.pem`;
+  const out = await new Deno.Command("openssl", {
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      // rustls refuses a CA certificate used as the server's own.
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) {
+    throw new Error(`openssl failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return { cert, key };
+}

@@ -12,8 +12,11 @@ export interface ServerProcess {
   base: string;
   /** stdout lines so far. */
   lines: string[];
-  /** Stops it (SIGTERM, or SIGINT to `deno task`'s children) and waits. */
-  stop(): Promise<Deno.CommandStatus>;
+  /**
+   * Stops it (`signal`, SIGTERM by default; SIGINT to `deno task`'s
+   * children) and waits.
+   */
+  stop(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
   /** Everything written to stderr, once it exited. */
   stderr: Promise<string>;
 }
@@ -67,7 +70,9 @@ export async function startProcess(args: string[]): Promise<ServerProcess> {
   let exited = false;
   const status = child.status.finally(() => exited = true);
 
-  async function stop(): Promise<Deno.CommandStatus> {
+  async function stop(
+    signal: Deno.Signal = "SIGTERM",
+  ): Promise<Deno.CommandStatus> {
     if (!exited) {
       // `deno task` does not forward SIGTERM: interrupt what it runs (as
       // Ctrl-C would), then the task itself ends.
@@ -79,7 +84,7 @@ export async function startProcess(args: string[]): Promise<ServerProcess> {
       }
       if (kids.length === 0) {
         try {
-          child.kill("SIGTERM");
+          child.kill(signal);
         } catch { /* gone */ }
       }
       const timer = setTimeout(() => {
@@ -110,7 +115,31 @@ export async function startProcess(args: string[]): Promise<ServerProcess> {
   return { base, lines, stop, stderr };
 }
 
-/** Starts the CLI (`deno run -A mod.ts ARGS`). */
-export function startCli(args: string[]): Promise<ServerProcess> {
-  return startProcess(["run", "--no-prompt", "-A", MOD, ...args]);
+/**
+ * Starts the CLI: `deno run --no-prompt -A mod.ts ARGS`, or `command`
+ * (e.g. other permissions, or `task start`) followed by ARGS.
+ */
+export function startCli(
+  args: string[],
+  command: string[] = ["run", "--no-prompt", "-A", MOD],
+): Promise<ServerProcess> {
+  return startProcess([...command, ...args]);
+}
+
+/** Runs the CLI to completion (for flags that exit at once). */
+export async function runCli(args: string[], permissions = ["-A"]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...permissions, MOD, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  // Deno itself warns when `deno run` loads a module with `export default
+  // { fetch }` (mod.ts also serves `deno serve`); the CLI's own output follows.
+  const stderr = dec.decode(out.stderr).replace(
+    /^warning: Detected export default \{ fetch \}.*\n/,
+    "",
+  );
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr };
 }

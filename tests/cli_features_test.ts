@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { runCli, startCli } from "./_cli.ts";
-import { tempDir, testdata } from "./_helpers.ts";
+import { runCli, startCli } from "./_process_helpers.ts";
+import { makeCert, tempDir, testdata } from "./_helpers.ts";
 
 const www = testdata("www");
 
@@ -177,46 +177,23 @@ Deno.test("cli --spa, --clean-urls, --cache-control and --compress work end to e
 
 Deno.test("cli serves HTTP/2 over TLS to curl --http2", async () => {
   await using dir = await tempDir();
-  const gen = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-      "-keyout",
-      `${dir.path}/key.pem`,
-      "-out",
-      `${dir.path}/cert.pem`,
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  assert.ok(gen.success);
+  const { cert, key } = await makeCert(dir.path);
   const server = await startCli([
     www,
     "--port",
     "0",
     "--quiet",
     "--cert",
-    `${dir.path}/cert.pem`,
+    cert,
     "--key",
-    `${dir.path}/key.pem`,
+    key,
   ]);
   const out = await new Deno.Command("curl", {
     args: [
       "-sS",
       "--http2",
       "--cacert",
-      `${dir.path}/cert.pem`,
+      cert,
       "-w",
       "\n%{http_version}",
       `${server.base}/hello.txt`,

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
-import { mod, repo, runCli, startCli } from "./_cli.ts";
-import { tempDir, testdata } from "./_helpers.ts";
+import {
+  MOD as mod,
+  REPO as repo,
+  runCli,
+  startCli,
+} from "./_process_helpers.ts";
+import { makeCert, tempDir, testdata } from "./_helpers.ts";
 
 Deno.test("cli prints the listening URL on --port 0 and serves the root", async () => {
   const server = await startCli([testdata("www"), "--port", "0"]);
@@ -198,43 +203,20 @@ Deno.test("deno task start runs without -A", async () => {
 
 Deno.test("cli serves HTTPS with --cert and --key", async () => {
   await using dir = await tempDir();
-  const gen = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-      "-keyout",
-      `${dir.path}/key.pem`,
-      "-out",
-      `${dir.path}/cert.pem`,
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  assert.ok(gen.success, "openssl generated a certificate");
+  const { cert, key } = await makeCert(dir.path);
   const server = await startCli([
     testdata("www"),
     "--port",
     "0",
     "--quiet",
     "--cert",
-    `${dir.path}/cert.pem`,
+    cert,
     "--key",
-    `${dir.path}/key.pem`,
+    key,
   ]);
   assert.match(server.base, /^https:\/\//);
   using client = Deno.createHttpClient({
-    caCerts: [await Deno.readTextFile(`${dir.path}/cert.pem`)],
+    caCerts: [await Deno.readTextFile(cert)],
   });
   const res = await fetch(`${server.base}/hello.txt`, { client });
   assert.equal(await res.text(), "Hello, world!\n");

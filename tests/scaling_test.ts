@@ -1,7 +1,7 @@
 // The README's "Scaling out" example, run for real: two instances behind
 // nginx as a round-robin load balancer.
 import assert from "node:assert/strict";
-import { startCli } from "./_cli.ts";
+import { startCli } from "./_process_helpers.ts";
 import { tempDir, testdata } from "./_helpers.ts";
 
 function freePort(): number {
