@@ -455,6 +455,32 @@ Deno.test("fastcgi() closes the responder connection when the client goes away",
   assert.equal(php.client.stats()[0]!.open, 0);
 });
 
+Deno.test("fastcgi() closes the responder connection when the client leaves before the headers", async () => {
+  await using fpm = await startPhpFpm();
+  await using php = fastcgi({ backends: [fpm.address] });
+  await using server = serve(chain(php));
+  const controller = new AbortController();
+  const pending = fetch(`${server.url}/sleep.php?ms=3000`, {
+    signal: controller.signal,
+  });
+  const opened = Date.now() + 2000;
+  while (php.client.stats()[0]!.open === 0 && Date.now() < opened) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(php.client.stats()[0]!.open, 1, "the request reached php-fpm");
+  controller.abort();
+  await pending.catch(() => {});
+  const deadline = Date.now() + 1500;
+  while (php.client.stats()[0]!.open > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(
+    php.client.stats()[0]!.open,
+    0,
+    "closed long before the script's 3 s are up",
+  );
+});
+
 Deno.test("fastcgi() sends params larger than one record without splitting a pair", async () => {
   await using fpm = await startPhpFpm();
   await using php = fastcgi({ backends: [fpm.address] });

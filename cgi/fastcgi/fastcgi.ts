@@ -321,6 +321,10 @@ export function fastcgi(options: FastCgiOptions = {}): FastCgiMiddleware {
         stdout = await client.request({
           params: Object.entries(env),
           body: body.stream,
+          // Aborts when the client goes away, before or during the response
+          // (deno.json opts into --unstable-no-legacy-abort, so a finished
+          // response does not count as an abort).
+          signal: req.signal,
           onStderr: (text) =>
             ctx.log(
               "warn",
