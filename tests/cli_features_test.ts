@@ -206,3 +206,40 @@ Deno.test("cli serves HTTP/2 over TLS to curl --http2", async () => {
   assert.ok(out.success, new TextDecoder().decode(out.stderr));
   assert.equal(text, "Hello, world!\n\n2");
 });
+
+Deno.test("cli config with TLS and two CGI mappings: scripts see HTTPS=on", async () => {
+  await using dir = await tempDir();
+  const { cert, key } = await makeCert(dir.path);
+  await Deno.mkdir(`${dir.path}/www`);
+  await Deno.writeTextFile(
+    `${dir.path}/serve.json`,
+    JSON.stringify({
+      root: "www",
+      port: 0,
+      quiet: true,
+      cert,
+      key,
+      "cgi-dir": [
+        `/one/=${testdata("cgi-bin")}`,
+        `/two/=${testdata("cgi-bin", "subdir")}`,
+      ],
+    }),
+  );
+  const server = await startCli(["--config", `${dir.path}/serve.json`]);
+  using client = Deno.createHttpClient({
+    caCerts: [await Deno.readTextFile(cert)],
+  });
+  const env = await (await fetch(`${server.base}/one/env.cgi`, { client }))
+    .text();
+  assert.match(env, /^HTTPS=on$/m);
+  assert.match(env, /^REQUEST_SCHEME=https$/m);
+  assert.match(env, /^SCRIPT_NAME=\/one\/env\.cgi$/m);
+  const second = await fetch(`${server.base}/two/nested.cgi`, { client });
+  assert.equal(second.status, 200);
+  assert.match(await second.text(), /^SCRIPT_NAME=\/two\/nested\.cgi$/m);
+  await server.stop();
+  assert.ok(
+    !server.lines.some((l) => l.includes("\x1b[")),
+    "no colours when stdout is not a terminal",
+  );
+});
