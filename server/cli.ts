@@ -154,9 +154,13 @@ async function _parse(args: string[]): Promise<_Config | "help" | "version"> {
   if (!/^\d+$/.test(values.port) || port > 65535) {
     throw new _UsageError(`Invalid --port "${values.port}": expected 0-65535`);
   }
-  if (values.host === "") {
-    throw new _UsageError(`Invalid --host "": expected an address`);
+  // A name or an IPv4/IPv6 address (brackets allowed around IPv6).
+  if (!/^(?:[A-Za-z0-9.-]+|\[?[0-9A-Fa-f:.]+\]?)$/.test(values.host)) {
+    throw new _UsageError(
+      `Invalid --host "${values.host}": expected a host name or an IP address`,
+    );
   }
+  const host = values.host.replace(/^\[(.*)\]$/, "$1");
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new _UsageError("--cert and --key must be given together");
   }
@@ -193,9 +197,17 @@ async function _parse(args: string[]): Promise<_Config | "help" | "version"> {
         `Invalid --cache-control "${spec}": expected GLOB=VALUE`,
       );
     }
+    const value = spec.slice(eq + 1).trim();
+    try {
+      new Headers([["cache-control", value]]);
+    } catch {
+      throw new _UsageError(
+        `Invalid --cache-control "${spec}": the value is not a valid header value`,
+      );
+    }
     rules.push({
       path: spec.slice(0, eq).trim(),
-      headers: [["cache-control", spec.slice(eq + 1).trim()]],
+      headers: [["cache-control", value]],
     });
   }
   let cgi;
@@ -208,7 +220,7 @@ async function _parse(args: string[]): Promise<_Config | "help" | "version"> {
   }
   return {
     root,
-    host: values.host,
+    host,
     port,
     cert: values.cert,
     key: values.key,
@@ -240,8 +252,20 @@ async function _missingPermission(
 ): Promise<string | undefined> {
   const checks: Array<[Deno.PermissionDescriptor, string]> = [
     [{ name: "read", path: config.root }, `--allow-read=${config.root}`],
-    [{ name: "net", host: config.host }, `--allow-net=${config.host}`],
+    // A fixed port may be granted on its own (--allow-net=127.0.0.1:8000).
+    config.port === 0
+      ? [{ name: "net", host: config.host }, `--allow-net=${config.host}`]
+      : [
+        { name: "net", host: `${config.host}:${config.port}` },
+        `--allow-net=${config.host}:${config.port}`,
+      ],
   ];
+  if (config.logFile !== undefined) {
+    checks.push([
+      { name: "write", path: config.logFile },
+      `--allow-write=${config.logFile}`,
+    ]);
+  }
   for (const file of [config.cert, config.key]) {
     if (file !== undefined) {
       checks.push([{ name: "read", path: file }, `--allow-read=${file}`]);
@@ -260,6 +284,40 @@ async function _missingPermission(
     if (status.state !== "granted") return flag;
   }
   return undefined;
+}
+
+/**
+ * Appends access-log lines to a file, one write after another (whole lines,
+ * in order). If the file fails (disk full, …) the server keeps running: one
+ * error line on stderr, and the log goes on on stdout.
+ */
+function _logWriter(file: Deno.FsFile, name: string) {
+  const encoder = new TextEncoder();
+  let chain = Promise.resolve();
+  let failed = false;
+  return {
+    write(line: string): void {
+      chain = chain.then(async () => {
+        if (failed) return console.log(line);
+        let bytes = encoder.encode(line + "\n");
+        try {
+          while (bytes.length > 0) {
+            bytes = bytes.subarray(await file.write(bytes));
+          }
+        } catch (error) {
+          failed = true;
+          const why = error instanceof Error ? error.message : String(error);
+          console.error(
+            `error: cannot write to --log-file "${name}" (${why}); logging to stdout`,
+          );
+          console.log(line);
+        }
+      });
+    },
+    flush(): Promise<void> {
+      return chain;
+    },
+  };
 }
 
 function _fail(message: string): number {
@@ -326,9 +384,11 @@ export async function main(args: string[]): Promise<number> {
   }
 
   let logFile: Deno.FsFile | undefined;
+  let logWriter: ReturnType<typeof _logWriter> | undefined;
   if (!config.quiet) {
     let write: ((line: string) => void) | undefined;
     if (config.logFile !== undefined) {
+      // (logWriter is flushed and the file closed on shutdown.)
       try {
         logFile = await Deno.open(config.logFile, {
           append: true,
@@ -337,9 +397,8 @@ export async function main(args: string[]): Promise<number> {
       } catch {
         return _fail(`cannot open --log-file "${config.logFile}"`);
       }
-      const out = logFile;
-      const encoder = new TextEncoder();
-      write = (line) => void out.write(encoder.encode(line + "\n"));
+      logWriter = _logWriter(logFile, config.logFile);
+      write = logWriter.write;
     }
     config.handler.accessLog = {
       format: config.logFormat,
@@ -391,6 +450,7 @@ export async function main(args: string[]): Promise<number> {
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);
     await handler.close(); // stops spawned FastCGI workers
+    await logWriter?.flush();
     logFile?.close();
   }
   return 0;

@@ -6,9 +6,9 @@
  */
 
 import { STATUS_CODES } from "node:http";
-import { join } from "node:path";
 import { _describe, HttpError, statusOf } from "./errors.ts";
 import { prefersJson } from "./negotiate.ts";
+import { findFile } from "./resolve.ts";
 import type { Middleware } from "./types.ts";
 
 /** The reason phrase of a status, e.g. `"Not Found"`. */
@@ -45,6 +45,8 @@ export function renderError(
   const reason = _reason(status);
   const out = new Headers(headers);
   out.set("x-content-type-options", "nosniff");
+  // The built-in page is HTML or JSON by Accept; a custom page is always HTML.
+  if (html === undefined) out.append("vary", "Accept");
   let body: string | Uint8Array;
   if (html === undefined && prefersJson(req)) {
     out.set("content-type", "application/json; charset=UTF-8");
@@ -72,7 +74,7 @@ export function renderError(
 export interface ErrorPagesOptions {
   /**
    * A folder where `<status>.html` (e.g. `404.html`) replaces the built-in
-   * page for that status.
+   * page for that status (a symlink there must stay inside the folder).
    * @default {undefined} (no lookup)
    */
   root?: string;
@@ -112,11 +114,15 @@ export function errorPages(options: ErrorPagesOptions = {}): Middleware {
   const { root, pages = {} } = options;
 
   async function customPage(status: number): Promise<Uint8Array | undefined> {
-    const file = pages[status] ??
-      (root === undefined ? undefined : join(root, `${status}.html`));
-    if (file === undefined) return undefined;
     try {
-      return await Deno.readFile(file);
+      const configured = pages[status];
+      if (configured !== undefined) return await Deno.readFile(configured);
+      if (root === undefined) return undefined;
+      // Same rules as any file under the root: no symlink out of it.
+      const found = await findFile(await Deno.realPath(root), [
+        `${status}.html`,
+      ]);
+      return found?.info.isFile ? await Deno.readFile(found.path) : undefined;
     } catch {
       return undefined;
     }

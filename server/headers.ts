@@ -19,11 +19,12 @@ export interface SetHeadersOptions {
    */
   headers?: Array<[string, string]>;
   /**
-   * Headers for paths matching a glob, applied to successful responses
-   * (status below 400) in order, after `headers`, so a later rule wins.
-   * Globs match the decoded URL path, or the path of the file served for it
-   * (`/docs/` → `/docs/index.html`); a glob without `/` matches the last
-   * segment (`*.html`), `**` crosses folders (`/assets/**`).
+   * Headers for paths matching a glob, applied to 2xx and 304 responses in
+   * order, after `headers`, so a later rule wins. Globs match the URL path
+   * of the file actually sent (`/docs/` → `/docs/index.html`, an SPA route
+   * → `/index.html`), else the decoded request path; a glob without `/`
+   * matches the last segment (`*.html`), `**` crosses folders
+   * (`/assets/**`).
    * @default {[]}
    */
   rules?: HeaderRule[];
@@ -121,11 +122,12 @@ export function setHeaders(options: SetHeadersOptions = {}): Middleware {
   return async function setHeadersMiddleware(_req, ctx, next) {
     const res = _withMutableHeaders(await next());
     for (const [name, value] of headers) res.headers.set(name, value);
-    if (res.status < 400) {
+    // Rules describe the file actually sent (the SPA's index.html, not the
+    // route it answered), and only successful or not-modified answers.
+    if ((res.status >= 200 && res.status < 300) || res.status === 304) {
+      const path = ctx.served ?? ctx.path;
       for (const rule of rules) {
-        const hit = rule.matches(ctx.path) ||
-          (ctx.served !== undefined && rule.matches(ctx.served));
-        if (!hit) continue;
+        if (!rule.matches(path)) continue;
         for (const [name, value] of rule.headers) res.headers.set(name, value);
       }
     }

@@ -10,6 +10,8 @@ import { join, sep } from "node:path";
 import { HttpError } from "./errors.ts";
 import type { Middleware, ResolvedFile } from "./types.ts";
 
+const _WINDOWS = Deno.build.os === "windows";
+
 /** Options of {@linkcode resolvePath}. */
 export interface ResolvePathOptions {
   /**
@@ -65,6 +67,11 @@ export function decodePath(pathname: string): string[] {
     if (seg.includes("\0")) throw new HttpError(400, "NUL byte in path");
     if (seg.includes("/")) {
       throw new HttpError(404, "Encoded slash in path segment");
+    }
+    // On Windows a backslash (and a drive colon) would become a separator
+    // or a drive in node:path: there a segment holding one names no file.
+    if (_WINDOWS && /[\\:]/.test(seg)) {
+      throw new HttpError(404, "Backslash or colon in path segment");
     }
     if (seg === "" || seg === ".") continue;
     if (seg === "..") {

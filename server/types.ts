@@ -62,7 +62,7 @@ export interface Context {
   /**
    * The URL path of the file a middleware actually sent, when it differs
    * from the request path (`/docs/` → `/docs/index.html`, clean URLs, the
-   * SPA fallback); per-path header rules match it too.
+   * SPA fallback); per-path header rules match it instead of the request path.
    */
   served: string | undefined;
   /** How many internal re-dispatches (local redirects) led to this request. */

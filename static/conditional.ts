@@ -22,6 +22,8 @@ function _opaque(tag: string): string {
 }
 
 function _strongMatch(header: string, etag: string | undefined): boolean {
+  // `*` matches any current representation, with or without an ETag.
+  if (_tags(header).includes("*")) return true;
   if (etag === undefined || etag.startsWith("W/")) return false;
   return _tags(header).some((t) =>
     t === "*" || (!t.startsWith("W/") && t === etag)

@@ -44,6 +44,9 @@ export function contentType(name: string): string {
   const base = name.slice(name.lastIndexOf("/") + 1);
   const dot = base.lastIndexOf(".");
   const ext = dot > 0 ? base.slice(dot + 1).toLowerCase() : "";
+  // .svgz is gzip-compressed SVG: the type of the content, no charset (it
+  // is sent with Content-Encoding: gzip).
+  if (ext === "svgz") return "image/svg+xml";
   const type = _OVERRIDES[ext] ?? (ext ? mime.getType(ext) : null);
   if (!type) return "application/octet-stream";
   return _TEXTUAL.test(type) ? `${type}; charset=UTF-8` : type;

@@ -38,6 +38,8 @@ export interface VariantOptions {
   compress: boolean;
   /** Smallest file compressed on the fly, in bytes. */
   compressMinSize: number;
+  /** Accept precompressed siblings that are symlinks out of the root. */
+  followSymlinks: boolean;
 }
 
 const _COMPRESSIBLE =
@@ -84,6 +86,10 @@ export async function chooseVariant(
     dynamic: undefined,
     vary: false,
   };
+  if (file.path.endsWith(".svgz")) {
+    // Compressed SVG: stored gzip, sent as such (never compressed again).
+    return { ...identity, stored: "gzip" };
+  }
   if (!isCompressible(type) || (!options.precompressed && !options.compress)) {
     return identity;
   }
@@ -92,24 +98,26 @@ export async function chooseVariant(
     return vary;
   }
   if (options.precompressed && segments.length > 0) {
+    // Negotiate first, then look only for the siblings the client accepts,
+    // best first: one stat in the common case.
     const last = segments[segments.length - 1]!;
-    const found: Array<[Coding, ResolvedFile]> = [];
-    for (const [coding, suffix] of _SIBLINGS) {
-      const sibling = await findFile(root, [
-        ...segments.slice(0, -1),
-        last + suffix,
-      ]);
-      if (sibling?.info.isFile) found.push([coding, sibling]);
-    }
-    const best = acceptedEncodings(req, found.map(([c]) => c))[0];
-    const chosen = found.find(([c]) => c === best);
-    if (chosen) {
-      return {
-        file: chosen[1],
-        stored: chosen[0],
-        dynamic: undefined,
-        vary: true,
-      };
+    const dir = segments.slice(0, -1);
+    const suffixes = new Map(_SIBLINGS);
+    for (const coding of acceptedEncodings(req, [...suffixes.keys()])) {
+      const name = last + suffixes.get(coding as Coding)!;
+      const sibling = await findFile(
+        root,
+        [...dir, name],
+        options.followSymlinks,
+      );
+      if (sibling?.info.isFile) {
+        return {
+          file: sibling,
+          stored: coding as Coding,
+          dynamic: undefined,
+          vary: true,
+        };
+      }
     }
   }
   if (options.compress && file.info.size >= options.compressMinSize) {

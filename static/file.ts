@@ -86,8 +86,12 @@ export async function serveFile(
   const coding = options.storedEncoding ?? options.compress;
   const etag = fileEtag(info);
   const v: Validators = {
-    // Each coding is its own representation, so it gets its own strong tag.
-    etag: etag && coding ? `${etag.slice(0, -1)}-${coding}"` : etag,
+    // Each coding is its own representation with its own tag: strong for a
+    // stored sibling (fixed bytes), weak for on-the-fly output (the bytes
+    // depend on the compressor's version and settings).
+    etag: etag && coding
+      ? `${options.compress ? "W/" : ""}${etag.slice(0, -1)}-${coding}"`
+      : etag,
     lastModified: info.mtime ?? undefined,
   };
   const headers = new Headers({
@@ -123,7 +127,10 @@ export async function serveFile(
   headers.set("content-type", type);
   if (options.compress) {
     if (req.method === "HEAD") {
-      return new Response(null, { status: 200, headers });
+      // An (empty) stream, not null: with a null body Deno would add
+      // `content-length: 0`, while GET has no length (it is compressed as
+      // it goes).
+      return new Response(_emptyStream(), { status: 200, headers });
     }
     const file = await Deno.open(path);
     const body = fileSliceStream(file, 0, size).pipeThrough(
@@ -142,10 +149,9 @@ export async function serveFile(
   if (req.method === "HEAD") return new Response(null, { status, headers });
   if (!range && size <= bufferBelow) {
     const bytes = await Deno.readFile(path);
-    if (bytes.byteLength !== size) {
-      // Changed between stat and read: fall through to the stream, which
-      // sends exactly the advertised length or cuts the response.
-    } else {
+    // Changed between stat and read: fall through to the stream, which
+    // ends the response at the advertised length (or short, cut off).
+    if (bytes.byteLength === size) {
       return new Response(bytes, { status, headers });
     }
   }
@@ -155,4 +161,12 @@ export async function serveFile(
   // by fileSliceStream.
   const body = range ? fileSliceStream(file, start, length) : file.readable;
   return new Response(body, { status, headers });
+}
+
+function _emptyStream(): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      controller.close();
+    },
+  });
 }

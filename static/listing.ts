@@ -31,6 +31,12 @@ export interface ListingOptions {
    * @default {false}
    */
   followSymlinks?: boolean;
+  /**
+   * Most entries listed (directories first, then by name); the rest are
+   * counted and left out, so a huge folder cannot exhaust memory.
+   * @default {10000}
+   */
+  maxEntries?: number;
 }
 
 /**
@@ -61,37 +67,73 @@ export async function listDirectory(
   segments: readonly string[],
   options: ListingOptions = {},
 ): Promise<ListingEntry[]> {
-  const { dotfiles = false, followSymlinks = false } = options;
-  const names: string[] = [];
+  return (await _readListing(root, segments, options)).entries;
+}
+
+/** How many entries are stat'ed at once. */
+const _STAT_CONCURRENCY = 32;
+
+function _byTypeThenName(
+  a: { dir: boolean; name: string },
+  b: { dir: boolean; name: string },
+): number {
+  if (a.dir !== b.dir) return a.dir ? -1 : 1;
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/**
+ * Reads, sorts and caps a listing: names first (cheap), then a stat of at
+ * most `maxEntries` of them, a few at a time, so a folder of 100,000 files
+ * costs neither 100,000 parallel syscalls nor their memory.
+ */
+async function _readListing(
+  root: string,
+  segments: readonly string[],
+  options: ListingOptions,
+): Promise<{ entries: ListingEntry[]; omitted: number }> {
+  const { dotfiles = false, followSymlinks = false, maxEntries = 10_000 } =
+    options;
+  const all: Array<{ name: string; dir: boolean }> = [];
   for await (const entry of Deno.readDir([root, ...segments].join("/"))) {
     if (!dotfiles && entry.name.startsWith(".")) continue;
-    names.push(entry.name);
+    all.push({ name: entry.name, dir: entry.isDirectory });
   }
-  const found = await Promise.all(names.map(async (name) => {
-    try {
-      const file = await findFile(root, [...segments, name], followSymlinks);
-      if (!file) return undefined;
-      const dir = file.info.isDirectory;
-      return {
-        name,
-        type: dir ? "directory" : "file",
-        size: dir ? null : file.info.size,
-        mtime: file.info.mtime?.toISOString() ?? null,
-      } satisfies ListingEntry;
-    } catch {
-      return undefined;
+  all.sort(_byTypeThenName);
+  const shown = all.slice(0, maxEntries);
+  const found: Array<ListingEntry | undefined> = new Array(shown.length);
+  let next = 0;
+  async function worker(): Promise<void> {
+    while (next < shown.length) {
+      const index = next++;
+      const { name } = shown[index]!;
+      try {
+        // findFile also keeps symlinks out of the root away (unless allowed).
+        const file = await findFile(root, [...segments, name], followSymlinks);
+        if (!file) continue;
+        const dir = file.info.isDirectory;
+        found[index] = {
+          name,
+          type: dir ? "directory" : "file",
+          size: dir ? null : file.info.size,
+          mtime: file.info.mtime?.toISOString() ?? null,
+        };
+      } catch {
+        // Unreadable entry: left out, the rest still renders.
+      }
     }
-  }));
-  const entries = found.filter((e): e is ListingEntry => e !== undefined);
-  return entries.sort((a, b) =>
-    a.type !== b.type
-      ? (a.type === "directory" ? -1 : 1)
-      : a.name < b.name
-      ? -1
-      : a.name > b.name
-      ? 1
-      : 0
+  }
+  await Promise.all(
+    Array.from({ length: Math.min(_STAT_CONCURRENCY, shown.length) }, worker),
   );
+  const entries = found.filter((e): e is ListingEntry => e !== undefined);
+  // Symlinks to directories sort as directories once stat'ed.
+  entries.sort((a, b) =>
+    _byTypeThenName(
+      { dir: a.type === "directory", name: a.name },
+      { dir: b.type === "directory", name: b.name },
+    )
+  );
+  return { entries, omitted: all.length - shown.length };
 }
 
 const _ENTITIES: Readonly<Record<string, string>> = {
@@ -165,15 +207,16 @@ export async function renderListing(
   segments: readonly string[],
   options: ListingOptions = {},
 ): Promise<Response> {
-  const entries = await listDirectory(root, segments, options);
+  const { entries, omitted } = await _readListing(root, segments, options);
   const headers = new Headers({ vary: "Accept" });
   let body: string;
   if (prefersJson(req)) {
     headers.set("content-type", "application/json; charset=UTF-8");
     body = JSON.stringify(entries) + "\n";
+    if (omitted > 0) headers.set("x-listing-omitted", String(omitted));
   } else {
     headers.set("content-type", "text/html; charset=UTF-8");
-    body = _html(segments, entries);
+    body = _html(segments, entries, omitted);
   }
   const bytes = new TextEncoder().encode(body);
   headers.set("content-length", String(bytes.byteLength));
@@ -183,7 +226,11 @@ export async function renderListing(
   });
 }
 
-function _html(segments: readonly string[], entries: ListingEntry[]): string {
+function _html(
+  segments: readonly string[],
+  entries: ListingEntry[],
+  omitted: number,
+): string {
   const title = escapeHtml("/" + segments.map((s) => s + "/").join(""));
   const rows: string[] = [];
   if (segments.length > 0) {
@@ -220,6 +267,8 @@ a{color:#0645ad;text-decoration:none}a:hover{text-decoration:underline}
 <h1>Index of ${title}</h1>
 <table><thead><tr><th>Name</th><th class="n">Size</th><th>Modified (UTC)</th></tr></thead><tbody>
 ${rows.join("\n")}
-</tbody></table></body></html>
+</tbody></table>${
+    omitted > 0 ? `\n<p>${omitted} more entries are not listed.</p>` : ""
+  }</body></html>
 `;
 }

@@ -117,6 +117,7 @@ export function serveStatic(options: ServeStaticOptions = {}): Middleware {
     precompressed: options.precompressed ?? true,
     compress: options.compress ?? false,
     compressMinSize: options.compressMinSize ?? 1024,
+    followSymlinks,
   };
 
   /** Clean URLs and the SPA fallback for paths that do not exist. */

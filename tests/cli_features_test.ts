@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runCli, startCli } from "./_process_helpers.ts";
+import { MOD, runCli, startCli } from "./_process_helpers.ts";
 import { makeCert, tempDir, testdata } from "./_helpers.ts";
 
 const www = testdata("www");
@@ -242,4 +242,69 @@ Deno.test("cli config with TLS and two CGI mappings: scripts see HTTPS=on", asyn
     !server.lines.some((l) => l.includes("\x1b[")),
     "no colours when stdout is not a terminal",
   );
+});
+
+Deno.test("cli keeps serving when the log file fails, and says so once", async () => {
+  const server = await startCli([
+    www,
+    "--port",
+    "0",
+    "--log-file",
+    "/dev/full",
+  ]);
+  for (let i = 0; i < 3; i++) {
+    const res = await fetch(`${server.base}/hello.txt`);
+    assert.equal(await res.text(), "Hello, world!\n");
+  }
+  const status = await server.stop();
+  assert.equal(status.code, 0);
+  const stderr = await server.stderr;
+  assert.equal(
+    stderr.match(/cannot write to --log-file "\/dev\/full"/g)?.length,
+    1,
+  );
+  assert.ok(
+    server.lines.some((l) => l.includes("GET /hello.txt 200")),
+    "the log goes on on stdout",
+  );
+});
+
+Deno.test("cli accepts --allow-net scoped to the exact host and port", async () => {
+  using probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = probe.addr.port;
+  probe.close();
+  const server = await startCli([www, "--port", String(port), "--quiet"], [
+    "run",
+    "--no-prompt",
+    `--allow-net=127.0.0.1:${port}`,
+    `--allow-read`,
+    MOD,
+  ]);
+  assert.equal(
+    await (await fetch(`${server.base}/hello.txt`)).text(),
+    "Hello, world!\n",
+  );
+  await server.stop();
+  const noWrite = await runCli([www, "--log-file", "/tmp/x-serve-denied.log"], [
+    "--allow-net",
+    "--allow-read",
+  ]);
+  assert.equal(noWrite.code, 1);
+  assert.match(
+    noWrite.stderr,
+    /missing permission: run with --allow-write=\/tmp\/x-serve-denied\.log/,
+  );
+});
+
+Deno.test("cli rejects a bad --host or --cache-control value with exit 2", async () => {
+  for (
+    const args of [["--host", "not a host!"], [
+      "--cache-control",
+      "*.html=no-cache\nX-Evil: 1",
+    ]]
+  ) {
+    const res = await runCli([www, ...args]);
+    assert.equal(res.code, 2, args.join(" "));
+    assert.match(res.stderr, /^error: Invalid --(host|cache-control)/);
+  }
 });

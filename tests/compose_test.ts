@@ -197,3 +197,25 @@ Deno.test("createHandler() adds CORS and custom headers to errors and redirects"
   assert.equal(preflight.headers.get("access-control-allow-headers"), "range");
   assert.equal(preflight.headers.get("access-control-max-age"), "86400");
 });
+
+Deno.test("errorPages() ignores a 404.html symlinked out of the root", async () => {
+  await using outside = await tempDir();
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${outside.path}/secret.txt`, "SECRET-OUTSIDE");
+  await Deno.symlink(`${outside.path}/secret.txt`, `${dir.path}/404.html`);
+  const res = await createHandler({ root: dir.path })(
+    new Request("http://x/nope"),
+  );
+  assert.equal(res.status, 404);
+  const body = await res.text();
+  assert.ok(!body.includes("SECRET"), "the symlink target is not read");
+  assert.match(body, /404 Not Found/);
+});
+
+Deno.test("renderError() varies by Accept for its HTML-or-JSON page", async () => {
+  const res = await createHandler({ root: testdata("www") })(
+    new Request("http://x/nope"),
+  );
+  assert.equal(res.headers.get("vary"), "Accept");
+  await res.body?.cancel();
+});

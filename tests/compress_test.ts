@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { gunzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { createHandler, type HandlerOptions } from "../mod.ts";
-import { tempDir } from "./_helpers.ts";
+import { rawRequest, tempDir, withServer } from "./_helpers.ts";
 
 const text = "body { color: red; }\n".repeat(200); // 4200 bytes, compressible
 
@@ -161,5 +161,51 @@ Deno.test("serveStatic() never compresses twice (a stored .gz file is sent as is
   assert.deepEqual(
     new Uint8Array(await res.arrayBuffer()),
     new Uint8Array([1, 2, 3]),
+  );
+});
+
+Deno.test("serveStatic() sends .svgz as gzip-encoded SVG and never compresses it again", async () => {
+  await using dir = await tempDir();
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg">${
+    "<g/>".repeat(500)
+  }</svg>`;
+  await Deno.writeFile(`${dir.path}/logo.svgz`, gzipSync(svg));
+  const res = await get({ root: dir.path, compress: true }, "/logo.svgz", {
+    "accept-encoding": "gzip, br",
+  });
+  assert.equal(res.headers.get("content-type"), "image/svg+xml");
+  assert.equal(res.headers.get("content-encoding"), "gzip");
+  assert.equal(
+    gunzipSync(new Uint8Array(await res.arrayBuffer())).toString(),
+    svg,
+  );
+});
+
+Deno.test("serveStatic() answers HEAD of a compressed response without a Content-Length on the wire", async () => {
+  await using dir = await site();
+  await withServer(
+    createHandler({ root: dir.path, compress: true }),
+    async (port) => {
+      const head = await rawRequest(port, "/plain.txt", {
+        method: "HEAD",
+        headers: { "accept-encoding": "gzip" },
+      });
+      const get = await rawRequest(port, "/plain.txt", {
+        headers: { "accept-encoding": "gzip" },
+      });
+      assert.equal(head.headers.get("content-encoding"), "gzip");
+      assert.equal(
+        head.headers.get("content-length"),
+        null,
+        "HEAD: no length, as GET has none",
+      );
+      assert.equal(get.headers.get("content-length"), null);
+      assert.equal(head.headers.get("etag"), get.headers.get("etag"));
+      assert.match(
+        get.headers.get("etag")!,
+        /^W\//,
+        "on-the-fly output gets a weak tag",
+      );
+    },
   );
 });

@@ -118,3 +118,17 @@ Deno.test("serveFile() honours If-Range only when it names the current file", as
   assert.equal(oldDate.status, 200);
   await oldDate.body?.cancel();
 });
+
+Deno.test("checkPreconditions() lets If-Match: * match a representation without an ETag", async () => {
+  const { checkPreconditions } = await import("../mod.ts");
+  const req = new Request("http://x/", { headers: { "if-match": "*" } });
+  assert.equal(
+    checkPreconditions(req, { etag: undefined, lastModified: new Date() }),
+    undefined,
+  );
+  const named = new Request("http://x/", { headers: { "if-match": '"a"' } });
+  assert.equal(
+    checkPreconditions(named, { etag: undefined, lastModified: new Date() }),
+    412,
+  );
+});

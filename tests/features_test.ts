@@ -84,3 +84,29 @@ Deno.test("setHeaders() applies Cache-Control rules by glob, later rules winning
   assert.equal(missing.headers.get("cache-control"), null, "rules skip errors");
   await missing.body?.cancel();
 });
+
+Deno.test("setHeaders() rules follow the file served: an SPA route under /assets/ is not cached as an asset", async () => {
+  await using dir = await spaSite();
+  const o: HandlerOptions = {
+    root: dir.path,
+    spa: true,
+    headerRules: [
+      { path: "/assets/**", headers: [["cache-control", "immutable"]] },
+      { path: "*.html", headers: [["cache-control", "no-cache"]] },
+    ],
+  };
+  const route = await get(o, "/assets/some-route");
+  assert.equal(await route.text(), "<h1>app</h1>");
+  assert.equal(
+    route.headers.get("cache-control"),
+    "no-cache",
+    "the rule for index.html, not /assets/**",
+  );
+  const redirect = await get(o, "/assets");
+  assert.equal(redirect.status, 301);
+  assert.equal(
+    redirect.headers.get("cache-control"),
+    null,
+    "no rules on redirects",
+  );
+});

@@ -30,7 +30,20 @@ Deno.test("serveStatic() serves a file with type, length and validators", async 
 
 Deno.test("serveStatic() answers HEAD with GET's headers and no body", async () => {
   const res = await get("/hello.txt", { method: "HEAD" });
+  const full = await get("/hello.txt");
+  await full.body?.cancel();
   assert.equal(res.status, 200);
+  for (
+    const name of [
+      "content-length",
+      "content-type",
+      "etag",
+      "last-modified",
+      "accept-ranges",
+    ]
+  ) {
+    assert.equal(res.headers.get(name), full.headers.get(name), name);
+  }
   assert.equal(res.headers.get("content-length"), "14");
   assert.equal(await res.text(), "");
 });
@@ -240,4 +253,37 @@ Deno.test("serveStatic() serves a symlinked root's files", async () => {
   await Deno.symlink(dir.path, `${links.path}/site`);
   const h = createHandler({ root: `${links.path}/site` });
   assert.equal(await (await h(new Request("http://x/a.txt"))).text(), "a");
+});
+
+Deno.test("listDirectory() caps a huge folder and renderListing() says how many were left out", async () => {
+  const { listDirectory, renderListing } = await import("../mod.ts");
+  await using dir = await tempDir();
+  for (let i = 0; i < 40; i++) {
+    await Deno.writeTextFile(
+      `${dir.path}/f${String(i).padStart(2, "0")}.txt`,
+      "x",
+    );
+  }
+  await Deno.mkdir(`${dir.path}/zz-dir`);
+  const entries = await listDirectory(dir.path, [], { maxEntries: 5 });
+  assert.deepEqual(entries.map((e) => e.name), [
+    "zz-dir",
+    "f00.txt",
+    "f01.txt",
+    "f02.txt",
+    "f03.txt",
+  ]);
+  const html =
+    await (await renderListing(new Request("http://x/"), dir.path, [], {
+      maxEntries: 5,
+    })).text();
+  assert.match(html, /36 more entries are not listed/);
+  const json = await renderListing(
+    new Request("http://x/", { headers: { accept: "application/json" } }),
+    dir.path,
+    [],
+    { maxEntries: 5 },
+  );
+  assert.equal(json.headers.get("x-listing-omitted"), "36");
+  assert.equal((await json.json()).length, 5);
 });
