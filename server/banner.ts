@@ -58,7 +58,7 @@ function _features(o: HandlerOptions): string[] {
   return on;
 }
 
-function _permissions(root: string, host: string): string[] {
+function _permissions(root: string, host: string, port: number): string[] {
   const state = (d: Deno.PermissionDescriptor) =>
     Deno.permissions.querySync(d).state === "granted";
   const out: string[] = [];
@@ -66,6 +66,9 @@ function _permissions(root: string, host: string): string[] {
   else if (state({ name: "read", path: root })) out.push(`read=${root}`);
   if (state({ name: "net" })) out.push("net");
   else if (state({ name: "net", host })) out.push(`net=${host}`);
+  else if (state({ name: "net", host: `${host}:${port}` })) {
+    out.push(`net=${host}:${port}`);
+  }
   for (const name of ["write", "env", "run", "sys", "ffi"] as const) {
     if (state({ name })) out.push(name);
   }
@@ -117,7 +120,7 @@ export function bannerLines(info: BannerInfo): string[] {
   lines.push(
     `  Features:    ${features.length ? features.join(", ") : "static files"}`,
   );
-  const perms = _permissions(info.root, hostname);
+  const perms = _permissions(info.root, hostname, port);
   lines.push(
     `  Permissions: ${perms.map((p) => `--allow-${p}`).join(" ") || "none"}`,
   );
