@@ -238,10 +238,6 @@ Deno.test("cli config with TLS and two CGI mappings: scripts see HTTPS=on", asyn
   assert.equal(second.status, 200);
   assert.match(await second.text(), /^SCRIPT_NAME=\/two\/nested\.cgi$/m);
   await server.stop();
-  assert.ok(
-    !server.lines.some((l) => l.includes("\x1b[")),
-    "no colours when stdout is not a terminal",
-  );
 });
 
 Deno.test("cli keeps serving when the log file fails, and says so once", async () => {
@@ -307,4 +303,64 @@ Deno.test("cli rejects a bad --host or --cache-control value with exit 2", async
     assert.equal(res.code, 2, args.join(" "));
     assert.match(res.stderr, /^error: Invalid --(host|cache-control)/);
   }
+});
+
+/** Runs the CLI (on a pseudo-terminal via `script`, or piped) without NO_COLOR; returns stdout after one request. */
+async function _logOutput(tty: boolean): Promise<string> {
+  const env: Record<string, string> = {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+  };
+  for (const name of ["HOME", "DENO_DIR", "XDG_CACHE_HOME"]) {
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  const args = ["run", "-A", MOD, www, "--port", "0"];
+  const child = new Deno.Command(tty ? "script" : Deno.execPath(), {
+    args: tty
+      ? ["-qfec", [Deno.execPath(), ...args].join(" "), "/dev/null"]
+      : args,
+    clearEnv: true,
+    env,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  try {
+    let base: string | undefined;
+    while (base === undefined) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`server did not start: ${out}`);
+      out += value;
+      base = /Listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
+    }
+    await (await fetch(`${base}/hello.txt`)).text();
+    while (!/GET \/hello\.txt.*ms/.test(out)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += value;
+    }
+  } finally {
+    clearTimeout(killer);
+    child.kill("SIGTERM");
+    await child.status;
+    await reader.cancel().catch(() => {});
+    await child.stdin.close().catch(() => {});
+  }
+  return out;
+}
+
+Deno.test("cli colours the access-log status on a terminal only", async () => {
+  assert.match(
+    await _logOutput(true),
+    /GET \/hello\.txt \x1b\[32m200\x1b\[0m 14/,
+  );
+  const piped = await _logOutput(false);
+  assert.match(piped, /GET \/hello\.txt 200 14/);
+  assert.ok(
+    !piped.includes("\x1b["),
+    "no escape codes when stdout is not a terminal",
+  );
 });
