@@ -7,10 +7,46 @@
 
 import type { Middleware } from "./types.ts";
 
-/** Access-log line formats. */
+/**
+ * Access-log line formats: `text` (readable), `common` / `combined`
+ * (Apache/nginx, for log tools) or `json` (one object per line).
+ *
+ * @example Choosing a format
+ * ```ts
+ * import { accessLog, type AccessLogFormat, compose } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const format: AccessLogFormat = "json";
+ * const lines: string[] = [];
+ * const handler = compose([
+ *   accessLog({ format, write: (l) => lines.push(l) }),
+ *   () => new Response("ok"),
+ * ]);
+ * await (await handler(new Request("http://localhost/a"))).text();
+ * assert.equal(JSON.parse(lines[0]!).path, "/a");
+ * ```
+ */
 export type AccessLogFormat = "text" | "common" | "combined" | "json";
 
-/** Options of {@linkcode accessLog}. */
+/**
+ * Options of {@linkcode accessLog}.
+ *
+ * @example Combined Log Format into an array
+ * ```ts
+ * import { accessLog, type AccessLogOptions, compose } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const lines: string[] = [];
+ * const options: AccessLogOptions = {
+ *   format: "combined",
+ *   write: (line) => lines.push(line),
+ * };
+ * const handler = compose([accessLog(options), () => new Response("ok")]);
+ * const req = new Request("http://localhost/", { headers: { "user-agent": "curl/8" } });
+ * await (await handler(req)).text();
+ * assert.match(lines[0]!, /"GET \/ HTTP\/1\.1" 200 - "-" "curl\/8"$/);
+ * ```
+ */
 export interface AccessLogOptions {
   /**
    * Where lines go.

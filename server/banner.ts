@@ -7,7 +7,7 @@
 
 import type { HandlerOptions } from "./handler.ts";
 
-/** What the banner describes. */
+/** What the banner describes. Internal to the CLI (not exported from `mod.ts`). */
 export interface BannerInfo {
   /** `http` or `https`. */
   scheme: "http" | "https";
@@ -82,6 +82,7 @@ function _permissions(root: string, host: string, port: number): string[] {
 
 /**
  * The banner's lines (after the `Listening on …` line tools read).
+ * Internal to the CLI (not exported from `mod.ts`).
  *
  * @example A banner
  * ```ts

@@ -327,7 +327,8 @@ function _fail(message: string): number {
 
 /**
  * Runs the CLI with `args` (without the program name); resolves with the
- * exit code once the server has stopped.
+ * exit code once the server has stopped. Internal to the CLI (not exported from `mod.ts`). `mod.ts` imports it
+ * dynamically when run as a program.
  *
  * @example Printing the version
  * ```ts ignore

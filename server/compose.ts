@@ -8,7 +8,28 @@ import { _describe, HttpError, statusOf } from "./errors.ts";
 import { renderError } from "./error_page.ts";
 import type { Context, Handler, LogFn, Middleware, Next } from "./types.ts";
 
-/** Options of {@linkcode compose}. */
+/**
+ * Options of {@linkcode compose}.
+ *
+ * @example Collecting server-side errors
+ * ```ts
+ * import { compose, type ComposeOptions } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const logged: string[] = [];
+ * const options: ComposeOptions = {
+ *   log: (level, message) => logged.push(`${level}: ${message}`),
+ *   maxDispatchDepth: 3,
+ * };
+ * const handler = compose([() => {
+ *   throw new Error("boom");
+ * }], options);
+ * const res = await handler(new Request("http://localhost/x"));
+ * assert.equal(res.status, 500);
+ * assert.match(logged[0]!, /^error: GET \/x: Error: boom/);
+ * await res.body?.cancel();
+ * ```
+ */
 export interface ComposeOptions {
   /**
    * Where server-side messages (errors, script stderr) go.

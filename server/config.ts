@@ -9,7 +9,9 @@
 import { dirname, resolve } from "node:path";
 import type { HeaderRule } from "./headers.ts";
 
-/** How a flag takes its value (as in `node:util` `parseArgs`). */
+/**
+ * How a flag takes its value (as in `node:util` `parseArgs`). Internal to the CLI (not exported from `mod.ts`).
+ */
 export interface FlagSpec {
   /** `"boolean"` or `"string"`. */
   type: "boolean" | "string";
@@ -17,7 +19,7 @@ export interface FlagSpec {
   multiple?: boolean;
 }
 
-/** What a config file adds to the command line. */
+/** What a config file adds to the command line. Internal to the CLI (not exported from `mod.ts`). */
 export interface ConfigArgs {
   /** Arguments equivalent to the file's flags (before the user's own). */
   args: string[];
@@ -27,7 +29,10 @@ export interface ConfigArgs {
   rules: HeaderRule[];
 }
 
-/** A config file problem: the message names the file and the key. */
+/**
+ * A config file problem: the message names the file and the key.
+ * Internal to the CLI (not exported from `mod.ts`).
+ */
 export class ConfigError extends Error {
   /**
    * Creates the error.
@@ -109,7 +114,7 @@ function _rules(file: string, value: unknown): HeaderRule[] {
  * `--` (`"port": 8080`, `"dir-listing": false`, `"header": ["X-A: b"]`),
  * plus `"root"` and `"rules"` (`[{ "path": "/assets/**", "cache-control":
  * "…", "headers": { "X-A": "b" } }]`). Unknown keys and wrong types throw a
- * {@linkcode ConfigError} naming the key.
+ * {@linkcode ConfigError} naming the key. {INT}
  *
  * @example A config file
  * ```ts
@@ -171,7 +176,7 @@ export function configToArgs(
 
 /**
  * Reads and parses a config file; throws a {@linkcode ConfigError} with a
- * one-line reason.
+ * one-line reason. Internal to the CLI (not exported from `mod.ts`).
  *
  * @example Loading a file
  * ```ts

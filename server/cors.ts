@@ -7,7 +7,22 @@
 import { _withMutableHeaders } from "./mutable.ts";
 import type { Middleware } from "./types.ts";
 
-/** Options of {@linkcode cors}. */
+/**
+ * Options of {@linkcode cors}.
+ *
+ * @example One allowed origin
+ * ```ts
+ * import { compose, cors, type CorsOptions } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const options: CorsOptions = { origin: "https://app.example", maxAge: 600 };
+ * const handler = compose([cors(options), () => new Response("ok")]);
+ * const res = await handler(new Request("http://localhost/"));
+ * assert.equal(res.headers.get("access-control-allow-origin"), "https://app.example");
+ * assert.equal(res.headers.get("vary"), "Origin");
+ * await res.body?.cancel();
+ * ```
+ */
 export interface CorsOptions {
   /**
    * The `Access-Control-Allow-Origin` value.

@@ -70,7 +70,26 @@ export function renderError(
   return new Response(body as BodyInit, { status, headers: out });
 }
 
-/** Options of {@linkcode errorPages}. */
+/**
+ * Options of {@linkcode errorPages}.
+ *
+ * @example An explicit page for 500
+ * ```ts
+ * import { compose, errorPages, type ErrorPagesOptions } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const page = await Deno.makeTempFile({ suffix: ".html" });
+ * await Deno.writeTextFile(page, "<h1>Sorry</h1>");
+ * const options: ErrorPagesOptions = { pages: { 500: page } };
+ * const handler = compose([errorPages(options), () => {
+ *   throw new Error("boom");
+ * }], { log: () => {} });
+ * const res = await handler(new Request("http://localhost/"));
+ * assert.equal(res.status, 500);
+ * assert.equal(await res.text(), "<h1>Sorry</h1>");
+ * await Deno.remove(page);
+ * ```
+ */
 export interface ErrorPagesOptions {
   /**
    * A folder where `<status>.html` (e.g. `404.html`) replaces the built-in

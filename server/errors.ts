@@ -4,7 +4,23 @@
  * @module
  */
 
-/** Options of {@linkcode HttpError}. */
+/**
+ * Options of {@linkcode HttpError}.
+ *
+ * @example A 503 with Retry-After
+ * ```ts
+ * import { HttpError, type HttpErrorOptions } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const options: HttpErrorOptions = {
+ *   headers: { "retry-after": "120" },
+ *   cause: new Error("database down"),
+ * };
+ * const error = new HttpError(503, "maintenance", options);
+ * assert.equal(error.headers.get("retry-after"), "120");
+ * assert.equal((error.cause as Error).message, "database down");
+ * ```
+ */
 export interface HttpErrorOptions {
   /**
    * Headers the error response carries (e.g. `Allow`, `Retry-After`,

@@ -17,7 +17,31 @@ import { serveStatic } from "../static/serve_static.ts";
 import { fastcgi, type FastCgiOptions } from "../cgi/fastcgi/fastcgi.ts";
 import { cgi, type CgiOptions } from "../cgi/cgi.ts";
 
-/** Options of {@linkcode createHandler}. */
+/**
+ * Options of {@linkcode createHandler}.
+ *
+ * @example A single-page app with long-lived asset caching
+ * ```ts
+ * import { createHandler, type HandlerOptions } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const root = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${root}/index.html`, "<h1>app</h1>");
+ * const options: HandlerOptions = {
+ *   root,
+ *   spa: true,
+ *   headerRules: [{
+ *     path: "/assets/**",
+ *     headers: [["cache-control", "public, max-age=31536000, immutable"]],
+ *   }],
+ * };
+ * await using handler = createHandler(options);
+ * const res = await handler(new Request("http://localhost/settings/profile"));
+ * assert.equal(res.status, 200);
+ * assert.equal(await res.text(), "<h1>app</h1>");
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
 export interface HandlerOptions {
   /**
    * The folder to serve.
@@ -127,7 +151,8 @@ export interface HandlerOptions {
 
 /**
  * A handler that may own resources (spawned FastCGI workers, pooled
- * connections): call {@linkcode ClosableHandler.close} on shutdown.
+ * connections, the live-reload watcher): call
+ * {@linkcode ClosableHandler.close} on shutdown.
  *
  * @example Closing on shutdown
  * ```ts ignore
@@ -142,14 +167,18 @@ export interface HandlerOptions {
  * ```
  */
 export interface ClosableHandler extends Handler, AsyncDisposable {
-  /** Releases what the handler owns (stops spawned workers). Safe to call twice. */
+  /**
+   * Releases what the handler owns (ends live-reload event streams and its
+   * file watcher, stops spawned FastCGI workers). Safe to call twice.
+   */
   close(): Promise<void>;
 }
 
 /**
  * Builds the default handler: access log → CORS → headers → error pages →
- * path resolution → FastCGI (when configured) → static files. Call
- * `close()` on shutdown to stop spawned FastCGI workers.
+ * live reload → path resolution → CGI → FastCGI → static files (the
+ * optional steps only when configured). Call `close()` on shutdown to end
+ * live-reload event streams and stop spawned FastCGI workers.
  *
  * @example Serving a folder
  * ```ts

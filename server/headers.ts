@@ -10,7 +10,25 @@ import picomatch from "picomatch";
 import { _withMutableHeaders } from "./mutable.ts";
 import type { Middleware } from "./types.ts";
 
-/** Options of {@linkcode setHeaders}. */
+/**
+ * Options of {@linkcode setHeaders}.
+ *
+ * @example A fixed header and a per-path rule
+ * ```ts
+ * import { compose, setHeaders, type SetHeadersOptions } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const options: SetHeadersOptions = {
+ *   headers: [["x-content-type-options", "nosniff"]],
+ *   rules: [{ path: "*.css", headers: [["cache-control", "max-age=60"]] }],
+ * };
+ * const handler = compose([setHeaders(options), () => new Response("body{}")]);
+ * const res = await handler(new Request("http://localhost/css/site.css"));
+ * assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+ * assert.equal(res.headers.get("cache-control"), "max-age=60");
+ * await res.body?.cancel();
+ * ```
+ */
 export interface SetHeadersOptions {
   /**
    * Headers to set on every response (errors and redirects too). A header

@@ -9,7 +9,27 @@ import { relative, resolve, sep } from "node:path";
 import { HttpError } from "./errors.ts";
 import type { Context, Middleware, Next } from "./types.ts";
 
-/** Options of {@linkcode liveReload}. */
+/**
+ * Options of {@linkcode liveReload}.
+ *
+ * @example A custom endpoint, closed by a signal
+ * ```ts
+ * import { compose, liveReload, type LiveReloadOptions } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const stopping = new AbortController();
+ * const options: LiveReloadOptions = {
+ *   root: ".",
+ *   path: "/_reload",
+ *   debounce: 250,
+ *   signal: stopping.signal,
+ * };
+ * const handler = compose([liveReload(options), () => new Response("ok")]);
+ * const res = await handler(new Request("http://localhost/_reload", { method: "HEAD" }));
+ * assert.equal(res.headers.get("content-type"), "text/event-stream; charset=UTF-8");
+ * stopping.abort(); // on shutdown: ends the event streams, stops watching
+ * ```
+ */
 export interface LiveReloadOptions {
   /**
    * The folder to watch (recursively). Changes under dot-directories

@@ -12,7 +12,24 @@ import type { Middleware, ResolvedFile } from "./types.ts";
 
 const _WINDOWS = Deno.build.os === "windows";
 
-/** Options of {@linkcode resolvePath}. */
+/**
+ * Options of {@linkcode resolvePath}.
+ *
+ * @example Serving dotfiles
+ * ```ts
+ * import { compose, resolvePath, type ResolvePathOptions } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const root = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${root}/.env`, "A=1");
+ * const options: ResolvePathOptions = { root, dotfiles: true };
+ * const handler = compose([resolvePath(options), (_req, ctx) =>
+ *   new Response(ctx.file ? "found" : "missing")]);
+ * const res = await handler(new Request("http://localhost/.env"));
+ * assert.equal(await res.text(), "found");
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
 export interface ResolvePathOptions {
   /**
    * The document root.

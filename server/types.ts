@@ -50,19 +50,26 @@ export interface Context {
   readonly info: Deno.ServeHandlerInfo | undefined;
   /**
    * Decoded path segments, dot segments resolved, never above the root.
-   * Empty for `/`. Set by `resolvePath()`; before it, the raw segments.
+   * Empty for `/`. Set by `resolvePath()`; before it, the raw
+   * (still percent-encoded) non-empty segments of `url.pathname`.
    */
   segments: string[];
-  /** Decoded, normalised URL path (`"/" + segments.join("/")`, plus a trailing slash when the request had one). */
+  /**
+   * Decoded, normalised URL path (`"/" + segments.join("/")`, plus a
+   * trailing slash when the request had one). Set by `resolvePath()`;
+   * before it, the raw `url.pathname`.
+   */
   path: string;
   /** The real path of the document root, once `resolvePath()` ran. */
   root: string | undefined;
   /** What `resolvePath()` found on disk for {@linkcode Context.path}, or `undefined`. */
   file: ResolvedFile | undefined;
   /**
-   * The URL path of the file a middleware actually sent, when it differs
-   * from the request path (`/docs/` → `/docs/index.html`, clean URLs, the
-   * SPA fallback); per-path header rules match it instead of the request path.
+   * The URL path of the file `serveStatic()` sent, set whenever it sends a
+   * file: the request path itself, or the file that answered it
+   * (`/docs/` → `/docs/index.html`, clean URLs, the SPA fallback).
+   * Stays `undefined` when no file was sent (listings, redirects, CGI).
+   * Per-path header rules match it, when set, instead of {@linkcode Context.path}.
    */
   served: string | undefined;
   /** How many internal re-dispatches (local redirects) led to this request. */
@@ -78,7 +85,29 @@ export interface Context {
   readonly log: LogFn;
 }
 
-/** Calls the rest of the chain. May be called at most once per middleware. */
+/**
+ * Calls the rest of the chain. May be called at most once per middleware
+ * (a second call rejects).
+ *
+ * @example Timing the rest of the chain
+ * ```ts
+ * import { compose, type Next } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const handler = compose([
+ *   async (_req, _ctx, next: Next) => {
+ *     const started = performance.now();
+ *     const res = await next();
+ *     res.headers.set("server-timing", `app;dur=${performance.now() - started}`);
+ *     return res;
+ *   },
+ *   () => new Response("ok"),
+ * ]);
+ * const res = await handler(new Request("http://localhost/"));
+ * assert.match(res.headers.get("server-timing")!, /^app;dur=/);
+ * await res.body?.cancel();
+ * ```
+ */
 export type Next = () => Promise<Response>;
 
 /**

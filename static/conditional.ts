@@ -5,7 +5,22 @@
  * @module
  */
 
-/** The validators of the selected representation. */
+/**
+ * The validators of the selected representation.
+ *
+ * @example Validators from a file's stat
+ * ```ts
+ * import { checkPreconditions, fileEtag, type Validators } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const info = { size: 5, mtime: new Date("2024-01-01T00:00:00Z") } as Deno.FileInfo;
+ * const v: Validators = { etag: fileEtag(info), lastModified: info.mtime ?? undefined };
+ * const req = new Request("http://x/", {
+ *   headers: { "if-modified-since": "Mon, 01 Jan 2024 00:00:00 GMT" },
+ * });
+ * assert.equal(checkPreconditions(req, v), 304);
+ * ```
+ */
 export interface Validators {
   /** The quoted ETag (`"…"` or `W/"…"`), if any. */
   etag: string | undefined;

@@ -10,7 +10,7 @@ import { findFile } from "../server/resolve.ts";
 import type { ResolvedFile } from "../server/types.ts";
 
 /** A content coding we can send. */
-export type Coding = "br" | "zstd" | "gzip";
+type Coding = "br" | "zstd" | "gzip";
 
 /** Sibling suffix for each precompressed coding, in server preference order. */
 const _SIBLINGS: ReadonlyArray<[Coding, string]> = [["br", ".br"], [
@@ -19,7 +19,7 @@ const _SIBLINGS: ReadonlyArray<[Coding, string]> = [["br", ".br"], [
 ], ["gzip", ".gz"]];
 
 /** What `serveStatic` sends for a file. */
-export interface Variant {
+interface Variant {
   /** The file to read (the original or a precompressed sibling). */
   file: ResolvedFile;
   /** `Content-Encoding` of `file` as stored (a precompressed sibling). */
@@ -30,15 +30,31 @@ export interface Variant {
   vary: boolean;
 }
 
-/** Options for choosing a variant. */
-export interface VariantOptions {
-  /** Look for precompressed siblings. */
+/**
+ * Options for choosing a variant. Every field is required (no defaults
+ * here): `serveStatic` fills them in from its `ServeStaticOptions`.
+ */
+interface VariantOptions {
+  /**
+   * Look for precompressed siblings. No default (required); `serveStatic`
+   * passes its `precompressed` option, default `true`.
+   */
   precompressed: boolean;
-  /** Compress compressible types on the fly. */
+  /**
+   * Compress compressible types on the fly. No default (required);
+   * `serveStatic` passes its `compress` option, default `false`.
+   */
   compress: boolean;
-  /** Smallest file compressed on the fly, in bytes. */
+  /**
+   * Smallest file compressed on the fly, in bytes. No default (required);
+   * `serveStatic` passes its `compressMinSize` option, default `1024`.
+   */
   compressMinSize: number;
-  /** Accept precompressed siblings that are symlinks out of the root. */
+  /**
+   * Accept precompressed siblings that are symlinks out of the root. No
+   * default (required); `serveStatic` passes its `followSymlinks` option,
+   * default `false`.
+   */
   followSymlinks: boolean;
 }
 
@@ -71,6 +87,17 @@ export function isCompressible(type: string): boolean {
  * precompressed sibling the client accepts (by q-value; ties go to br, then
  * zstd, then gzip), else on-the-fly compression when enabled, else the file
  * as is. Range requests always get the file as is.
+ *
+ * Internal to the package (used by `serveStatic`), not part of the public
+ * API: not exported from `mod.ts`.
+ *
+ * @param req The request (its `Accept-Encoding` and `Range`).
+ * @param root The real path of the root.
+ * @param segments The file's path segments under the root.
+ * @param file The file as resolved.
+ * @param type The file's Content-Type.
+ * @param options Which codings to consider.
+ * @returns What to send.
  */
 export async function chooseVariant(
   req: Request,

@@ -1,6 +1,7 @@
 /**
  * {@linkcode serveFile}: one file as a response, with validators,
- * conditional requests and ranges, streamed.
+ * conditional requests and ranges; small files are sent from memory, the
+ * rest streamed.
  *
  * @module
  */
@@ -16,11 +17,34 @@ import { fileEtag } from "./etag.ts";
 import { fileSliceStream, multipartRanges, parseRange } from "./range.ts";
 import { _compressor } from "./encoding.ts";
 
-/** Options of {@linkcode serveFile}. */
+/**
+ * Options of {@linkcode serveFile}.
+ *
+ * @example Sending a precompressed sibling
+ * ```ts
+ * import { serveFile, type ServeFileOptions } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const path = await Deno.makeTempFile({ suffix: ".js.gz" });
+ * await Deno.writeFile(path, new Uint8Array([0x1f, 0x8b]));
+ * const options: ServeFileOptions = {
+ *   contentType: "text/javascript; charset=UTF-8",
+ *   storedEncoding: "gzip",
+ *   varyEncoding: true,
+ * };
+ * const req = new Request("http://x/app.js", { method: "HEAD" });
+ * const res = await serveFile(req, path, await Deno.stat(path), options);
+ * assert.equal(res.headers.get("content-encoding"), "gzip");
+ * assert.equal(res.headers.get("content-type"), "text/javascript; charset=UTF-8");
+ * assert.equal(res.headers.get("vary"), "Accept-Encoding");
+ * await Deno.remove(path);
+ * ```
+ */
 export interface ServeFileOptions {
   /**
-   * Files up to this many bytes are read whole and sent from memory (fewer
-   * syscalls and stream hops); larger ones are streamed. `0` streams all.
+   * Whole-file responses up to this many bytes are read at once and sent
+   * from memory (fewer syscalls and stream hops); larger ones, ranges and
+   * compressed responses are streamed. `0` streams every non-empty file.
    * @default {16384}
    */
   bufferBelow?: number;
@@ -31,13 +55,13 @@ export interface ServeFileOptions {
   contentType?: string;
   /**
    * The file is stored with this content coding (a precompressed sibling):
-   * sent as `Content-Encoding`, with a distinct ETag.
+   * sent as `Content-Encoding`, with a distinct (strong) ETag.
    * @default {undefined}
    */
   storedEncoding?: "br" | "zstd" | "gzip";
   /**
-   * Compress the body on the fly with this coding (no ranges, no
-   * `Content-Length`, a distinct ETag).
+   * Compress the body on the fly with this coding (no ranges:
+   * `Accept-Ranges: none`; no `Content-Length`; a distinct, weak ETag).
    * @default {undefined}
    */
   compress?: "br" | "gzip";
@@ -72,7 +96,7 @@ export interface ServeFileOptions {
  * @param req The request (GET or HEAD).
  * @param path The file's path.
  * @param info The file's stat.
- * @param options Buffering and type.
+ * @param options Buffering, type and content coding.
  * @returns The response.
  */
 export async function serveFile(
@@ -149,8 +173,7 @@ export async function serveFile(
   if (req.method === "HEAD") return new Response(null, { status, headers });
   if (!range && size <= bufferBelow) {
     const bytes = await Deno.readFile(path);
-    // Changed between stat and read: fall through to the stream, which
-    // ends the response at the advertised length (or short, cut off).
+    // Changed between stat and read: fall through to the stream below.
     if (bytes.byteLength === size) {
       return new Response(bytes, { status, headers });
     }
@@ -158,7 +181,10 @@ export async function serveFile(
   const file = await Deno.open(path);
   // A whole file goes through Deno's own file stream (about 1.5x faster than
   // a JS pull stream for large files, measured in bench/); slices are cut
-  // by fileSliceStream.
+  // by fileSliceStream. `file.readable` reads to the end of the file, not
+  // to `length`: if the file changed since the stat, Deno.serve sends at
+  // most the advertised Content-Length bytes (cut short when it shrank),
+  // but the Response itself may carry more.
   const body = range ? fileSliceStream(file, start, length) : file.readable;
   return new Response(body, { status, headers });
 }

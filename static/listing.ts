@@ -7,7 +7,23 @@
 import { findFile } from "../server/resolve.ts";
 import { prefersJson } from "../server/negotiate.ts";
 
-/** One row of a listing. */
+/**
+ * One row of a listing (also the JSON form of a listing).
+ *
+ * @example Reading entries
+ * ```ts
+ * import { listDirectory, type ListingEntry } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const root = await Deno.realPath(await Deno.makeTempDir());
+ * await Deno.writeTextFile(`${root}/a.txt`, "abc");
+ * const [entry]: ListingEntry[] = await listDirectory(root, []);
+ * assert.equal(entry?.name, "a.txt");
+ * assert.equal(entry?.type, "file");
+ * assert.equal(entry?.size, 3);
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
 export interface ListingEntry {
   /** The entry's name. */
   name: string;
@@ -19,7 +35,24 @@ export interface ListingEntry {
   mtime: string | null;
 }
 
-/** Options of {@linkcode renderListing}. */
+/**
+ * Options of {@linkcode renderListing} and {@linkcode listDirectory}.
+ *
+ * @example Showing dotfiles, capped
+ * ```ts
+ * import { listDirectory, type ListingOptions } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const root = await Deno.realPath(await Deno.makeTempDir());
+ * for (const name of [".env", "a.txt", "b.txt"]) {
+ *   await Deno.writeTextFile(`${root}/${name}`, "x");
+ * }
+ * const options: ListingOptions = { dotfiles: true, maxEntries: 2 };
+ * const names = (await listDirectory(root, [], options)).map((e) => e.name);
+ * assert.deepEqual(names, [".env", "a.txt"]);
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
 export interface ListingOptions {
   /**
    * Show dotfiles and dot-directories.
@@ -40,8 +73,9 @@ export interface ListingOptions {
 }
 
 /**
- * Reads a directory for a listing: directories first, then by name; dotfiles
- * and (unless allowed) symlinks out of the root left out.
+ * Reads a directory for a listing: directories first, then by name, at most
+ * `maxEntries` of them; dotfiles and symlinks out of the root are left out
+ * unless `options` allows them.
  *
  * @example Listing a folder
  * ```ts
@@ -59,7 +93,7 @@ export interface ListingOptions {
  *
  * @param root The real path of the root.
  * @param segments The directory's path segments under the root.
- * @param options Dotfile and symlink policy.
+ * @param options Dotfile and symlink policy, entry cap.
  * @returns The entries, sorted.
  */
 export async function listDirectory(
@@ -178,7 +212,9 @@ function _size(n: number | null): string {
 /**
  * Renders a directory listing response: JSON when the client prefers it,
  * otherwise a small responsive HTML table (name, size, modified) with a
- * parent link. Names are HTML-escaped and hrefs percent-encoded.
+ * parent link. Names are HTML-escaped and hrefs percent-encoded. Entries
+ * past `maxEntries` are left out and counted (a note in the HTML, an
+ * `X-Listing-Omitted` header with JSON). No body for HEAD.
  *
  * @example HTML and JSON listings
  * ```ts
@@ -198,7 +234,7 @@ function _size(n: number | null): string {
  * @param req The request.
  * @param root The real path of the root.
  * @param segments The directory's segments under the root.
- * @param options Dotfile and symlink policy.
+ * @param options Dotfile and symlink policy, entry cap.
  * @returns The listing response.
  */
 export async function renderListing(

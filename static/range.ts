@@ -5,7 +5,19 @@
  * @module
  */
 
-/** An inclusive byte range. */
+/**
+ * An inclusive byte range.
+ *
+ * @example The length of a range
+ * ```ts
+ * import { type ByteRange, parseRange } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const [range] = parseRange("bytes=10-19", 100) as ByteRange[];
+ * assert.deepEqual(range, { start: 10, end: 19 });
+ * assert.equal(range!.end - range!.start + 1, 10);
+ * ```
+ */
 export interface ByteRange {
   /** First byte offset. */
   start: number;
@@ -170,7 +182,29 @@ export function fileSliceStream(
   }, { highWaterMark: 0 });
 }
 
-/** A multipart/byteranges body with its headers. */
+/**
+ * A multipart/byteranges body with its headers.
+ *
+ * @example Sending it as a 206
+ * ```ts
+ * import { type MultipartBody, multipartRanges } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeTextFile(path, "0123456789");
+ * const mp: MultipartBody = multipartRanges(path, 10, "text/plain", [
+ *   { start: 0, end: 0 },
+ *   { start: 9, end: 9 },
+ * ]);
+ * const res = new Response(mp.body, {
+ *   status: 206,
+ *   headers: { "content-type": mp.contentType, "content-length": String(mp.length) },
+ * });
+ * assert.match(res.headers.get("content-type")!, /^multipart\/byteranges; boundary=/);
+ * assert.equal((await res.arrayBuffer()).byteLength, mp.length);
+ * await Deno.remove(path);
+ * ```
+ */
 export interface MultipartBody {
   /** The `Content-Type` value (with the boundary). */
   contentType: string;

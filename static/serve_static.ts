@@ -10,11 +10,31 @@ import { findFile } from "../server/resolve.ts";
 import type { Middleware } from "../server/types.ts";
 import type { Context, ResolvedFile } from "../server/types.ts";
 import { contentType } from "./content_type.ts";
-import { chooseVariant, type VariantOptions } from "./encoding.ts";
+import { chooseVariant } from "./encoding.ts";
 import { serveFile, type ServeFileOptions } from "./file.ts";
 import { renderListing } from "./listing.ts";
 
-/** Options of {@linkcode serveStatic}. */
+/**
+ * Options of {@linkcode serveStatic}.
+ *
+ * @example Clean URLs and directory listings
+ * ```ts
+ * import { compose, resolvePath, serveStatic, type ServeStaticOptions } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const root = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${root}/about.html`, "<h1>About</h1>");
+ * const options: ServeStaticOptions = { cleanUrls: true, dirListing: true };
+ * const handler = compose([resolvePath({ root }), serveStatic(options)]);
+ * const about = await handler(new Request("http://localhost/about"));
+ * assert.equal(await about.text(), "<h1>About</h1>");
+ * const listing = await handler(new Request("http://localhost/", {
+ *   headers: { accept: "application/json" },
+ * }));
+ * assert.equal((await listing.json())[0].name, "about.html");
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
 export interface ServeStaticOptions {
   /**
    * Index file names tried, in order, for a directory.
@@ -32,12 +52,15 @@ export interface ServeStaticOptions {
    */
   dotfiles?: boolean;
   /**
-   * List and serve index files that are symlinks out of the root.
+   * Accept symlinks out of the root for what this middleware looks up
+   * itself: index files, precompressed siblings, clean-URL and SPA files,
+   * listing entries. (The requested path is `resolvePath`'s choice.)
    * @default {false}
    */
   followSymlinks?: boolean;
   /**
-   * Files up to this size are sent from memory instead of streamed.
+   * Files up to this size are sent from memory instead of streamed (see
+   * {@linkcode ServeFileOptions.bufferBelow}).
    * @default {16384}
    */
   bufferBelow?: number;
@@ -79,7 +102,8 @@ const _ALLOW = "GET, HEAD, OPTIONS";
  * Serves what `resolvePath()` found: regular files (see `serveFile`), a
  * directory's index file, or its listing. `/dir` redirects to `/dir/` (query
  * kept). GET and HEAD only: OPTIONS → 204 with `Allow`, other methods → 405.
- * Paths that do not exist go to `next()`.
+ * Paths that do not exist go to `next()`, after the clean-URL and SPA
+ * fallbacks when they are on.
  *
  * @example A static server
  * ```ts
@@ -95,7 +119,7 @@ const _ALLOW = "GET, HEAD, OPTIONS";
  * await Deno.remove(root, { recursive: true });
  * ```
  *
- * @param options Index names, listings, buffering.
+ * @param options Index names, listings, encodings, fallbacks.
  * @returns The middleware.
  */
 export function serveStatic(options: ServeStaticOptions = {}): Middleware {
@@ -113,7 +137,7 @@ export function serveStatic(options: ServeStaticOptions = {}): Middleware {
   if (options.bufferBelow !== undefined) {
     fileOptions.bufferBelow = options.bufferBelow;
   }
-  const variantOptions: VariantOptions = {
+  const variantOptions = {
     precompressed: options.precompressed ?? true,
     compress: options.compress ?? false,
     compressMinSize: options.compressMinSize ?? 1024,
