@@ -140,6 +140,9 @@ export function accessLog(options: AccessLogOptions = {}): Middleware {
   const { format = "text", color = false } = options;
 
   return async function accessLogMiddleware(req, ctx, next) {
+    // An internal re-dispatch (CGI local redirect) is part of the request
+    // already being logged.
+    if (ctx.depth > 0) return next();
     const started = performance.now();
     const remote = ctx.info?.remoteAddr && "hostname" in ctx.info.remoteAddr
       ? ctx.info.remoteAddr.hostname

@@ -122,6 +122,11 @@ function _parseFlags(args: string[]) {
       options: _FLAGS,
     });
   } catch (error) {
+    const code = (error as { code?: string }).code;
+    const flag = /'(-{1,2}[^']+)'/.exec(String(error))?.[1];
+    if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && flag) {
+      throw new _UsageError(`Unknown flag "${flag}"`);
+    }
     throw new _UsageError(
       error instanceof Error ? error.message : String(error),
     );
@@ -340,6 +345,17 @@ function _fail(message: string): number {
  * @returns The exit code.
  */
 export async function main(args: string[]): Promise<number> {
+  // `deno task` runs in the folder of deno.json and keeps the user's own
+  // folder in INIT_CWD: relative ROOT, --config, --cert, … mean the latter.
+  const env = { name: "env", variable: "INIT_CWD" } as const;
+  if ((await Deno.permissions.query(env)).state === "granted") {
+    const initCwd = Deno.env.get("INIT_CWD");
+    if (initCwd) {
+      try {
+        Deno.chdir(initCwd);
+      } catch { /* keep the task's folder */ }
+    }
+  }
   let config: _Config | "help" | "version";
   try {
     config = await _parse(args);
@@ -386,7 +402,9 @@ export async function main(args: string[]): Promise<number> {
 
   let logFile: Deno.FsFile | undefined;
   let logWriter: ReturnType<typeof _logWriter> | undefined;
-  if (!config.quiet) {
+  // --quiet silences stdout (access log and banner); a --log-file still
+  // gets the access log.
+  if (!config.quiet || config.logFile !== undefined) {
     let write: ((line: string) => void) | undefined;
     if (config.logFile !== undefined) {
       // (logWriter is flushed and the file closed on shutdown.)

@@ -60,14 +60,14 @@ export function renderError(
         `@media (prefers-color-scheme:dark){body{background:#111;color:#ddd}}</style></head>` +
         `<body><h1>${status} ${reason}</h1></body></html>\n`;
   }
-  if (req.method === "HEAD") {
-    const size = typeof body === "string"
-      ? new TextEncoder().encode(body).byteLength
-      : body.byteLength;
-    out.set("content-length", String(size));
-    return new Response(null, { status, headers: out });
-  }
-  return new Response(body as BodyInit, { status, headers: out });
+  const bytes = typeof body === "string"
+    ? new TextEncoder().encode(body)
+    : body;
+  out.set("content-length", String(bytes.byteLength));
+  return new Response(req.method === "HEAD" ? null : bytes as BodyInit, {
+    status,
+    headers: out,
+  });
 }
 
 /**

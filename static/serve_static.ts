@@ -155,7 +155,7 @@ export function serveStatic(options: ServeStaticOptions = {}): Middleware {
     const last = segments[segments.length - 1] ?? "";
     const safe = req.method === "GET" || req.method === "HEAD";
     if (!safe || last.includes(".")) return next();
-    if (cleanUrls && last !== "") {
+    if (cleanUrls && last !== "" && !ctx.path.endsWith("/")) {
       const html = [...segments.slice(0, -1), last + ".html"];
       const file = await findFile(root, html, followSymlinks);
       if (file?.info.isFile) return send(req, ctx, root, html, file);

@@ -22,7 +22,7 @@ export interface ServerProcess {
 }
 
 /** The direct children of a process (Linux). */
-function _children(pid: number): number[] {
+export function _children(pid: number): number[] {
   try {
     const out: number[] = [];
     for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {

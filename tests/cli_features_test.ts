@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MOD, runCli, startCli } from "./_process_helpers.ts";
+import { _children, MOD, REPO, runCli, startCli } from "./_process_helpers.ts";
 import { makeCert, tempDir, testdata } from "./_helpers.ts";
 
 const www = testdata("www");
@@ -362,4 +362,79 @@ Deno.test("cli colours the access-log status on a terminal only", async () => {
     !piped.includes("\x1b["),
     "no escape codes when stdout is not a terminal",
   );
+});
+
+Deno.test("deno task start resolves a relative ROOT from the caller's folder", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/site`);
+  await Deno.writeTextFile(`${dir.path}/site/where.txt`, "caller's folder");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "task",
+      "--quiet",
+      "--config",
+      `${REPO}deno.json`,
+      "start",
+      "./site",
+      "--port",
+      "0",
+      "--quiet",
+    ],
+    cwd: dir.path,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  let base: string | undefined;
+  const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  try {
+    while (base === undefined) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += value;
+      base = /Listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
+    }
+    assert.ok(base, `did not start: ${out}`);
+    assert.equal(
+      await (await fetch(`${base}/where.txt`)).text(),
+      "caller's folder",
+    );
+  } finally {
+    clearTimeout(killer);
+    // `deno task` does not forward SIGTERM: stop the server it runs.
+    for (const pid of _children(child.pid)) Deno.kill(pid, "SIGTERM");
+    await child.status;
+    await reader.cancel().catch(() => {});
+    await child.stderr.cancel().catch(() => {});
+  }
+});
+
+Deno.test("cli --quiet still writes the access log to --log-file", async () => {
+  await using dir = await tempDir();
+  const server = await startCli([
+    www,
+    "--port",
+    "0",
+    "--quiet",
+    "--log-file",
+    `${dir.path}/a.log`,
+  ]);
+  await (await fetch(`${server.base}/hello.txt`)).text();
+  await server.stop();
+  assert.deepEqual(
+    server.lines.filter((l) => l.trim() !== ""),
+    server.lines.slice(0, 1),
+    "only the Listening line",
+  );
+  assert.match(
+    await Deno.readTextFile(`${dir.path}/a.log`),
+    /GET \/hello\.txt 200/,
+  );
+});
+
+Deno.test("cli names an unknown flag plainly", async () => {
+  const res = await runCli(["--bogus"]);
+  assert.equal(res.code, 2);
+  assert.equal(res.stderr.split("\n")[0], 'error: Unknown flag "--bogus"');
 });

@@ -219,3 +219,21 @@ Deno.test("renderError() varies by Accept for its HTML-or-JSON page", async () =
   assert.equal(res.headers.get("vary"), "Accept");
   await res.body?.cancel();
 });
+
+Deno.test("accessLog() writes one line for a request that was re-dispatched internally", async () => {
+  const { accessLog } = await import("../mod.ts");
+  const lines: string[] = [];
+  const handler = compose([
+    accessLog({ write: (l) => lines.push(l) }),
+    (req, ctx) =>
+      ctx.depth === 0
+        ? ctx.dispatch(new Request(new URL("/target", req.url)))
+        : new Response("target", { headers: { "content-length": "6" } }),
+  ]);
+  assert.equal(
+    await (await handler(new Request("http://x/start"))).text(),
+    "target",
+  );
+  assert.equal(lines.length, 1);
+  assert.match(lines[0]!, / GET \/start 200 6 /);
+});

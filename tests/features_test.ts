@@ -44,6 +44,9 @@ Deno.test("serveStatic() with cleanUrls serves about.html for /about", async () 
   const missing = await get(o, "/nope");
   assert.equal(missing.status, 404);
   await missing.body?.cancel();
+  const slash = await get(o, "/about/");
+  assert.equal(slash.status, 404, "/about/ is a folder path, not about.html");
+  await slash.body?.cancel();
   const off = await get({ root: dir.path }, "/about");
   assert.equal(off.status, 404);
   await off.body?.cancel();
