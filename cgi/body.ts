@@ -10,7 +10,7 @@
 import { HttpError } from "../server/errors.ts";
 
 /** Options of {@linkcode prepareRequestBody}. */
-export interface RequestBodyOptions {
+export interface PrepareRequestBodyOptions {
   /**
    * The largest body accepted, in bytes. A longer body answers 413: at once
    * when `Content-Length` says so, while buffering for a chunked one.
@@ -28,6 +28,14 @@ export interface RequestBodyOptions {
    * @default {undefined} (the system temporary directory)
    */
   tempDir?: string;
+  /**
+   * Milliseconds a chunked body may take to arrive in full (it is read
+   * before the script starts); then 408 and the partial body is dropped.
+   * 0 waits forever. A body with `Content-Length` is streamed while the
+   * script runs instead, so this does not apply to it.
+   * @default {0}
+   */
+  timeout?: number;
 }
 
 /**
@@ -94,6 +102,7 @@ async function _buffer(
   maxBodySize: number,
   memoryLimit: number,
   tempDir: string | undefined,
+  timeout: number,
 ): Promise<PreparedBody> {
   const chunks: Uint8Array[] = [];
   let length = 0;
@@ -115,8 +124,26 @@ async function _buffer(
       await _removeQuietly(path);
     }
   };
+  const reader = body.getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = timeout > 0
+    ? new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new HttpError(408, `Chunked request body took over ${timeout} ms`),
+          ),
+        timeout,
+      );
+    })
+    : undefined;
+  expired?.catch(() => {});
+  const within = <T>(promise: Promise<T>): Promise<T> =>
+    expired ? Promise.race([promise, expired]) : promise;
   try {
-    for await (const chunk of body) {
+    while (true) {
+      const { value: chunk, done } = await within(reader.read());
+      if (done) break;
       length += chunk.length;
       if (length > maxBodySize) {
         throw new HttpError(
@@ -125,7 +152,7 @@ async function _buffer(
         );
       }
       if (file) {
-        await _writeAll(file, chunk);
+        await within(_writeAll(file, chunk));
       } else if (length > memoryLimit) {
         tempPath = await Deno.makeTempFile({
           dir: tempDir,
@@ -140,9 +167,12 @@ async function _buffer(
       }
     }
   } catch (error) {
-    await body.cancel().catch(() => {});
+    await reader.cancel().catch(() => {});
     await dispose();
     throw error;
+  } finally {
+    clearTimeout(timer);
+    reader.releaseLock();
   }
   let stream: ReadableStream<Uint8Array>;
   if (file && tempPath !== undefined) {
@@ -177,7 +207,8 @@ async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  *   read.
  * - Unknown length (chunked) → the body is read in full: up to
  *   `memoryLimit` bytes in memory, the rest in a temporary file, at most
- *   `maxBodySize` bytes (else 413 and the partial file is removed).
+ *   `maxBodySize` bytes (else 413 and the partial file is removed), within
+ *   `timeout` ms (else 408).
  *
  * @example Buffering a streamed body
  * ```ts
@@ -194,15 +225,19 @@ async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * ```
  *
  * @param req The request.
- * @param options Size limits and the temporary directory.
+ * @param options Size limits, the temporary directory and the time limit.
  * @returns The body with its exact length.
  */
 export async function prepareRequestBody(
   req: Request,
-  options: RequestBodyOptions = {},
+  options: PrepareRequestBodyOptions = {},
 ): Promise<PreparedBody> {
-  const { maxBodySize = 64 * 1024 * 1024, memoryLimit = 1024 * 1024, tempDir } =
-    options;
+  const {
+    maxBodySize = 64 * 1024 * 1024,
+    memoryLimit = 1024 * 1024,
+    tempDir,
+    timeout = 0,
+  } = options;
   const noop = (): Promise<void> => Promise.resolve();
   if (req.body === null) {
     return {
@@ -229,5 +264,5 @@ export async function prepareRequestBody(
       [Symbol.asyncDispose]: noop,
     };
   }
-  return await _buffer(req.body, maxBodySize, memoryLimit, tempDir);
+  return await _buffer(req.body, maxBodySize, memoryLimit, tempDir, timeout);
 }

@@ -9,13 +9,27 @@ import { resolve, sep } from "node:path";
 import { HttpError } from "../server/errors.ts";
 import { isInside } from "../server/resolve.ts";
 import type { Context, Middleware } from "../server/types.ts";
+import { baseProcessEnv } from "./base_env.ts";
 import { prepareRequestBody } from "./body.ts";
 import { buildCgiEnv } from "./env.ts";
 import { locateScript } from "./locate.ts";
+import { dispatchLocalRedirect } from "./redirect.ts";
 import { toHttpResponse } from "./response.ts";
 import { DISCARD, runScript } from "./run.ts";
 
-/** The interpreters used when {@linkcode CgiOptions.interpreters} is not given. */
+/**
+ * The interpreters used when {@linkcode CgiOptions.interpreters} is not
+ * given: `.php` → `php-cgi`, `.py` → `python3`, `.pl` → `perl`.
+ *
+ * @example Adding an interpreter to the defaults
+ * ```ts
+ * import { cgi, DEFAULT_CGI_INTERPRETERS } from "@x/serve";
+ *
+ * const middleware = cgi({
+ *   interpreters: { ...DEFAULT_CGI_INTERPRETERS, ".rb": ["ruby", "-w"] },
+ * });
+ * ```
+ */
 export const DEFAULT_CGI_INTERPRETERS: Readonly<Record<string, string>> = Object
   .freeze({
     ".php": "php-cgi",
@@ -41,12 +55,23 @@ export interface CgiOptions {
    */
   interpreters?: Record<string, string | readonly string[]>;
   /**
-   * Seconds a script may stay silent while the server waits for its output
-   * (or its exit). Then its process group is killed; before any header was
-   * sent the answer is 504, after that the response is cut off.
+   * Seconds any single wait of a running script may last: the script
+   * silent while the server waits for its output (or its exit), or the
+   * client not taking the output already read (a client that stops
+   * reading without closing the connection). Then the script's process
+   * group is killed; before any header was sent the answer is 504, after
+   * that the response is cut off.
    * @default {60}
    */
   timeout?: number;
+  /**
+   * Seconds a chunked request body may take to arrive in full: it is
+   * buffered before the script starts (and before it takes one of the
+   * `maxConcurrent` slots), then 408. A body with `Content-Length` streams
+   * to the running script and falls under `timeout` instead.
+   * @default {timeout}
+   */
+  bodyTimeout?: number;
   /**
    * How many scripts may run at once (per isolate). Over it → 503 with
    * `Retry-After`.
@@ -156,8 +181,11 @@ function _startsWith(
  * - `nph-` scripts write their own status line and headers: the status and
  *   the headers are kept as written, except framing headers (the server
  *   frames the response); no CGI field is required or interpreted.
- * - Timeout → 504 and the process group is killed; a client that leaves
- *   gets its script's group killed too; over `maxConcurrent` → 503.
+ * - Timeout (a silent script, or a client that takes no bytes) → 504 (or
+ *   a cut-off response) and the process group is killed; a client that
+ *   leaves gets its script's group killed too; over `maxConcurrent` → 503
+ *   (a slot is taken once a chunked body was buffered, within
+ *   `bodyTimeout`, else 408).
  *
  * @example Serving scripts from ./cgi-bin at /cgi-bin/
  * ```ts ignore
@@ -177,6 +205,7 @@ export function cgi(options: CgiOptions = {}): Middleware {
   const {
     interpreters = DEFAULT_CGI_INTERPRETERS,
     timeout = 60,
+    bodyTimeout = timeout,
     maxConcurrent = 64,
     retryAfter = 5,
     maxBodySize,
@@ -194,18 +223,20 @@ export function cgi(options: CgiOptions = {}): Middleware {
       `Cannot create cgi(): timeout "${timeout}" is not positive`,
     );
   }
+  if (!(bodyTimeout > 0)) {
+    throw new RangeError(
+      `Cannot create cgi(): bodyTimeout "${bodyTimeout}" is not positive`,
+    );
+  }
   if (!(maxConcurrent >= 1)) {
     throw new RangeError(
       `Cannot create cgi(): maxConcurrent "${maxConcurrent}" is below 1`,
     );
   }
   const mounts = _mounts(options.dirs);
-  const baseEnv: Record<string, string> = { PATH: path };
-  for (const name of passEnv) {
-    const value = Deno.env.get(name);
-    if (value !== undefined) baseEnv[name] = value;
-  }
-  const realDirs = new Map<string, string | null>();
+  const baseEnv = baseProcessEnv(path, passEnv);
+  // Only found directories are cached: one created later is picked up.
+  const realDirs = new Map<string, string>();
   let running = 0;
 
   async function realDir(
@@ -213,17 +244,16 @@ export function cgi(options: CgiOptions = {}): Middleware {
     ctx: Context,
   ): Promise<string | undefined> {
     const dir = mount.dir ?? resolve(ctx.root ?? ".", "cgi-bin");
-    let real = realDirs.get(dir);
-    if (real === undefined) {
-      try {
-        real = await Deno.realPath(dir);
-      } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-        real = null;
-      }
+    const cached = realDirs.get(dir);
+    if (cached !== undefined) return cached;
+    try {
+      const real = await Deno.realPath(dir);
       realDirs.set(dir, real);
+      return real;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      return undefined;
     }
-    return real ?? undefined;
   }
 
   return async function cgiMiddleware(req, ctx, next) {
@@ -231,10 +261,11 @@ export function cgi(options: CgiOptions = {}): Middleware {
     if (!mount) {
       if (ctx.file) {
         // Never let static serving expose a CGI directory's files.
-        const real = await Deno.realPath(ctx.file.path);
-        for (const m of mounts) {
+        const real = await _realPathOrUndefined(ctx.file.path);
+        // A file that vanished meanwhile is left to static serving (404).
+        for (const m of real === undefined ? [] : mounts) {
           const dir = await realDir(m, ctx);
-          if (dir !== undefined && isInside(dir, real)) {
+          if (dir !== undefined && isInside(dir, real!)) {
             throw new HttpError(
               403,
               "File inside a CGI directory requested outside its prefix",
@@ -255,37 +286,45 @@ export function cgi(options: CgiOptions = {}): Middleware {
       ctx.path.endsWith("/") && ctx.segments.length > 0,
       { interpreters },
     );
-    if (running >= maxConcurrent) {
-      await req.body?.cancel().catch(() => {});
-      throw new HttpError(
+    const busy = (): HttpError =>
+      new HttpError(
         503,
         `CGI limit of ${maxConcurrent} running scripts reached`,
-        {
-          headers: { "retry-after": String(retryAfter) },
-        },
+        { headers: { "retry-after": String(retryAfter) } },
       );
+    if (running >= maxConcurrent) {
+      await req.body?.cancel().catch(() => {});
+      throw busy();
+    }
+    // The body is buffered (when chunked) before a slot is taken: a slow
+    // upload must not hold one.
+    const body = await prepareRequestBody(req, {
+      maxBodySize,
+      memoryLimit: bodyMemoryLimit,
+      tempDir,
+      timeout: bodyTimeout * 1000,
+    });
+    if (running >= maxConcurrent) {
+      await body.stream?.cancel().catch(() => {});
+      await body.dispose();
+      throw busy();
     }
     running++;
     let started = false;
     try {
-      const body = await prepareRequestBody(req, {
-        maxBodySize,
-        memoryLimit: bodyMemoryLimit,
-        tempDir,
-      });
-      const env = {
-        ...baseEnv,
-        ...buildCgiEnv(req, ctx, {
-          scriptName: script.scriptName,
-          scriptFilename: script.filename,
-          pathInfo: script.pathInfo,
-          contentLength: body.length,
-          passAuthorization,
-          extra: fixedEnv,
-        }),
-      };
       let run;
       try {
+        const env = {
+          ...baseEnv,
+          ...buildCgiEnv(req, ctx, {
+            scriptName: script.scriptName,
+            scriptFilename: script.filename,
+            pathInfo: script.pathInfo,
+            contentLength: body.length,
+            passAuthorization,
+            extra: fixedEnv,
+          }),
+        };
         run = await runScript(script.program, {
           args: script.args,
           cwd: script.filename.slice(0, script.filename.lastIndexOf(sep)) ||
@@ -301,6 +340,7 @@ export function cgi(options: CgiOptions = {}): Middleware {
           tag: `cgi ${script.scriptName}`,
         });
       } catch (error) {
+        await body.stream?.cancel().catch(() => {});
         await body.dispose();
         throw error;
       }
@@ -314,17 +354,7 @@ export function cgi(options: CgiOptions = {}): Middleware {
       const { response } = run;
       if (response.localRedirect !== undefined) {
         await response.body.cancel(DISCARD);
-        const headers = new Headers(req.headers);
-        for (
-          const name of ["content-length", "content-type", "transfer-encoding"]
-        ) headers.delete(name);
-        return await ctx.dispatch(
-          new Request(new URL(response.localRedirect, ctx.url), {
-            method: req.method === "HEAD" ? "HEAD" : "GET",
-            headers,
-            signal: req.signal,
-          }),
-        );
+        return await dispatchLocalRedirect(req, ctx, response.localRedirect);
       }
       if (req.method === "HEAD" || [204, 205, 304].includes(response.status)) {
         await response.body.cancel(DISCARD);
@@ -334,4 +364,13 @@ export function cgi(options: CgiOptions = {}): Middleware {
       if (!started) running--;
     }
   };
+}
+
+async function _realPathOrUndefined(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.realPath(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
 }

@@ -8,6 +8,7 @@
 
 import { HttpError } from "../server/errors.ts";
 import type { LogFn } from "../server/types.ts";
+import { pumpLines } from "./lines.ts";
 import { killGroup, spawnInGroup } from "./process.ts";
 import { type CgiResponse, parseCgiResponse } from "./response.ts";
 
@@ -34,9 +35,11 @@ export interface RunScriptOptions {
    */
   stdin?: ReadableStream<Uint8Array> | null;
   /**
-   * How long (ms) the script may stay silent while the server waits for its
-   * output (or for its exit after the output ended). Then the process group
-   * is killed; before the header block that is a 504.
+   * How long (ms) any single wait may last: the script silent while the
+   * server waits for its output (or for its exit after the output ended),
+   * or the client not taking the bytes already read (a client that stops
+   * reading without closing). Then the process group is killed; before the
+   * header block that is a 504, after it the response is cut off.
    * @default {60000}
    */
   timeoutMs?: number;
@@ -108,43 +111,12 @@ class _ScriptTimeout extends Error {
   override name = "ScriptTimeout";
 }
 
-/** Logs stderr line by line, up to `max` bytes; drains the rest. */
-async function _pumpStderr(
-  stderr: ReadableStream<Uint8Array>,
-  log: LogFn,
-  tag: string,
-  max: number,
-): Promise<void> {
-  let logged = 0;
-  let dropped = 0;
-  let pending = "";
-  const decoder = new TextDecoder();
-  const emit = (line: string): void => {
-    if (logged >= max) {
-      dropped += line.length + 1;
-      return;
-    }
-    logged += line.length + 1;
-    log("warn", `${tag}: stderr: ${line.slice(0, max)}`);
-  };
-  try {
-    for await (const chunk of stderr) {
-      pending += decoder.decode(chunk, { stream: true });
-      const lines = pending.split("\n");
-      pending = lines.pop() ?? "";
-      for (const line of lines) emit(line);
-      if (pending.length > max) {
-        emit(pending);
-        pending = "";
-      }
-    }
-  } catch {
-    // stderr closed with the process
-  }
-  pending += decoder.decode();
-  if (pending) emit(pending);
-  if (dropped) log("warn", `${tag}: stderr: ${dropped} more bytes not logged`);
-}
+/**
+ * How long (ms) the server still drains stdin/stderr after the script exited
+ * and its stdout ended: a background child that keeps a pipe open is then
+ * killed with the group instead of holding the run (and its slot) forever.
+ */
+const _PIPE_GRACE_MS = 1000;
 
 /**
  * Runs `program` as a CGI script and waits for its header block.
@@ -156,9 +128,13 @@ async function _pumpStderr(
  *   goes to `log`, never to the client.
  * - The body streams with backpressure: the script is only read as fast as
  *   the client takes the bytes.
- * - While the server waits on the script for more than `timeoutMs`, or
+ * - While the server waits on the script for more than `timeoutMs`, while
+ *   the client takes no byte of the body for `timeoutMs`, or
  *   when `signal` aborts (before the response is returned) or the body is
  *   cancelled (client gone), the whole group gets SIGTERM, then SIGKILL.
+ * - Once the script exited and its stdout ended, stdin and stderr get
+ *   1 s more; a background child still holding them open is then killed
+ *   with the group, so `finished` always settles.
  * - A script that exits non-zero (or is killed) after its header block
  *   makes the body stream error, so the response is cut off, not ended
  *   cleanly.
@@ -229,13 +205,29 @@ export async function runScript(
     return killing;
   };
 
+  const stdinAbort = new AbortController();
+  const stderrAbort = new AbortController();
   const stdinDone = stdin === null
     ? Promise.resolve()
-    : stdin.pipeTo(child.stdin).catch(() => {
+    : stdin.pipeTo(child.stdin, { signal: stdinAbort.signal }).catch(() => {
       // The script exited or closed stdin without reading all of it: fine.
     });
-  const stderrDone = _pumpStderr(child.stderr, log, tag, maxStderrBytes);
+  const stderrDone = pumpLines(
+    child.stderr,
+    (line) => log("warn", `${tag}: stderr: ${line}`),
+    {
+      maxBytes: maxStderrBytes,
+      maxLineLength: maxStderrBytes,
+      signal: stderrAbort.signal,
+    },
+  ).then((dropped) => {
+    if (dropped) {
+      log("warn", `${tag}: stderr: ${dropped} more bytes not logged`);
+    }
+  });
   const status = child.status;
+  let stdoutEnded!: () => void;
+  const stdoutDone = new Promise<void>((resolve) => stdoutEnded = resolve);
 
   // Waits on `promise`, at most timeoutMs; on timeout, kills the group.
   const watched = <T>(promise: Promise<T>): Promise<T> => {
@@ -257,14 +249,27 @@ export async function runScript(
 
   const reader = child.stdout.getReader();
   let headersDone = false;
+  // Armed while a chunk waits for the client to take it (no pull pending):
+  // a client that stops reading must not keep the script blocked forever.
+  let stallTimer: ReturnType<typeof setTimeout> | undefined;
   const output = new ReadableStream<Uint8Array>({
     async pull(controller) {
+      clearTimeout(stallTimer);
       try {
         const { value, done } = await watched(reader.read());
         if (!done) {
           controller.enqueue(value);
+          stallTimer = setTimeout(() => {
+            kill(`the client took no bytes for ${timeoutMs} ms`);
+            controller.error(
+              new Error(`${tag}: client stalled (response cut off)`),
+            );
+            reader.cancel().catch(() => {});
+            stdoutEnded();
+          }, timeoutMs);
           return;
         }
+        stdoutEnded();
         const exit = await watched(status);
         if (exit.success) {
           controller.close();
@@ -281,10 +286,13 @@ export async function runScript(
         }
       } catch (error) {
         reader.cancel().catch(() => {});
+        stdoutEnded();
         controller.error(error);
       }
     },
     cancel(reason) {
+      clearTimeout(stallTimer);
+      stdoutEnded();
       // The client left, the output was invalid, or the body is discarded
       // (HEAD, local redirect): then the script may end on its own.
       if (reason === DISCARD) watched(status).catch(() => {});
@@ -298,7 +306,26 @@ export async function runScript(
   const onAbort = (): void => void kill("client went away before the response");
   signal?.addEventListener("abort", onAbort, { once: true });
 
-  const finished = Promise.allSettled([status, stdinDone, stderrDone]).then(
+  // Once the script exited and its stdout ended, a background child that
+  // keeps stdin or stderr open gets a short grace, then dies with the group.
+  const pipesDone = Promise.all([status, stdoutDone]).then(async () => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = await Promise.race([
+      Promise.all([stdinDone, stderrDone]).then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), _PIPE_GRACE_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (late) {
+      kill("its pipes stayed open after it exited");
+      stdinAbort.abort();
+      stderrAbort.abort();
+      await Promise.all([stdinDone, stderrDone]);
+    }
+  });
+
+  const finished = Promise.allSettled([status, pipesDone]).then(
     async () => {
       await killing;
     },

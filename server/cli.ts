@@ -91,6 +91,7 @@ const _FLAGS = {
   "fastcgi-workers": { type: "string" },
   "fastcgi-front-controller": { type: "string" },
   "fastcgi-ext": { type: "string" },
+  "fastcgi-pass-env": { type: "string", multiple: true },
   quiet: { type: "boolean", default: false },
   version: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },

@@ -6,7 +6,7 @@ import { parseEnv } from "./_cgi_helpers.ts";
 
 const MOD = fileURLToPath(new URL("../mod.ts", import.meta.url));
 
-Deno.test("serve --cgi runs ROOT/cgi-bin scripts with the CLI's CGI flags", async () => {
+Deno.test("serve --cgi runs ROOT/cgi-bin scripts, and each CGI flag takes effect", async () => {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -19,10 +19,15 @@ Deno.test("serve --cgi runs ROOT/cgi-bin scripts with the CLI's CGI flags", asyn
       "--quiet",
       "--cgi",
       "--cgi-timeout",
-      "5",
+      "1",
+      "--cgi-max-concurrent",
+      "1",
       "--cgi-interpreter",
-      ".py=python3 -u",
+      ".sh=sh -e",
+      "--cgi-pass-env",
+      "X_SERVE_CLI_PASSED",
     ],
+    env: { X_SERVE_CLI_PASSED: "yes", X_SERVE_CLI_SECRET: "hunter2" },
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -40,17 +45,55 @@ Deno.test("serve --cgi runs ROOT/cgi-bin scripts with the CLI's CGI flags", asyn
     const env = parseEnv(await res.text());
     assert.equal(env.get("SCRIPT_NAME"), "/cgi-bin/env.cgi");
     assert.equal(env.get("PATH_INFO"), "/x");
-    const echo = await fetch(`${base}/cgi-bin/echo.py`, {
-      method: "POST",
-      body: "hi",
-    });
-    assert.equal(await echo.text(), "hi");
+    // --cgi-pass-env: only the named variable of the server's environment.
+    assert.equal(env.get("X_SERVE_CLI_PASSED"), "yes");
+    assert.equal(env.get("X_SERVE_CLI_SECRET"), undefined);
+    // --cgi-interpreter: hello.sh is not executable and .sh has no default.
+    const hello = await fetch(`${base}/cgi-bin/hello.sh`);
+    assert.equal(hello.status, 200);
+    assert.equal(await hello.text(), "hello from sh\n");
+    // --cgi-max-concurrent 1: a second script while one runs → 503.
+    const started = Date.now();
+    const slow = fetch(`${base}/cgi-bin/sleep.cgi?cli-5`);
+    await new Promise((r) => setTimeout(r, 300));
+    const busy = await fetch(`${base}/cgi-bin/env.cgi`);
+    assert.equal(busy.status, 503);
+    assert.ok(busy.headers.get("retry-after"));
+    await busy.body?.cancel();
+    // --cgi-timeout 1: the 5 s script is killed after about 1 s → 504.
+    const timedOut = await slow;
+    assert.equal(timedOut.status, 504);
+    await timedOut.body?.cancel();
+    const took = Date.now() - started;
+    assert.ok(took >= 900 && took < 3000, `took ${took} ms`);
   } finally {
     child.kill("SIGTERM");
     await child.status;
     await reader.cancel();
     await child.stderr.cancel();
   }
+});
+
+Deno.test("serve --cgi without --allow-run exits 1 naming --allow-run", async () => {
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-env",
+      "--allow-sys",
+      "--quiet",
+      MOD,
+      testdata(),
+      "--port",
+      "0",
+      "--cgi",
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 1);
+  assert.match(new TextDecoder().decode(stderr), /--allow-run/);
 });
 
 Deno.test("serve --help lists the CGI flags and rejects invalid ones", async () => {
@@ -65,6 +108,7 @@ Deno.test("serve --help lists the CGI flags and rejects invalid ones", async () 
       "--cgi-timeout",
       "--cgi-interpreter",
       "--cgi-max-concurrent",
+      "--cgi-pass-env",
     ]
   ) {
     assert.ok(text.includes(flag), flag);

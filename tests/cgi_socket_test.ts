@@ -268,3 +268,35 @@ Deno.test("cgi() passes the raw request target as REQUEST_URI and the canonical 
     assert.equal(env.get("QUERY_STRING"), "q=%2e");
   });
 });
+
+Deno.test("cgi() kills a script whose client stops reading (without closing) after the timeout", async () => {
+  await using dir = await tempDir();
+  const { handler, logs } = cgiHarness(
+    { timeout: 1, killGrace: 300 },
+    dir.path,
+  );
+  await withServer(handler, async (port) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await conn.write(
+        encoder.encode(
+          "GET /cgi-bin/flood.cgi?st HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        ),
+      );
+      // Read the start of the answer, then stop reading but stay connected.
+      const n = await conn.read(new Uint8Array(4096));
+      assert.ok(n !== null && n > 0);
+      const [pid] = await readPids(dir.path, "st");
+      const started = Date.now();
+      await waitFor(async () => !(await isAlive(pid)), 6000, "flood killed");
+      assert.ok(Date.now() - started < 5000);
+      assert.ok(
+        logs.some((l) => l.includes("client took no bytes")),
+        logs.join("\n"),
+      );
+    } finally {
+      conn.close();
+    }
+    await settle(200);
+  });
+});

@@ -735,3 +735,100 @@ Deno.test("cgi() can mount a directory at any prefix, in a custom chain", async 
   assert.equal(missing.status, 404);
   await missing.body?.cancel();
 });
+
+Deno.test("cgi() frees the slot when a background child keeps stderr open after the script exited", async () => {
+  await using dir = await tempDir();
+  const { handler, logs } = cgiHarness(
+    { maxConcurrent: 1, killGrace: 200 },
+    dir.path,
+  );
+  const first = await get(handler, "/cgi-bin/bgerr.cgi");
+  assert.equal(first.text, "ok\n");
+  const [, background] = await readPids(dir.path, "bg");
+  // Within the short grace after the exit, then the group is killed.
+  await waitFor(
+    async () => !(await isAlive(background)),
+    4000,
+    "background job killed",
+  );
+  await waitFor(
+    async () => (await get(handler, "/cgi-bin/env.cgi")).res.status === 200,
+    2000,
+    "slot freed",
+  );
+  assert.ok(
+    logs.some((l) => l.includes("pipes stayed open")),
+    logs.join("\n"),
+  );
+});
+
+Deno.test("cgi() buffers a slow chunked body before taking a slot, and answers 408 past bodyTimeout", async () => {
+  const { handler } = cgiHarness({ maxConcurrent: 1, bodyTimeout: 0.5 });
+  // A chunked upload that stalls after one chunk.
+  let stall!: ReadableStreamDefaultController<Uint8Array>;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      stall = controller;
+      controller.enqueue(new TextEncoder().encode("part"));
+    },
+  });
+  const started = Date.now();
+  const slow = handler(
+    new Request(BASE + "/cgi-bin/env.cgi", { method: "POST", body }),
+  );
+  await settle(100);
+  // The slow upload holds no slot: another script runs meanwhile.
+  const other = await get(handler, "/cgi-bin/env.cgi");
+  assert.equal(other.res.status, 200);
+  const res = await slow;
+  assert.equal(res.status, 408);
+  await res.body?.cancel();
+  assert.ok(Date.now() - started < 2000);
+  try {
+    stall.close();
+  } catch {
+    // cancelled by the gateway
+  }
+  assert.equal((await get(handler, "/cgi-bin/env.cgi")).res.status, 200);
+});
+
+Deno.test("cgi() notices a CGI directory created after the first request", async () => {
+  await using dir = await tempDir();
+  const scripts = `${dir.path}/scripts`;
+  const handler = compose([
+    resolvePath({ root: testdata("www") }),
+    cgi({ dirs: { "/run/": scripts } }),
+    serveStatic(),
+  ], { log: () => {} });
+  const before = await handler(new Request(BASE + "/run/hi.cgi"));
+  assert.equal(before.status, 404);
+  await before.body?.cancel();
+  await Deno.mkdir(scripts);
+  await Deno.writeTextFile(
+    `${scripts}/hi.cgi`,
+    "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhi'\n",
+    { mode: 0o755 },
+  );
+  const after = await handler(new Request(BASE + "/run/hi.cgi"));
+  assert.equal(after.status, 200);
+  assert.equal(await after.text(), "hi");
+  await settle();
+});
+
+Deno.test("cgi() leaves a static file that vanished after path resolution to static serving", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/gone.txt`, "x");
+  const handler = compose([
+    resolvePath({ root: dir.path }),
+    async (_req, ctx, next) => {
+      if (ctx.file) await Deno.remove(ctx.file.path);
+      return next();
+    },
+    cgi({ dirs: { "/cgi-bin/": testdata("cgi-bin") } }),
+    // Stands in for serveStatic(), which then answers 404 itself.
+    () => new Response("handed on"),
+  ], { log: () => {} });
+  const res = await handler(new Request(BASE + "/gone.txt"));
+  assert.equal(res.status, 200);
+  assert.equal(await res.text(), "handed on");
+});

@@ -82,3 +82,43 @@ Deno.test("serve rejects invalid --fastcgi flags with a usage error", async () =
     assert.match(new TextDecoder().decode(stderr), /fastcgi/);
   }
 });
+
+Deno.test("serve --fastcgi-pass-env passes only the named variables to spawned workers", async () => {
+  const { startCli } = await import("./_process_helpers.ts");
+  Deno.env.set("X_SERVE_PASSED", "passed-value");
+  Deno.env.set("X_SERVE_SECRET", "secret-value");
+  try {
+    const server = await startCli([
+      PHP_ROOT,
+      "--port",
+      "0",
+      "--quiet",
+      "--fastcgi-spawn",
+      "php-cgi",
+      "--fastcgi-workers",
+      "1",
+      "--fastcgi-pass-env",
+      "X_SERVE_PASSED",
+    ]);
+    try {
+      const text = await (await fetch(`${server.base}/env.php`)).text();
+      assert.ok(
+        text.includes("passed-value"),
+        "the named variable reaches PHP",
+      );
+      assert.ok(
+        !text.includes("secret-value"),
+        "nothing else of the server's environment does",
+      );
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    Deno.env.delete("X_SERVE_PASSED");
+    Deno.env.delete("X_SERVE_SECRET");
+  }
+  const { runCli } = await import("./_process_helpers.ts");
+  const bad = await runCli([PHP_ROOT, "--fastcgi-pass-env", "X"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^error: --fastcgi-pass-env needs --fastcgi/);
+});

@@ -3,14 +3,17 @@ import {
   createFastCgiClient,
   type FastCgiRequest,
 } from "../cgi/fastcgi/client.ts";
+import { FastCgiConnection } from "../cgi/fastcgi/connection.ts";
 import { FastCgiError } from "../cgi/fastcgi/errors.ts";
+import { exchange } from "../cgi/fastcgi/exchange.ts";
 import {
-  _concat,
+  concatBytes,
   type FastCgiRecord,
   RecordReader,
   RecordType,
 } from "../cgi/fastcgi/record.ts";
 import { encodeRecord } from "../cgi/fastcgi/record.ts";
+import { freePort } from "./fastcgi_helpers.ts";
 
 const text = new TextEncoder();
 const END = new Uint8Array(8);
@@ -28,8 +31,9 @@ interface FakeConn {
 /** A scripted FastCGI responder on a free port. */
 function fakeResponder(
   script: (c: FakeConn) => Promise<void>,
+  port = 0,
 ): AsyncDisposable & { address: string; accepted: () => number } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port });
   const tasks: Promise<void>[] = [];
   const conns = new Set<Deno.Conn>();
   let index = 0;
@@ -55,7 +59,7 @@ function fakeResponder(
           }
         },
         async send(...records) {
-          const bytes = _concat(records);
+          const bytes = concatBytes(records);
           let offset = 0;
           while (offset < bytes.length) {
             offset += await conn.write(bytes.subarray(offset));
@@ -100,24 +104,95 @@ const GET: FastCgiRequest = {
   params: [["REQUEST_METHOD", "GET"], ["SCRIPT_FILENAME", "/x.php"]],
 };
 
-Deno.test("createFastCgiClient() retries once on a fresh connection when a kept one died", async () => {
-  await using fake = fakeResponder(async (c) => {
+/** Reads what a peer still sends until it closes; returns the byte count. */
+async function drain(conn: Deno.Conn): Promise<number> {
+  let n = 0;
+  const buf = new Uint8Array(65536);
+  while (true) {
+    const got = await conn.read(buf).catch(() => null);
+    if (got === null) return n;
+    n += got;
+  }
+}
+
+Deno.test("createFastCgiClient() retries on a fresh connection when a kept one was closed before the request went out", async () => {
+  let lateBytes = -1;
+  const fake = fakeResponder(async (c) => {
+    await c.readRequest();
     if (c.index === 0) {
-      await c.readRequest();
       await c.send(
         stdout("Content-Type: text/plain\r\n\r\nfirst"),
         encodeRecord(RecordType.END_REQUEST, 1, END),
       );
-      // The worker dies just as the next request arrives: close on its BEGIN.
-      await c.reader.next();
+      // The worker drops the kept connection right after answering (as a
+      // recycled php-fpm worker does), but still counts what arrives.
+      c.conn.closeWrite();
+      lateBytes = await drain(c.conn);
       return;
     }
-    await c.readRequest();
     await c.send(
       stdout("Content-Type: text/plain\r\n\r\nsecond"),
       encodeRecord(RecordType.END_REQUEST, 1, END),
     );
     await c.readRequest();
+  });
+  const client = createFastCgiClient({ backends: [fake.address] });
+  try {
+    assert.match(
+      await new Response(await client.request(GET)).text(),
+      /first$/,
+    );
+    const body = ReadableStream.from([text.encode("streamed")]);
+    const second = await client.request({ ...GET, body });
+    assert.match(await new Response(second).text(), /second$/);
+    assert.equal(fake.accepted(), 2);
+  } finally {
+    client.close();
+    await fake[Symbol.asyncDispose]();
+  }
+  assert.equal(lateBytes, 0, "no byte was written to the dead connection");
+});
+
+Deno.test("exchange() writes nothing to a kept connection the responder already closed, and marks it stale", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const socket = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: (listener.addr as Deno.NetAddr).port,
+  });
+  const peer = await listener.accept();
+  listener.close();
+  const conn = new FastCgiConnection(socket);
+  conn.completed = 1; // a kept connection, not watched while idle
+  peer.closeWrite(); // the responder dropped it…
+  await new Promise((r) => setTimeout(r, 50)); // …before the next request
+  const late = drain(peer);
+  let released: boolean | undefined;
+  const error = await exchange(conn, GET, {
+    onDone: (reusable) => released = reusable,
+  }).catch((e) => e);
+  assert.ok(error instanceof FastCgiError, String(error));
+  assert.equal(error.stale, true);
+  assert.equal(released, false);
+  assert.equal(conn.sent, 0);
+  assert.equal(await late, 0, "no byte of the request went out");
+  peer.close();
+});
+
+Deno.test("createFastCgiClient() never retries a request the responder read before dying", async () => {
+  let executions = 0;
+  await using fake = fakeResponder(async (c) => {
+    while (await c.readRequest()) {
+      executions++;
+      if (executions === 2) {
+        // The script runs a while, then the worker dies without output.
+        await new Promise((r) => setTimeout(r, 100));
+        return;
+      }
+      await c.send(
+        stdout("Content-Type: text/plain\r\n\r\nok"),
+        encodeRecord(RecordType.END_REQUEST, 1, END),
+      );
+    }
   });
   const logs: string[] = [];
   const client = createFastCgiClient({
@@ -125,19 +200,154 @@ Deno.test("createFastCgiClient() retries once on a fresh connection when a kept 
     log: (_l, m) => logs.push(m),
   });
   try {
-    assert.match(
-      await new Response(await client.request(GET)).text(),
-      /first$/,
-    );
-    const second = await client.request({
-      ...GET,
-      body: text.encode("replayable"),
-    });
-    assert.match(await new Response(second).text(), /second$/);
-    assert.equal(fake.accepted(), 2);
-    assert.ok(logs.some((l) => l.includes("stale")), logs.join("\n"));
+    await new Response(await client.request(GET)).text();
+    const error = await client.request(GET).catch((e) => e);
+    assert.ok(error instanceof FastCgiError, String(error));
+    assert.equal(error.status, 502);
+    assert.equal(executions, 2, "the script ran once for the second request");
+    assert.equal(fake.accepted(), 1);
+    assert.ok(!logs.some((l) => l.includes("stale")), logs.join("\n"));
   } finally {
     client.close();
+  }
+});
+
+Deno.test("createFastCgiClient() keeps the idle connections when a client aborts on a kept one", async () => {
+  await using fake = fakeResponder(async (c) => {
+    while (true) {
+      const request = await c.readRequest();
+      if (!request) return;
+      if (request.stdin > 0) {
+        await c.reader.next(); // hang until the client closes
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+      await c.send(
+        stdout("Content-Type: text/plain\r\n\r\nok"),
+        encodeRecord(RecordType.END_REQUEST, 1, END),
+      );
+    }
+  });
+  const logs: string[] = [];
+  const client = createFastCgiClient({
+    backends: [fake.address],
+    keepAlive: 2,
+    log: (_l, m) => logs.push(m),
+  });
+  try {
+    const warm = await Promise.all([client.request(GET), client.request(GET)]);
+    for (const out of warm) await new Response(out).text();
+    assert.equal(client.stats()[0]!.idle, 2);
+    const controller = new AbortController();
+    const pending = client.request({
+      ...GET,
+      body: text.encode("x"),
+      signal: controller.signal,
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    controller.abort();
+    const error = await pending.catch((e) => e);
+    assert.ok(error instanceof FastCgiError);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(client.stats()[0]!.idle, 1, "the other kept one stays");
+    assert.equal(fake.accepted(), 2, "no new connection was opened");
+    assert.ok(!logs.some((l) => l.includes("stale")), logs.join("\n"));
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("createFastCgiClient() sends traffic to a down backend again once downTime passed", async () => {
+  const port = freePort();
+  await using up = fakeResponder(async (c) => {
+    await c.readRequest();
+    await c.send(
+      stdout("Content-Type: text/plain\r\n\r\nup"),
+      encodeRecord(RecordType.END_REQUEST, 1, END),
+    );
+  });
+  const client = createFastCgiClient({
+    backends: [`127.0.0.1:${port}`, up.address],
+    keepAlive: 0,
+    downTime: 400,
+    log: () => {},
+  });
+  try {
+    // The first backend refuses: it is marked down, the other one answers.
+    assert.match(await new Response(await client.request(GET)).text(), /up$/);
+    assert.equal(client.stats()[0]!.down, true);
+    const markedAt = Date.now();
+    await using back = fakeResponder(async (c) => {
+      await c.readRequest();
+      await c.send(
+        stdout("Content-Type: text/plain\r\n\r\nback"),
+        encodeRecord(RecordType.END_REQUEST, 1, END),
+      );
+    }, port);
+    // While it is down it is skipped, although it listens again…
+    for (let i = 0; i < 3; i++) {
+      await new Response(await client.request(GET)).text();
+    }
+    assert.ok(Date.now() - markedAt < 400, "too slow to check the skipping");
+    assert.equal(back.accepted(), 0);
+    // …and once downTime passed it takes its turn, without markUp().
+    await new Promise((r) => setTimeout(r, 450 - (Date.now() - markedAt)));
+    const bodies = [];
+    for (let i = 0; i < 2; i++) {
+      bodies.push(await new Response(await client.request(GET)).text());
+    }
+    assert.ok(bodies.some((b) => b.endsWith("back")), bodies.join(","));
+    assert.equal(back.accepted(), 1);
+    assert.equal(client.stats()[0]!.down, false);
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("createFastCgiClient() answers 504 when connecting takes longer than connectTimeout", async () => {
+  // A listener with a backlog of 0, filled: further SYNs are dropped, so a
+  // connect hangs (Deno.listen has no backlog option, python3 does).
+  const holder = new Deno.Command("python3", {
+    args: [
+      "-c",
+      `import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)
+port = s.getsockname()[1]
+fill = []
+for _ in range(3):
+    c = socket.socket(); c.setblocking(False)
+    try: c.connect(("127.0.0.1", port))
+    except BlockingIOError: pass
+    fill.append(c)
+print(port, flush=True)
+sys.stdin.read()`,
+    ],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const lines = holder.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    const port = Number((await lines.read()).value?.trim());
+    assert.ok(port > 0);
+    await new Promise((r) => setTimeout(r, 100));
+    const client = createFastCgiClient({
+      backends: [`127.0.0.1:${port}`],
+      connectTimeout: 300,
+      log: () => {},
+    });
+    try {
+      const started = Date.now();
+      const error = await client.request(GET).catch((e) => e);
+      assert.ok(error instanceof FastCgiError, String(error));
+      assert.equal(error.status, 504);
+      assert.ok(Date.now() - started < 1500);
+    } finally {
+      client.close();
+    }
+  } finally {
+    await holder.stdin.close();
+    await lines.cancel();
+    await holder.status;
   }
 });
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import {
-  _concat,
+  concatBytes,
   decodePairs,
   encodePair,
   encodeParams,
@@ -102,7 +102,7 @@ Deno.test("encodeRecord() pads to 8 bytes but never beyond 65535", () => {
 
 Deno.test("RecordReader reads records arriving byte by byte and skips padding", async () => {
   const text = new TextEncoder();
-  const bytes = _concat([
+  const bytes = concatBytes([
     encodeRecord(RecordType.STDERR, 1, text.encode("oops")),
     encodeRecord(
       RecordType.STDOUT,

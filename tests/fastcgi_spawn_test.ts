@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { fastcgi } from "../cgi/fastcgi/fastcgi.ts";
-import { splitCommand } from "../cgi/fastcgi/spawn.ts";
+import { spawnFastCgiWorkers, splitCommand } from "../cgi/fastcgi/spawn.ts";
 import { chain, type LogLines } from "./fastcgi_helpers.ts";
+import { isAlive, waitFor } from "./_cgi_helpers.ts";
 
 function alive(pid: number): boolean {
   try {
@@ -122,4 +123,105 @@ Deno.test("splitCommand() honours quotes and rejects an unterminated one", () =>
   ]);
   assert.deepEqual(splitCommand("  x   y "), ["x", "y"]);
   assert.throws(() => splitCommand(`php-cgi "x`), SyntaxError);
+});
+
+Deno.test("fastcgi() keeps the server's environment from spawned workers, except passed variables", async () => {
+  Deno.env.set("X_SERVE_TEST_SECRET", "hunter2");
+  Deno.env.set("X_SERVE_TEST_PASSED", "visible");
+  try {
+    await using php = fastcgi({
+      spawn: "php-cgi",
+      workers: 1,
+      spawnPassEnv: ["X_SERVE_TEST_PASSED"],
+      spawnEnv: { APP_ENV: "test" },
+      log: () => {},
+    });
+    await php.workers!.ready;
+    const res = await chain(php)(new Request("http://localhost/env.php"));
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.doesNotMatch(text, /hunter2|X_SERVE_TEST_SECRET/);
+    const { getenv } = JSON.parse(text);
+    assert.equal(getenv.X_SERVE_TEST_PASSED, "visible");
+    assert.equal(getenv.APP_ENV, "test");
+    assert.equal(getenv.PATH, Deno.env.get("PATH"));
+  } finally {
+    Deno.env.delete("X_SERVE_TEST_SECRET");
+    Deno.env.delete("X_SERVE_TEST_PASSED");
+  }
+});
+
+Deno.test("spawnFastCgiWorkers() kills a worker that never listens and restarts it", async () => {
+  const logs: string[] = [];
+  await using workers = spawnFastCgiWorkers({
+    command: ["sh", "-c", "exec sleep 30", "{socket}"],
+    workers: 1,
+    startTimeout: 300,
+    restartDelay: 50,
+    log: (_l, m) => logs.push(m),
+  });
+  const ready = workers.ready.catch((e) => e);
+  await until(() => workers.pids()[0] !== undefined);
+  const first = workers.pids()[0]!;
+  assert.ok((await ready) instanceof Error);
+  await until(() => !alive(first), 3000);
+  await until(() =>
+    workers.restarts()[0]! >= 1 && workers.pids()[0] !== undefined &&
+    workers.pids()[0] !== first
+  );
+  assert.ok(
+    logs.some((l) => l.includes("did not listen")),
+    logs.join("\n"),
+  );
+});
+
+Deno.test("spawnFastCgiWorkers() stops a wrapper command's children too", async () => {
+  const pidFile = await Deno.makeTempFile();
+  let php: number | undefined;
+  try {
+    const workers = spawnFastCgiWorkers({
+      command: [
+        "sh",
+        "-c",
+        'php-cgi -b "$0" & echo $! > "$1"; wait',
+        "{socket}",
+        pidFile,
+      ],
+      workers: 1,
+      log: () => {},
+    });
+    await workers.ready;
+    php = Number((await Deno.readTextFile(pidFile)).trim());
+    assert.ok(php > 0 && alive(php));
+    assert.notEqual(workers.pids()[0], php, "php-cgi runs under a wrapper");
+    await workers.stop();
+    // Gone, or a zombie left to init.
+    await waitFor(async () => !(await isAlive(php!)), 1000, "php-cgi gone");
+  } finally {
+    if (php && await isAlive(php)) Deno.kill(php, "SIGKILL");
+    await Deno.remove(pidFile);
+  }
+});
+
+Deno.test("spawnFastCgiWorkers() restarts a worker that exits at once with growing delays", async () => {
+  const exits: number[] = [];
+  await using workers = spawnFastCgiWorkers({
+    command: ["sh", "-c", "exit 3", "{socket}"],
+    workers: 1,
+    restartDelay: 50,
+    maxRestartDelay: 400,
+    log: (_l, m) => {
+      if (m.includes("exited with")) exits.push(Date.now());
+    },
+  });
+  workers.ready.catch(() => {});
+  await new Promise((r) => setTimeout(r, 1300));
+  // Delays 50, 100, 200, 400, 400…: about 6 exits in 1.3 s, not hundreds.
+  assert.ok(exits.length >= 4 && exits.length <= 7, `${exits.length} exits`);
+  const gaps = exits.slice(1).map((t, i) => t - exits[i]!);
+  [50, 100, 200].forEach((delay, i) => {
+    assert.ok(gaps[i]! >= delay, `gaps ${gaps.join(",")}`);
+    assert.ok(gaps[i]! < delay * 2 + 100, `gaps ${gaps.join(",")}`);
+  });
+  assert.ok(gaps.slice(3).every((g) => g >= 400 && g < 600), `gaps ${gaps}`);
 });

@@ -494,3 +494,29 @@ Deno.test("fastcgi() sends params larger than one record without splitting a pai
   const info: Info = await res.json();
   assert.equal(info.server.HTTP_X_CUSTOM, big);
 });
+
+Deno.test("fastcgi() re-dispatches a local redirect as GET, keeping HEAD a HEAD", async () => {
+  await using fpm = await startPhpFpm({ workers: 2 });
+  await using php = fastcgi({ backends: [fpm.address] });
+  const handler = chain(php);
+  const get = await handler(new Request("http://localhost/redirect.php"));
+  assert.equal(get.status, 200);
+  assert.equal(get.headers.get("x-method"), "GET");
+  assert.equal(get.headers.get("x-query"), "from=redirect");
+  assert.equal(await get.text(), "method page\n");
+  const head = await handler(
+    new Request("http://localhost/redirect.php", { method: "HEAD" }),
+  );
+  assert.equal(head.status, 200);
+  assert.equal(head.headers.get("x-method"), "HEAD");
+  assert.equal(await head.text(), "");
+  const post = await handler(
+    new Request("http://localhost/redirect.php", {
+      method: "POST",
+      body: "a=1",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+    }),
+  );
+  assert.equal(post.headers.get("x-method"), "GET");
+  await post.body?.cancel();
+});

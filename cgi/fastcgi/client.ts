@@ -1,8 +1,8 @@
 /**
  * {@linkcode createFastCgiClient}: sends requests to one or more FastCGI
  * backends. Backends take turns (round-robin); one that cannot be reached is
- * skipped for a while; a reused connection found dead before any response
- * byte is retried once on a fresh one.
+ * skipped for a while; a reused connection found dead before any byte of
+ * the request went out is retried once on a fresh one.
  *
  * @module
  */
@@ -10,11 +10,8 @@
 import type { FastCgiAddress } from "./address.ts";
 import type { FastCgiConnection } from "./connection.ts";
 import { FastCgiError } from "./errors.ts";
-import {
-  exchange,
-  type ExchangeState,
-  type FastCgiRequest,
-} from "./exchange.ts";
+import type { LogFn } from "../../server/types.ts";
+import { exchange, type FastCgiRequest } from "./exchange.ts";
 import {
   type BackendPool,
   type BackendPoolStats,
@@ -73,7 +70,7 @@ export interface FastCgiClientOptions {
    * Where connection problems are logged.
    * @default {undefined} (not logged)
    */
-  log?: (level: "info" | "warn" | "error", message: string) => void;
+  log?: LogFn;
 }
 
 /** Per-backend state reported by {@linkcode FastCgiClient.stats}. */
@@ -235,7 +232,6 @@ export function createFastCgiClient(
   async function request(
     req: FastCgiRequest,
   ): Promise<ReadableStream<Uint8Array>> {
-    const state: ExchangeState = { bodyTouched: false };
     for (let attempt = 0;; attempt++) {
       const { backend, conn } = await acquire(req.signal);
       try {
@@ -243,15 +239,14 @@ export function createFastCgiClient(
           firstByteTimeout,
           readTimeout,
           keepConn: keepAlive > 0,
-          state,
           onDone: (reusable) => backend.pool.release(conn, reusable),
         });
       } catch (error) {
-        const replayable = !(req.body instanceof ReadableStream) ||
-          !state.bodyTouched;
+        // Only a kept connection found dead before any byte of the request
+        // went out is retried (never a request the responder may have run).
         if (
           error instanceof FastCgiError && error.stale && attempt === 0 &&
-          replayable
+          !req.signal?.aborted
         ) {
           backend.pool.closeIdle(); // they are likely dead too: retry on a fresh connection
           log?.(

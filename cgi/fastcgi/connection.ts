@@ -6,6 +6,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import { FastCgiError } from "./errors.ts";
 import { type FastCgiRecord, RecordReader } from "./record.ts";
 
@@ -27,6 +28,7 @@ export class FastCgiConnection {
   #watching = false;
   #closed = false;
   #onClose: (() => void)[] = [];
+  #sent = 0;
   /** Requests completed on this connection (a connection is reused when > 0). */
   completed = 0;
 
@@ -44,6 +46,11 @@ export class FastCgiConnection {
   /** Bytes received so far. */
   get received(): number {
     return this.#reader.received;
+  }
+
+  /** Bytes written so far. */
+  get sent(): number {
+    return this.#sent;
   }
 
   /** Registers a callback run once when the connection closes. */
@@ -91,6 +98,25 @@ export class FastCgiConnection {
   }
 
   /**
+   * Checks, before a request is written, that the responder has not closed
+   * this kept connection: starts (or reuses) the idle read and lets the
+   * event loop turn once. True when the connection is closed or the
+   * responder sent something (an end of stream, most likely) while idle;
+   * then nothing of a new request must be written to it.
+   *
+   * @returns Whether the connection is dead.
+   */
+  async probe(): Promise<boolean> {
+    if (this.#closed) return true;
+    const pending = this.#pending ?? this.#reader.next();
+    this.#pending = pending;
+    let settled = false;
+    pending.then(() => settled = true, () => settled = true);
+    await new Promise((resolve) => setImmediate(resolve));
+    return settled || this.#closed;
+  }
+
+  /**
    * Writes all of `bytes`.
    *
    * @param bytes What to send.
@@ -98,7 +124,9 @@ export class FastCgiConnection {
   async write(bytes: Uint8Array): Promise<void> {
     let offset = 0;
     while (offset < bytes.length) {
-      offset += await this.#conn.write(bytes.subarray(offset));
+      const n = await this.#conn.write(bytes.subarray(offset));
+      offset += n;
+      this.#sent += n;
     }
   }
 

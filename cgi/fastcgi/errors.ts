@@ -8,8 +8,8 @@
 /** Options of {@linkcode FastCgiError}. */
 export interface FastCgiErrorOptions {
   /**
-   * The connection was reused and failed before any response byte came back,
-   * so the request may be retried once on a fresh connection.
+   * A reused connection was found dead before any byte of the request went
+   * out, so the request may be retried once on a fresh connection.
    * @default {false}
    */
   stale?: boolean;

@@ -10,7 +10,7 @@
 import type { FastCgiConnection } from "./connection.ts";
 import { FastCgiError } from "./errors.ts";
 import {
-  _concat,
+  concatBytes,
   encodeBeginRequest,
   encodeParams,
   encodeRecord,
@@ -28,7 +28,8 @@ export interface FastCgiRequest {
   params: Iterable<readonly [string, string]>;
   /**
    * The request body for STDIN. Its length must equal `CONTENT_LENGTH`.
-   * A `Uint8Array` can be sent again on a retry; a stream only while unread.
+   * (A retry only happens before any byte was written, so a stream is
+   * still unread then.)
    */
   body?: Uint8Array | ReadableStream<Uint8Array> | null;
   /** Receives each STDERR record's text (for the server log). */
@@ -62,12 +63,6 @@ export interface ExchangeOptions {
   onDone?: (reusable: boolean) => void;
 }
 
-/** What {@linkcode exchange} tracks about the request body, for retries. */
-export interface ExchangeState {
-  /** True once a chunk was pulled from a streamed body (no retry after that). */
-  bodyTouched: boolean;
-}
-
 /** True for errors that show the socket is dead (stale kept connection). */
 function _isConnectionGone(error: unknown): boolean {
   return error instanceof Deno.errors.ConnectionReset ||
@@ -82,7 +77,6 @@ function _isConnectionGone(error: unknown): boolean {
 async function _writeBody(
   conn: FastCgiConnection,
   body: Uint8Array | ReadableStream<Uint8Array> | null | undefined,
-  state: ExchangeState,
 ): Promise<void> {
   if (body instanceof Uint8Array) {
     for (let offset = 0; offset < body.length; offset += MAX_CHUNK) {
@@ -101,7 +95,6 @@ async function _writeBody(
         if (conn.closed) {
           throw new Deno.errors.BadResource("FastCGI connection closed");
         }
-        state.bodyTouched = true;
         const { done, value } = await reader.read();
         if (done) break;
         for (let offset = 0; offset < value.length; offset += MAX_CHUNK) {
@@ -127,8 +120,14 @@ async function _writeBody(
 /**
  * Runs one request on `conn`. Resolves once the first STDOUT bytes (or the
  * end of the request) arrived, with STDOUT as a byte stream; rejects with a
- * {@linkcode FastCgiError} (`stale` when a reused connection died before
- * any response byte). Cancelling the stream closes the connection.
+ * {@linkcode FastCgiError}. Cancelling the stream closes the connection.
+ *
+ * The error is `stale` (safe to retry on a fresh connection) only when a
+ * reused connection was found dead before any byte of the request went
+ * out: the responder had closed it while idle ({@linkcode
+ * FastCgiConnection.probe}), or the very first write failed. Never once a
+ * byte was written (the responder may have run the script), and never
+ * when `request.signal` aborted.
  *
  * @example Running a request on a connection
  * ```ts ignore
@@ -138,7 +137,7 @@ async function _writeBody(
  * const conn = new FastCgiConnection(await Deno.connect({ port: 9000 }));
  * const stdout = await exchange(conn, {
  *   params: [["SCRIPT_FILENAME", "/srv/www/index.php"], ["REQUEST_METHOD", "GET"]],
- * }, { state: { bodyTouched: false }, onDone: () => conn.close() });
+ * }, { onDone: () => conn.close() });
  * console.log(await new Response(stdout).text());
  * ```
  *
@@ -150,7 +149,7 @@ async function _writeBody(
 export async function exchange(
   conn: FastCgiConnection,
   request: FastCgiRequest,
-  options: ExchangeOptions & { state?: ExchangeState } = {},
+  options: ExchangeOptions = {},
 ): Promise<ReadableStream<Uint8Array>> {
   const {
     firstByteTimeout = 60_000,
@@ -158,9 +157,7 @@ export async function exchange(
     keepConn = true,
     onDone,
   } = options;
-  const state = options.state ?? { bodyTouched: false };
   const reused = conn.completed > 0;
-  const receivedBefore = conn.received;
   const decoder = new TextDecoder();
   let settled = false;
   let bodyDone = false;
@@ -183,10 +180,25 @@ export async function exchange(
   }
   request.signal?.addEventListener("abort", onAbort, { once: true });
 
-  // Headers first: a failure here means nothing reached the responder.
+  // A kept connection the responder closed while it was idle: nothing was
+  // sent, so the caller may retry on a fresh one.
+  if (reused && await conn.probe()) {
+    const aborted = request.signal?.aborted ?? false;
+    finish(false);
+    throw new FastCgiError(
+      502,
+      aborted
+        ? "Request aborted before it was sent"
+        : "Kept FastCGI connection was closed by the responder",
+      { stale: !aborted },
+    );
+  }
+
+  // Headers first: a failure of the first write means nothing was sent.
+  const sentBefore = conn.sent;
   try {
     await conn.write(
-      _concat([
+      concatBytes([
         encodeBeginRequest(_REQUEST_ID, keepConn),
         encodeParams(_REQUEST_ID, request.params),
       ]),
@@ -200,12 +212,13 @@ export async function exchange(
       502,
       "Cannot send the request to the FastCGI responder",
       {
-        stale: reused && _isConnectionGone(error),
+        stale: reused && conn.sent === sentBefore &&
+          !request.signal?.aborted && _isConnectionGone(error),
         cause: error,
       },
     );
   }
-  _writeBody(conn, request.body, state).then(
+  _writeBody(conn, request.body).then(
     () => {
       bodyDone = true;
     },
@@ -230,9 +243,8 @@ export async function exchange(
             { cause: error },
           );
         }
+        // Never stale: the request went out, the script may have run.
         throw new FastCgiError(502, "FastCGI connection failed", {
-          stale: reused && conn.received === receivedBefore &&
-            _isConnectionGone(error),
           cause: bodyError ?? error,
         });
       }
@@ -240,10 +252,7 @@ export async function exchange(
         throw new FastCgiError(
           502,
           "FastCGI responder closed the connection before END_REQUEST",
-          {
-            stale: reused && conn.received === receivedBefore,
-            cause: bodyError,
-          },
+          { cause: bodyError },
         );
       }
       if (record.requestId !== _REQUEST_ID) continue; // management records and inactive ids

@@ -13,7 +13,13 @@ import { parseCgiResponse, toHttpResponse } from "../response.ts";
 import { findFile } from "../../server/resolve.ts";
 import { HttpError } from "../../server/errors.ts";
 import { defaultLog } from "../../server/compose.ts";
-import type { Context, Middleware, ResolvedFile } from "../../server/types.ts";
+import type {
+  Context,
+  LogFn,
+  Middleware,
+  ResolvedFile,
+} from "../../server/types.ts";
+import { dispatchLocalRedirect } from "../redirect.ts";
 import type { FastCgiAddress } from "./address.ts";
 import { createFastCgiClient, type FastCgiClient } from "./client.ts";
 import { FastCgiError } from "./errors.ts";
@@ -41,10 +47,24 @@ export interface FastCgiOptions {
    */
   workers?: number;
   /**
-   * Extra environment for spawned workers.
+   * Extra environment for spawned workers. The server's own environment
+   * never reaches them: they get `PATH` ({@linkcode FastCgiOptions.spawnPath}),
+   * the variables named in {@linkcode FastCgiOptions.spawnPassEnv},
+   * `PHP_FCGI_CHILDREN=0`, `PHP_FCGI_MAX_REQUESTS=0` and these.
    * @default {{}}
    */
   spawnEnv?: Record<string, string>;
+  /**
+   * Names of server environment variables passed on to spawned workers
+   * (read once, at start).
+   * @default {[]}
+   */
+  spawnPassEnv?: readonly string[];
+  /**
+   * `PATH` of spawned workers (also used to find the command).
+   * @default {undefined} (the server's `PATH` when readable, else "/usr/local/bin:/usr/bin:/bin")
+   */
+  spawnPath?: string;
   /**
    * File extensions that are scripts (case-sensitive, with the dot).
    * @default {[".php"]}
@@ -120,6 +140,12 @@ export interface FastCgiOptions {
    */
   downTime?: number;
   /**
+   * Milliseconds a chunked request body may take to arrive in full (it is
+   * buffered before the request is sent), then 408.
+   * @default {60000}
+   */
+  bodyTimeout?: number;
+  /**
    * Largest request body in bytes (over → 413).
    * @default {67108864} (64 MiB)
    */
@@ -144,7 +170,7 @@ export interface FastCgiOptions {
    * STDERR goes to `ctx.log`).
    * @default {defaultLog} (timestamped lines on stderr)
    */
-  log?: (level: "info" | "warn" | "error", message: string) => void;
+  log?: LogFn;
 }
 
 /** The {@linkcode fastcgi} middleware, plus shutdown. */
@@ -178,8 +204,11 @@ interface _Script {
  *    further down, and is never forwarded.
  *
  * Errors: connect failures → 502, timeouts → 504, a malformed response →
- * 502, a body over the limit → 413. The responder's STDERR goes to
- * `ctx.log`, never to the client; its own statuses pass through.
+ * 502, a body over the limit → 413, a chunked body slower than
+ * `bodyTimeout` → 408. The responder's STDERR goes to `ctx.log`, never to
+ * the client; its own statuses pass through. A local redirect
+ * (`Location: /path` without `Status`) is re-dispatched inside the server
+ * as GET (HEAD stays HEAD), like the CGI gateway does.
  *
  * @example Fronting php-fpm
  * ```ts ignore
@@ -218,6 +247,7 @@ export function fastcgi(options: FastCgiOptions = {}): FastCgiMiddleware {
     memoryLimit,
     tempDir,
     maxHeaderBytes,
+    bodyTimeout = 60_000,
     log = defaultLog,
   } = options;
   if (frontController !== undefined && !frontController.startsWith("/")) {
@@ -234,6 +264,8 @@ export function fastcgi(options: FastCgiOptions = {}): FastCgiMiddleware {
       command: options.spawn,
       workers: options.workers,
       env: options.spawnEnv,
+      passEnv: options.spawnPassEnv,
+      path: options.spawnPath,
       log,
       onReady: (i) => client?.markUp(i),
     });
@@ -304,6 +336,7 @@ export function fastcgi(options: FastCgiOptions = {}): FastCgiMiddleware {
       maxBodySize,
       memoryLimit,
       tempDir,
+      timeout: bodyTimeout,
     });
     let handedOver = false;
     try {
@@ -356,13 +389,7 @@ export function fastcgi(options: FastCgiOptions = {}): FastCgiMiddleware {
       }
       if (parsed.localRedirect !== undefined) {
         await parsed.body.cancel().catch(() => {});
-        const headers = new Headers(req.headers);
-        for (
-          const name of ["content-length", "content-type", "transfer-encoding"]
-        ) headers.delete(name);
-        return await ctx.dispatch(
-          new Request(new URL(parsed.localRedirect, ctx.url), { headers }),
-        );
+        return await dispatchLocalRedirect(req, ctx, parsed.localRedirect);
       }
       const disposing = _onSettled(parsed.body, () => body.dispose());
       handedOver = true;

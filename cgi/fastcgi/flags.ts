@@ -21,6 +21,8 @@ export interface FastCgiFlags {
   "fastcgi-front-controller"?: string;
   /** `--fastcgi-ext .php,.phtml`. */
   "fastcgi-ext"?: string;
+  /** `--fastcgi-pass-env NAME` (repeatable). */
+  "fastcgi-pass-env"?: string[];
 }
 
 /** The `--help` lines of the FastCGI flags. */
@@ -33,6 +35,9 @@ export const FASTCGI_USAGE =
   --fastcgi-front-controller PATH
                          Send paths that do not exist to this script (/index.php)
   --fastcgi-ext LIST     Script extensions, comma-separated (default .php)
+  --fastcgi-pass-env NAME
+                         Pass the server's variable NAME to spawned workers
+                         (repeatable; nothing else of its environment is passed)
 `;
 
 /**
@@ -68,6 +73,7 @@ export function fastCgiOptionsFromFlags(
         "fastcgi-workers",
         "fastcgi-front-controller",
         "fastcgi-ext",
+        "fastcgi-pass-env",
       ] as const
     ) {
       if (flags[name] !== undefined) {
@@ -116,6 +122,19 @@ export function fastCgiOptionsFromFlags(
       );
     }
     options.workers = n;
+  }
+  const passEnv = flags["fastcgi-pass-env"] ?? [];
+  if (passEnv.length > 0) {
+    if (spawn === undefined) {
+      throw new TypeError("--fastcgi-pass-env needs --fastcgi-spawn");
+    }
+    const bad = passEnv.find((name) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name));
+    if (bad !== undefined) {
+      throw new TypeError(
+        `Invalid --fastcgi-pass-env "${bad}": expected a variable name`,
+      );
+    }
+    options.spawnPassEnv = passEnv;
   }
   const front = flags["fastcgi-front-controller"];
   if (front !== undefined) {

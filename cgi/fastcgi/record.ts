@@ -191,7 +191,7 @@ export function encodeParams(
   const flush = (): void => {
     if (size === 0) return;
     records.push(
-      encodeRecord(RecordType.PARAMS, requestId, _concat(batch, size)),
+      encodeRecord(RecordType.PARAMS, requestId, concatBytes(batch, size)),
     );
     batch = [];
     size = 0;
@@ -209,7 +209,7 @@ export function encodeParams(
   }
   flush();
   records.push(encodeRecord(RecordType.PARAMS, requestId, new Uint8Array()));
-  return _concat(records);
+  return concatBytes(records);
 }
 
 /**
@@ -268,12 +268,12 @@ export function decodePairs(bytes: Uint8Array): [string, string][] {
  *
  * @example Joining two arrays
  * ```ts
- * import { _concat } from "./record.ts";
+ * import { concatBytes } from "./record.ts";
  * import assert from "node:assert/strict";
- * assert.deepEqual([..._concat([Uint8Array.of(1), Uint8Array.of(2)])], [1, 2]);
+ * assert.deepEqual([...concatBytes([Uint8Array.of(1), Uint8Array.of(2)])], [1, 2]);
  * ```
  */
-export function _concat(
+export function concatBytes(
   parts: readonly Uint8Array[],
   total?: number,
 ): Uint8Array<ArrayBuffer> {

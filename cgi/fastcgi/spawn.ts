@@ -8,6 +8,10 @@
  */
 
 import { join } from "node:path";
+import type { LogFn } from "../../server/types.ts";
+import { baseProcessEnv } from "../base_env.ts";
+import { pumpLines } from "../lines.ts";
+import { killGroup, spawnInGroup } from "../process.ts";
 import type { FastCgiAddress } from "./address.ts";
 
 /** Options of {@linkcode spawnFastCgiWorkers}. */
@@ -26,20 +30,34 @@ export interface FastCgiSpawnOptions {
    */
   workers?: number;
   /**
-   * Extra environment for the workers, on top of the server's. By default
-   * `PHP_FCGI_CHILDREN=0` (one process per worker, no forking) and
-   * `PHP_FCGI_MAX_REQUESTS=0` (no recycling).
+   * Extra environment for the workers. The server's own environment never
+   * reaches them (`clearEnv`): they get `PATH`, the `passEnv` variables,
+   * `PHP_FCGI_CHILDREN=0` (one process per worker, no forking),
+   * `PHP_FCGI_MAX_REQUESTS=0` (no recycling) and these.
    * @default {{}}
    */
   env?: Record<string, string>;
   /**
-   * Milliseconds to wait for a worker's socket to appear.
+   * Names of server environment variables passed on to the workers (read
+   * once, when the workers are created).
+   * @default {[]}
+   */
+  passEnv?: readonly string[];
+  /**
+   * `PATH` of the workers, also used to find the command.
+   * @default {undefined} (the server's `PATH` when readable, else "/usr/local/bin:/usr/bin:/bin")
+   */
+  path?: string;
+  /**
+   * Milliseconds to wait for a worker's socket to appear; a worker that
+   * does not listen by then is killed (with its process group) and
+   * restarted with backoff.
    * @default {10000}
    */
   startTimeout?: number;
   /**
    * First restart delay in milliseconds; it doubles for each quick exit (a
-   * worker that ran for 10 s resets it).
+   * worker that listened for 10 s resets it).
    * @default {100}
    */
   restartDelay?: number;
@@ -52,7 +70,7 @@ export interface FastCgiSpawnOptions {
    * Where worker output (stderr) and restarts are logged.
    * @default {undefined} (not logged)
    */
-  log?: (level: "info" | "warn" | "error", message: string) => void;
+  log?: LogFn;
   /**
    * Called when worker `index` is (again) ready to accept connections.
    * @default {undefined}
@@ -70,7 +88,10 @@ export interface FastCgiWorkers extends AsyncDisposable {
   pids(): (number | undefined)[];
   /** How many times each worker was restarted. */
   restarts(): number[];
-  /** Stops every worker (TERM, then KILL after 3 s) and removes the sockets. */
+  /**
+   * Stops every worker with its whole process group (TERM, then KILL after
+   * 3 s), so a wrapper's children die too, and removes the sockets.
+   */
   stop(): Promise<void>;
 }
 
@@ -125,31 +146,26 @@ export function splitCommand(line: string): string[] {
   return out;
 }
 
-async function _drainLines(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-): Promise<void> {
-  let buffered = "";
-  const decoder = new TextDecoder();
+/** The workers' `PATH` when none is given: the server's, if readable. */
+function _serverPath(): string {
   try {
-    for await (const chunk of stream) {
-      buffered += decoder.decode(chunk, { stream: true });
-      const lines = buffered.split("\n");
-      buffered = lines.pop() ?? "";
-      for (const line of lines) if (line.trim()) onLine(line);
-    }
+    return Deno.env.get("PATH") ?? _FALLBACK_PATH;
   } catch {
-    // the process went away
+    return _FALLBACK_PATH; // no --allow-env
   }
-  if (buffered.trim()) onLine(buffered);
 }
+
+const _FALLBACK_PATH = "/usr/local/bin:/usr/bin:/bin";
+
+/** Milliseconds between SIGTERM and SIGKILL when a worker group is stopped. */
+const _KILL_GRACE_MS = 3000;
 
 interface _Worker {
   index: number;
   socket: string;
   child: Deno.ChildProcess | undefined;
   exited: Promise<void> | undefined;
-  startedAt: number;
+  readyAt: number;
   delay: number;
   timer: ReturnType<typeof setTimeout> | undefined;
   starting: Promise<void> | undefined;
@@ -182,6 +198,8 @@ export function spawnFastCgiWorkers(
     command = "php-cgi",
     workers: count = 4,
     env = {},
+    passEnv = [],
+    path = _serverPath(),
     startTimeout = 10_000,
     restartDelay = 100,
     maxRestartDelay = 10_000,
@@ -199,13 +217,19 @@ export function spawnFastCgiWorkers(
       `Cannot spawn FastCGI workers: worker count "${count}" is not a positive integer`,
     );
   }
+  const workerEnv = {
+    ...baseProcessEnv(path, passEnv),
+    PHP_FCGI_CHILDREN: "0",
+    PHP_FCGI_MAX_REQUESTS: "0",
+    ...env,
+  };
   const dir = Deno.makeTempDirSync({ prefix: "x-serve-fcgi-" });
   const workers: _Worker[] = Array.from({ length: count }, (_, index) => ({
     index,
     socket: join(dir, `worker-${index}.sock`),
     child: undefined,
     exited: undefined,
-    startedAt: 0,
+    readyAt: 0,
     delay: restartDelay,
     timer: undefined,
     starting: undefined,
@@ -258,13 +282,9 @@ export function spawnFastCgiWorkers(
     const [cmd, args] = commandFor(worker.socket);
     let child: Deno.ChildProcess;
     try {
-      child = new Deno.Command(cmd, {
-        args,
-        env: { PHP_FCGI_CHILDREN: "0", PHP_FCGI_MAX_REQUESTS: "0", ...env },
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
+      // Its own process group (so a wrapper's children can be stopped with
+      // it) and a cleared environment.
+      child = spawnInGroup(cmd, { args, env: workerEnv });
     } catch (error) {
       log?.(
         "error",
@@ -276,14 +296,18 @@ export function spawnFastCgiWorkers(
       throw error;
     }
     worker.child = child;
-    worker.startedAt = Date.now();
-    const output = (line: string): void =>
-      log?.("warn", `FastCGI worker ${worker.index}: ${line}`);
+    worker.readyAt = 0;
+    const output = (line: string): void => {
+      if (line.trim()) log?.("warn", `FastCGI worker ${worker.index}: ${line}`);
+    };
     const drained = Promise.all([
-      _drainLines(child.stdout, output),
-      _drainLines(child.stderr, output),
+      pumpLines(child.stdout, output),
+      pumpLines(child.stderr, output),
     ]);
     worker.exited = child.status.then(async (status) => {
+      // Whatever the leader left behind in its group dies with it (and
+      // closes the pipes it may hold).
+      await killGroup(child, 0).catch(() => {});
       await drained;
       if (worker.child === child) worker.child = undefined;
       if (stopping) return;
@@ -295,13 +319,30 @@ export function spawnFastCgiWorkers(
       );
       scheduleRestart(worker);
     });
-    await waitForSocket(worker, child);
+    try {
+      await waitForSocket(worker, child);
+    } catch (error) {
+      if (!stopping && worker.child === child) {
+        // Started but never listening: kill it; its exit schedules a restart.
+        log?.(
+          "error",
+          `FastCGI worker ${worker.index} (pid ${child.pid}): ${
+            error instanceof Error ? error.message : error
+          }: killing it`,
+        );
+        await killGroup(child, _KILL_GRACE_MS).catch(() => {});
+      }
+      throw error;
+    }
+    worker.readyAt = Date.now();
     onReady?.(worker.index);
   }
 
   function scheduleRestart(worker: _Worker): void {
     if (stopping) return;
-    if (Date.now() - worker.startedAt > 10_000) worker.delay = restartDelay;
+    if (worker.readyAt > 0 && Date.now() - worker.readyAt > 10_000) {
+      worker.delay = restartDelay;
+    }
     const delay = worker.delay;
     worker.delay = Math.min(worker.delay * 2, maxRestartDelay);
     worker.restarts++;
@@ -336,33 +377,25 @@ export function spawnFastCgiWorkers(
       clearTimeout(worker.timer);
       await worker.starting?.catch(() => {});
       const child = worker.child;
-      if (child) {
-        try {
-          child.kill("SIGTERM");
-        } catch {
-          // already gone
-        }
-        const killer = setTimeout(() => {
-          try {
-            child.kill("SIGKILL");
-          } catch {
-            // already gone
-          }
-        }, 3_000);
-        await worker.exited;
-        clearTimeout(killer);
-      } else {
-        await worker.exited;
-      }
+      if (child) await killGroup(child, _KILL_GRACE_MS).catch(() => {});
+      await worker.exited;
     }));
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+
+  function pids(): (number | undefined)[] {
+    return workers.map((w) => w.child?.pid);
+  }
+
+  function restarts(): number[] {
+    return workers.map((w) => w.restarts);
   }
 
   return {
     addresses: workers.map((w) => ({ transport: "unix", path: w.socket })),
     ready,
-    pids: () => workers.map((w) => w.child?.pid),
-    restarts: () => workers.map((w) => w.restarts),
+    pids,
+    restarts,
     stop,
     [Symbol.asyncDispose]: stop,
   };
