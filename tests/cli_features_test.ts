@@ -305,8 +305,8 @@ Deno.test("cli rejects a bad --host or --cache-control value with exit 2", async
   }
 });
 
-/** Runs the CLI (on a pseudo-terminal via `script`, or piped) without NO_COLOR; returns stdout after one request. */
-async function _logOutput(tty: boolean): Promise<string> {
+/** PATH and Deno's cache location only, for children that need a clean environment. */
+function _baseEnv(): Record<string, string> {
   const env: Record<string, string> = {
     PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
   };
@@ -314,6 +314,12 @@ async function _logOutput(tty: boolean): Promise<string> {
     const value = Deno.env.get(name);
     if (value !== undefined) env[name] = value;
   }
+  return env;
+}
+
+/** Runs the CLI (on a pseudo-terminal via `script`, or piped) without NO_COLOR; returns stdout after one request. */
+async function _logOutput(tty: boolean): Promise<string> {
+  const env = _baseEnv();
   const args = ["run", "-A", MOD, www, "--port", "0"];
   const child = new Deno.Command(tty ? "script" : Deno.execPath(), {
     args: tty
@@ -381,6 +387,10 @@ Deno.test("deno task start resolves a relative ROOT from the caller's folder", a
       "--quiet",
     ],
     cwd: dir.path,
+    // `deno task` keeps an INIT_CWD it inherits (this suite may itself run
+    // under `deno task test`): start from a clean environment.
+    clearEnv: true,
+    env: _baseEnv(),
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -395,7 +405,10 @@ Deno.test("deno task start resolves a relative ROOT from the caller's folder", a
       out += value;
       base = /Listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
     }
-    assert.ok(base, `did not start: ${out}`);
+    if (base === undefined) {
+      const stderr = await new Response(child.stderr).text();
+      throw new Error(`did not start: ${out}${stderr}`);
+    }
     assert.equal(
       await (await fetch(`${base}/where.txt`)).text(),
       "caller's folder",
@@ -406,7 +419,7 @@ Deno.test("deno task start resolves a relative ROOT from the caller's folder", a
     for (const pid of _children(child.pid)) Deno.kill(pid, "SIGTERM");
     await child.status;
     await reader.cancel().catch(() => {});
-    await child.stderr.cancel().catch(() => {});
+    if (!child.stderr.locked) await child.stderr.cancel().catch(() => {});
   }
 });
 
