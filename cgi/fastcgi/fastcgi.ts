@@ -21,12 +21,17 @@ import type {
 } from "../../server/types.ts";
 import { dispatchLocalRedirect } from "../redirect.ts";
 import type { FastCgiAddress } from "./address.ts";
-import { createFastCgiClient, type FastCgiClient } from "./client.ts";
+import {
+  createFastCgiClient,
+  type FastCgiClient,
+  type FastCgiClientOptions,
+} from "./client.ts";
 import { FastCgiError } from "./errors.ts";
 import { type FastCgiWorkers, spawnFastCgiWorkers } from "./spawn.ts";
 
 /** Options of {@linkcode fastcgi}. */
-export interface FastCgiOptions {
+export interface FastCgiOptions
+  extends Omit<FastCgiClientOptions, "backends" | "maxConnections"> {
   /**
    * The responders: `host:port`, `unix:/path` or parsed addresses. Several
    * take turns (round-robin); one that refuses connections is skipped for
@@ -102,43 +107,10 @@ export interface FastCgiOptions {
    */
   passAuthorization?: boolean;
   /**
-   * Idle kept connections per backend (FCGI_KEEP_CONN). Each pins a php-fpm
-   * worker: keep it below `pm.max_children` divided by the number of server
-   * isolates. 0 opens a connection per request.
-   * @default {2}
-   */
-  keepAlive?: number;
-  /**
    * Most open connections per backend (0 = no limit).
    * @default {0} (1 per spawned worker)
    */
   maxConnections?: number;
-  /**
-   * Milliseconds an idle kept connection stays open (below php-fpm's
-   * `request_terminate_timeout`).
-   * @default {10000}
-   */
-  keepAliveTimeout?: number;
-  /**
-   * Milliseconds to get a connection, then 504.
-   * @default {5000}
-   */
-  connectTimeout?: number;
-  /**
-   * Milliseconds from sending the request to the first response byte, then 504.
-   * @default {60000}
-   */
-  firstByteTimeout?: number;
-  /**
-   * Milliseconds of silence allowed while the response streams.
-   * @default {60000}
-   */
-  readTimeout?: number;
-  /**
-   * Milliseconds a backend that refused a connection is skipped.
-   * @default {5000}
-   */
-  downTime?: number;
   /**
    * Milliseconds a chunked request body may take to arrive in full (it is
    * buffered before the request is sent), then 408.
@@ -165,12 +137,6 @@ export interface FastCgiOptions {
    * @default {65536}
    */
   maxHeaderBytes?: number;
-  /**
-   * Where spawned workers' output and connection problems are logged (request
-   * STDERR goes to `ctx.log`).
-   * @default {defaultLog} (timestamped lines on stderr)
-   */
-  log?: LogFn;
 }
 
 /** The {@linkcode fastcgi} middleware, plus shutdown. */
@@ -349,9 +315,10 @@ export function fastcgi(options: FastCgiOptions = {}): FastCgiMiddleware {
         passAuthorization,
         extra: { DOCUMENT_URI: scriptName, ...params },
       });
-      let stdout: ReadableStream<Uint8Array>;
+      // Connect/protocol failures (FastCgiError) become 502/504 pages.
+      let parsed;
       try {
-        stdout = await client.request({
+        const stdout = await client.request({
           params: Object.entries(env),
           body: body.stream,
           // Aborts when the client goes away, before or during the response
@@ -364,18 +331,6 @@ export function fastcgi(options: FastCgiOptions = {}): FastCgiMiddleware {
               `FastCGI stderr (${scriptName}): ${text.trimEnd()}`,
             ),
         });
-      } catch (error) {
-        if (error instanceof FastCgiError) {
-          throw new HttpError(
-            error.status,
-            `FastCGI ${scriptName}: ${error.message}`,
-            { cause: error },
-          );
-        }
-        throw error;
-      }
-      let parsed;
-      try {
         parsed = await parseCgiResponse(stdout, { maxHeaderBytes });
       } catch (error) {
         if (error instanceof FastCgiError) {
