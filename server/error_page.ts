@@ -131,6 +131,7 @@ export interface ErrorPagesOptions {
  */
 export function errorPages(options: ErrorPagesOptions = {}): Middleware {
   const { root, pages = {} } = options;
+  let realRoot: string | undefined;
 
   async function customPage(status: number): Promise<Uint8Array | undefined> {
     try {
@@ -138,9 +139,8 @@ export function errorPages(options: ErrorPagesOptions = {}): Middleware {
       if (configured !== undefined) return await Deno.readFile(configured);
       if (root === undefined) return undefined;
       // Same rules as any file under the root: no symlink out of it.
-      const found = await findFile(await Deno.realPath(root), [
-        `${status}.html`,
-      ]);
+      realRoot ??= await Deno.realPath(root);
+      const found = await findFile(realRoot, [`${status}.html`]);
       return found?.info.isFile ? await Deno.readFile(found.path) : undefined;
     } catch {
       return undefined;
