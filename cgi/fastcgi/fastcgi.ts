@@ -13,12 +13,7 @@ import { parseCgiResponse, toHttpResponse } from "../response.ts";
 import { findFile } from "../../server/resolve.ts";
 import { HttpError } from "../../server/errors.ts";
 import { defaultLog } from "../../server/compose.ts";
-import type {
-  Context,
-  LogFn,
-  Middleware,
-  ResolvedFile,
-} from "../../server/types.ts";
+import type { Context, Middleware, ResolvedFile } from "../../server/types.ts";
 import { dispatchLocalRedirect } from "../redirect.ts";
 import type { FastCgiAddress } from "./address.ts";
 import {
