@@ -286,10 +286,11 @@ export function liveReload(
   async function inject(res: Response): Promise<Response> {
     const length = Number(res.headers.get("content-length") ?? 0);
     if (length > maxInjectSize) return res;
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    if (bytes.byteLength > maxInjectSize) {
-      return new Response(bytes, res);
-    }
+    // Read at most maxInjectSize: a longer (e.g. streamed CGI) page is sent
+    // on untouched instead of being buffered whole.
+    const read = await _readAtMost(res.body, maxInjectSize);
+    if (read.rest) return new Response(read.rest, res);
+    const bytes = read.bytes;
     const at = _bodyEnd(bytes);
     const cut = at === -1 ? bytes.byteLength : at;
     const out = new Uint8Array(bytes.byteLength + script.byteLength);
@@ -352,4 +353,46 @@ export function liveReload(
     [Symbol.asyncDispose]: { value: close },
     clients: { get: () => clients.size },
   }) as LiveReloadMiddleware;
+}
+
+/**
+ * Reads `body` up to `limit` bytes. Within the limit: the bytes. Beyond
+ * it: `rest`, a stream replaying what was read followed by the remainder.
+ */
+async function _readAtMost(
+  body: ReadableStream<Uint8Array> | null,
+  limit: number,
+): Promise<{ bytes: Uint8Array; rest?: ReadableStream<Uint8Array> }> {
+  if (body === null) return { bytes: new Uint8Array(0) };
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  while (true) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    total += value.byteLength;
+    if (total > limit) {
+      const rest = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          const chunk = chunks.shift();
+          if (chunk) return controller.enqueue(chunk);
+          const next = await reader.read();
+          if (next.done) controller.close();
+          else controller.enqueue(next.value);
+        },
+        cancel(reason) {
+          return reader.cancel(reason);
+        },
+      });
+      return { bytes: new Uint8Array(0), rest };
+    }
+  }
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return { bytes };
 }

@@ -291,3 +291,26 @@ Deno.test("deno task dev ROOT serves ROOT with live reload", async () => {
     await server.stop();
   }
 });
+
+Deno.test("liveReload() passes a streamed page larger than maxInjectSize through untouched", async () => {
+  await using reload = liveReload({ maxInjectSize: 100 });
+  const page = "<html><body>" + "x".repeat(1000) + "</body></html>";
+  let pulled = 0;
+  const handler = compose([reload, () => {
+    const bytes = new TextEncoder().encode(page);
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (pulled >= bytes.length) return controller.close();
+        controller.enqueue(bytes.subarray(pulled, pulled + 64));
+        pulled += 64;
+      },
+    });
+    return new Response(body, { headers: { "content-type": "text/html" } });
+  }]);
+  const res = await handler(new Request("http://x/page.html"));
+  assert.ok(
+    pulled <= 256,
+    `only about maxInjectSize was read before answering (${pulled})`,
+  );
+  assert.equal(await res.text(), page, "no script, nothing lost");
+});
