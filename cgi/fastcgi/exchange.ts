@@ -74,20 +74,28 @@ function _isConnectionGone(error: unknown): boolean {
     error instanceof Deno.errors.Interrupted;
 }
 
+/** Writes `bytes` as STDIN records of at most MAX_CHUNK bytes each. */
+async function _writeStdin(
+  conn: FastCgiConnection,
+  bytes: Uint8Array,
+): Promise<void> {
+  for (let offset = 0; offset < bytes.length; offset += MAX_CHUNK) {
+    await conn.write(
+      encodeRecord(
+        RecordType.STDIN,
+        _REQUEST_ID,
+        bytes.subarray(offset, offset + MAX_CHUNK),
+      ),
+    );
+  }
+}
+
 async function _writeBody(
   conn: FastCgiConnection,
   body: Uint8Array | ReadableStream<Uint8Array> | null | undefined,
 ): Promise<void> {
   if (body instanceof Uint8Array) {
-    for (let offset = 0; offset < body.length; offset += MAX_CHUNK) {
-      await conn.write(
-        encodeRecord(
-          RecordType.STDIN,
-          _REQUEST_ID,
-          body.subarray(offset, offset + MAX_CHUNK),
-        ),
-      );
-    }
+    await _writeStdin(conn, body);
   } else if (body) {
     const reader = body.getReader();
     try {
@@ -97,15 +105,7 @@ async function _writeBody(
         }
         const { done, value } = await reader.read();
         if (done) break;
-        for (let offset = 0; offset < value.length; offset += MAX_CHUNK) {
-          await conn.write(
-            encodeRecord(
-              RecordType.STDIN,
-              _REQUEST_ID,
-              value.subarray(offset, offset + MAX_CHUNK),
-            ),
-          );
-        }
+        await _writeStdin(conn, value);
       }
     } catch (error) {
       await reader.cancel().catch(() => {});
