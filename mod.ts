@@ -12,7 +12,7 @@
  *
  * ```ts ignore
  * import { createHandler } from "@x/serve";
- * Deno.serve({ port: 8080 }, createHandler({ root: "./public", dirListing: true }));
+ * Deno.serve({ port: 8080 }, createHandler({ root: "./public", serveStatic: { dirListing: true } }));
  * ```
  *
  * or compose your own chain:
@@ -24,151 +24,88 @@
  * const root = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${root}/hi.txt`, "hi");
  * const handler = compose([
- *   errorPages(),
  *   async (_req, _ctx, next) => {
  *     const res = await next();
  *     res.headers.set("x-app", "mine");
  *     return res;
  *   },
+ *   errorPages(),
  *   resolvePath({ root }),
  *   serveStatic(),
  * ]);
  * const res = await handler(new Request("http://localhost/hi.txt"));
  * assert.equal(res.headers.get("x-app"), "mine");
  * assert.equal(await res.text(), "hi");
+ * const missing = await handler(new Request("http://localhost/nope"));
+ * assert.equal(missing.status, 404);
+ * assert.equal(missing.headers.get("x-app"), "mine");
+ * await missing.body?.cancel();
  * await Deno.remove(root, { recursive: true });
  * ```
  *
- * `deno serve mod.ts` serves the current directory with the default export.
+ * The layers, one way up: `server/` is the core (context, compose, errors,
+ * path resolution); `static/`, `cgi/` (with `cgi/fastcgi/`) and
+ * `middleware/` build on it; `handler/` composes them ({@linkcode createHandler});
+ * `cli/` is the command line. More building blocks live in the subpath
+ * exports `@x/serve/static`, `@x/serve/cgi` and `@x/serve/fastcgi`;
+ * `deno serve` uses `@x/serve/serve`.
  *
  * @module
  */
 
-import { createHandler } from "./server/handler.ts";
-import type { Handler } from "./server/types.ts";
-
 export type {
   Context,
+  DocumentRoot,
+  Failure,
   Handler,
   LogFn,
   Middleware,
   Next,
   ResolvedFile,
 } from "./server/types.ts";
-export { compose, type ComposeOptions, defaultLog } from "./server/compose.ts";
-export { HttpError, type HttpErrorOptions, statusOf } from "./server/errors.ts";
+export { compose, type ComposeOptions } from "./server/compose.ts";
+export { HttpError, type HttpErrorOptions } from "./server/errors.ts";
 export {
-  errorPages,
-  type ErrorPagesOptions,
-  renderError,
-} from "./server/error_page.ts";
-export {
-  decodePath,
-  findFile,
-  isInside,
+  type DocumentRootOptions,
   resolvePath,
   type ResolvePathOptions,
 } from "./server/resolve.ts";
 export {
+  errorPages,
+  type ErrorPagesOptions,
+} from "./middleware/error_pages.ts";
+export {
   accessLog,
   type AccessLogFormat,
   type AccessLogOptions,
-} from "./server/access_log.ts";
-export { cors, type CorsOptions } from "./server/cors.ts";
+} from "./middleware/access_log.ts";
+export { cors, type CorsOptions } from "./middleware/cors.ts";
+export {
+  type HeaderRule,
+  setHeaders,
+  type SetHeadersOptions,
+} from "./middleware/headers.ts";
 export {
   liveReload,
   type LiveReloadMiddleware,
   type LiveReloadOptions,
-} from "./server/live_reload.ts";
-export {
-  type HeaderRule,
-  parseHeader,
-  setHeaders,
-  type SetHeadersOptions,
-} from "./server/headers.ts";
-export { acceptedEncodings, prefersJson } from "./server/negotiate.ts";
+} from "./middleware/live_reload.ts";
 export {
   type ClosableHandler,
   createHandler,
   type HandlerOptions,
-} from "./server/handler.ts";
-export { cgi, type CgiOptions, DEFAULT_CGI_INTERPRETERS } from "./cgi/cgi.ts";
+} from "./handler/create_handler.ts";
+export { serveStatic, type ServeStaticOptions } from "./static/serve_static.ts";
+export { type ListingOptions } from "./static/listing.ts";
+export { cgi, type CgiOptions } from "./cgi/cgi.ts";
 export {
   fastcgi,
   type FastCgiMiddleware,
   type FastCgiOptions,
 } from "./cgi/fastcgi/fastcgi.ts";
-export {
-  createFastCgiClient,
-  type FastCgiBackendStats,
-  type FastCgiClient,
-  type FastCgiClientOptions,
-  type FastCgiRequest,
-} from "./cgi/fastcgi/client.ts";
-export type { BackendPoolStats } from "./cgi/fastcgi/pool.ts";
-export { type FastCgiAddress, parseAddress } from "./cgi/fastcgi/address.ts";
-export {
-  FastCgiError,
-  type FastCgiErrorOptions,
-} from "./cgi/fastcgi/errors.ts";
-export {
-  type FastCgiSpawnOptions,
-  type FastCgiWorkers,
-  spawnFastCgiWorkers,
-} from "./cgi/fastcgi/spawn.ts";
-export { serveStatic, type ServeStaticOptions } from "./static/serve_static.ts";
-export { serveFile, type ServeFileOptions } from "./static/file.ts";
-export { contentType } from "./static/content_type.ts";
-export { isCompressible } from "./static/encoding.ts";
-export { fileEtag } from "./static/etag.ts";
-export {
-  checkPreconditions,
-  ifRangeAllows,
-  type Validators,
-} from "./static/conditional.ts";
-export {
-  type ByteRange,
-  fileSliceStream,
-  type MultipartBody,
-  multipartRanges,
-  parseRange,
-} from "./static/range.ts";
-export {
-  escapeHtml,
-  listDirectory,
-  type ListingEntry,
-  type ListingOptions,
-  renderListing,
-} from "./static/listing.ts";
-
-/**
- * The default export for `deno serve`: serves the current directory with the
- * library defaults (no listing, dotfiles hidden).
- *
- * @example Running it
- * ```sh
- * deno serve --allow-read mod.ts
- * ```
- */
-const server: { fetch: Handler } = { fetch: createHandler({ root: "." }) };
-export default server;
 
 if (import.meta.main) {
-  // `deno run mod.ts` and `deno serve mod.ts` both set import.meta.main and
-  // Deno has no API to tell them apart (denoland/deno#25179). `deno serve`
-  // calls Deno.serve with the default export right after this module is
-  // evaluated (in every --parallel worker), so watch for that call for one
-  // macrotask, then start the CLI only if it did not happen.
-  const serve = Deno.serve;
-  let loadedByDenoServe = false;
-  Deno.serve = function detectDenoServe(...args: unknown[]) {
-    loadedByDenoServe = true;
-    return (serve as (...a: unknown[]) => unknown).apply(Deno, args);
-  } as typeof Deno.serve;
-  setTimeout(async () => {
-    Deno.serve = serve;
-    if (loadedByDenoServe) return;
-    const { main } = await import("./server/cli.ts");
-    Deno.exit(await main(Deno.args));
-  }, 0);
+  // `deno run mod.ts [root] [flags]`: the CLI, loaded only when run.
+  const { main } = await import("./cli/main.ts");
+  Deno.exit(await main(Deno.args));
 }

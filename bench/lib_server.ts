@@ -21,7 +21,7 @@ if (!root || (bufferArg !== undefined && !/^\d+$/.test(bufferArg))) {
 }
 
 const handler = compose([
-  errorPages({ root }),
+  errorPages(),
   resolvePath({ root, dotfiles: false, followSymlinks: false }),
   serveStatic(
     bufferArg === undefined ? {} : { bufferBelow: Number(bufferArg) },

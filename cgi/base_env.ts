@@ -7,6 +7,21 @@
  */
 
 /**
+ * The `PATH` of every program the server runs (CGI scripts, spawned
+ * FastCGI workers) when none is given: the system's standard directories.
+ *
+ * @example Giving scripts the default PATH plus one directory
+ * ```ts
+ * import { DEFAULT_PATH } from "./base_env.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const path = `/opt/tools/bin:${DEFAULT_PATH}`;
+ * assert.equal(path, "/opt/tools/bin:/usr/local/bin:/usr/bin:/bin");
+ * ```
+ */
+export const DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin";
+
+/**
  * Builds `{ PATH: path }` plus the server's variables named in `passEnv`
  * (those that are set). Read once, when called: the rest of the server's
  * environment (tokens, passwords…) never reaches a child, which is

@@ -9,8 +9,29 @@
 
 import { HttpError } from "../server/errors.ts";
 
-/** Options of {@linkcode prepareRequestBody}. */
-export interface PrepareRequestBodyOptions {
+/**
+ * How a gateway takes request bodies: the size cap, where a chunked body is
+ * buffered, and how long it may take. `cgi()` and `fastcgi()` options extend
+ * it; {@linkcode prepareRequestBody} applies it.
+ *
+ * @example Capping uploads at 1 MiB, buffered in memory up to 64 KiB
+ * ```ts
+ * import { prepareRequestBody, type RequestBodyOptions } from "./body.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const options: RequestBodyOptions = {
+ *   maxBodySize: 1024 * 1024,
+ *   bodyMemoryLimit: 64 * 1024,
+ *   bodyTimeoutMs: 10_000,
+ * };
+ * const req = new Request("http://localhost/", {
+ *   method: "POST",
+ *   body: "x".repeat(2 * 1024 * 1024),
+ * });
+ * await assert.rejects(prepareRequestBody(req, options), /over 1048576/);
+ * ```
+ */
+export interface RequestBodyOptions {
   /**
    * The largest body accepted, in bytes. A longer body answers 413: at once
    * when `Content-Length` says so, while buffering for a chunked one.
@@ -22,26 +43,37 @@ export interface PrepareRequestBodyOptions {
    * goes to a temporary file.
    * @default {1048576} (1 MiB)
    */
-  memoryLimit?: number;
+  bodyMemoryLimit?: number;
   /**
    * Where temporary files for large chunked bodies go.
    * @default {undefined} (the system temporary directory)
    */
   tempDir?: string;
   /**
-   * Milliseconds a chunked body may take to arrive in full (it is read
+   * Milliseconds a chunked body may take to arrive in full (it is buffered
    * before the script starts); then 408 and the partial body is dropped.
    * 0 waits forever. A body with `Content-Length` is streamed while the
    * script runs instead, so this does not apply to it.
-   * @default {0}
+   * @default {60000}
    */
-  timeout?: number;
+  bodyTimeoutMs?: number;
 }
 
 /**
  * A request body ready to hand to a script: its exact length and a stream of
  * exactly that many bytes. Dispose of it (`await using`, or
  * {@linkcode PreparedBody.dispose}) to remove a temporary file.
+ *
+ * @example Handing a body to a child process
+ * ```ts
+ * import { prepareRequestBody, type PreparedBody } from "./body.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const req = new Request("http://localhost/", { method: "POST", body: "name=x" });
+ * await using body: PreparedBody = await prepareRequestBody(req);
+ * assert.equal(body.length, 6);
+ * assert.equal(await new Response(body.stream).text(), "name=x");
+ * ```
  */
 export interface PreparedBody extends AsyncDisposable {
   /**
@@ -96,96 +128,130 @@ async function _removeQuietly(path: string): Promise<void> {
   }
 }
 
-/** Buffers a body of unknown length: memory first, then a temp file. */
-async function _buffer(
-  body: ReadableStream<Uint8Array>,
-  maxBodySize: number,
-  memoryLimit: number,
-  tempDir: string | undefined,
-  timeout: number,
-): Promise<PreparedBody> {
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  let tempPath: string | undefined;
-  let file: Deno.FsFile | undefined;
-  let readFile: Deno.FsFile | undefined;
-  const dispose = async (): Promise<void> => {
-    file?.close();
-    file = undefined;
+/** A chunked body being buffered: in memory up to a limit, then in a temporary file. */
+class _Spool {
+  length = 0;
+  #chunks: Uint8Array[] = [];
+  #tempPath: string | undefined;
+  #file: Deno.FsFile | undefined;
+  #readFile: Deno.FsFile | undefined;
+  readonly #memoryLimit: number;
+  readonly #tempDir: string | undefined;
+
+  constructor(memoryLimit: number, tempDir: string | undefined) {
+    this.#memoryLimit = memoryLimit;
+    this.#tempDir = tempDir;
+  }
+
+  /** Adds a chunk, spilling everything to the file once over the limit. */
+  async add(chunk: Uint8Array): Promise<void> {
+    this.length += chunk.length;
+    if (this.#file) {
+      await _writeAll(this.#file, chunk);
+    } else if (this.length > this.#memoryLimit) {
+      this.#tempPath = await Deno.makeTempFile({
+        dir: this.#tempDir,
+        prefix: "x-serve-body-",
+      });
+      this.#file = await Deno.open(this.#tempPath, {
+        write: true,
+        truncate: true,
+      });
+      for (const c of this.#chunks) await _writeAll(this.#file, c);
+      this.#chunks.length = 0;
+      await _writeAll(this.#file, chunk);
+    } else {
+      this.#chunks.push(chunk);
+    }
+  }
+
+  /** The buffered bytes, from memory or the file. */
+  async stream(): Promise<ReadableStream<Uint8Array>> {
+    if (!this.#file || this.#tempPath === undefined) {
+      return new Blob(this.#chunks as BlobPart[]).stream();
+    }
+    this.#file.close();
+    this.#file = undefined;
+    this.#readFile = await Deno.open(this.#tempPath, { read: true });
+    return this.#readFile.readable;
+  }
+
+  /** Closes and removes the temporary file, if any. */
+  dispose = async (): Promise<void> => {
+    this.#file?.close();
+    this.#file = undefined;
     try {
-      readFile?.close(); // already closed once its stream was read to the end
+      this.#readFile?.close(); // already closed once its stream was read to the end
     } catch {
       // closed by its readable
     }
-    readFile = undefined;
-    if (tempPath !== undefined) {
-      const path = tempPath;
-      tempPath = undefined;
+    this.#readFile = undefined;
+    if (this.#tempPath !== undefined) {
+      const path = this.#tempPath;
+      this.#tempPath = undefined;
       await _removeQuietly(path);
     }
   };
-  const reader = body.getReader();
+}
+
+/** Races promises against one deadline (none for 0 ms): then 408. */
+function _deadline(timeoutMs: number): {
+  within<T>(promise: Promise<T>): Promise<T>;
+  clear(): void;
+} {
+  if (!(timeoutMs > 0)) return { within: (promise) => promise, clear() {} };
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = timeout > 0
-    ? new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new HttpError(408, `Chunked request body took over ${timeout} ms`),
-          ),
-        timeout,
-      );
-    })
-    : undefined;
-  expired?.catch(() => {});
-  const within = <T>(promise: Promise<T>): Promise<T> =>
-    expired ? Promise.race([promise, expired]) : promise;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new HttpError(408, `Chunked request body took over ${timeoutMs} ms`),
+        ),
+      timeoutMs,
+    );
+  });
+  expired.catch(() => {});
+  return {
+    within: (promise) => Promise.race([promise, expired]),
+    clear: () => clearTimeout(timer),
+  };
+}
+
+/** Buffers a body of unknown length: memory first, then a temp file. */
+async function _buffer(
+  body: ReadableStream<Uint8Array>,
+  options: Required<Omit<RequestBodyOptions, "tempDir">> & {
+    tempDir: string | undefined;
+  },
+): Promise<PreparedBody> {
+  const { maxBodySize } = options;
+  const spool = new _Spool(options.bodyMemoryLimit, options.tempDir);
+  const deadline = _deadline(options.bodyTimeoutMs);
+  const reader = body.getReader();
   try {
     while (true) {
-      const { value: chunk, done } = await within(reader.read());
+      const { value: chunk, done } = await deadline.within(reader.read());
       if (done) break;
-      length += chunk.length;
-      if (length > maxBodySize) {
+      if (spool.length + chunk.length > maxBodySize) {
         throw new HttpError(
           413,
           `Chunked request body over ${maxBodySize} bytes`,
         );
       }
-      if (file) {
-        await within(_writeAll(file, chunk));
-      } else if (length > memoryLimit) {
-        tempPath = await Deno.makeTempFile({
-          dir: tempDir,
-          prefix: "x-serve-body-",
-        });
-        file = await Deno.open(tempPath, { write: true, truncate: true });
-        for (const c of chunks) await _writeAll(file, c);
-        chunks.length = 0;
-        await _writeAll(file, chunk);
-      } else {
-        chunks.push(chunk);
-      }
+      await deadline.within(spool.add(chunk));
     }
   } catch (error) {
     await reader.cancel().catch(() => {});
-    await dispose();
+    await spool.dispose();
     throw error;
   } finally {
-    clearTimeout(timer);
+    deadline.clear();
     reader.releaseLock();
   }
-  let stream: ReadableStream<Uint8Array>;
-  if (file && tempPath !== undefined) {
-    file.close();
-    file = undefined;
-    readFile = await Deno.open(tempPath, { read: true });
-    stream = readFile.readable;
-  } else {
-    stream = new Blob(chunks as BlobPart[]).stream();
-  }
+  const { dispose } = spool;
   return {
-    length,
-    stream,
+    length: spool.length,
+    stream: await spool.stream(),
     dispose,
     [Symbol.asyncDispose]: dispose,
   };
@@ -206,9 +272,9 @@ async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  *   exactly that many bytes; over `maxBodySize` → 413 before any byte is
  *   read.
  * - Unknown length (chunked) → the body is read in full: up to
- *   `memoryLimit` bytes in memory, the rest in a temporary file, at most
- *   `maxBodySize` bytes (else 413 and the partial file is removed), within
- *   `timeout` ms (else 408).
+ *   `bodyMemoryLimit` bytes in memory, the rest in a temporary file, at
+ *   most `maxBodySize` bytes (else 413 and the partial file is removed),
+ *   within `bodyTimeoutMs` (else 408).
  *
  * @example Buffering a streamed body
  * ```ts
@@ -230,13 +296,13 @@ async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  */
 export async function prepareRequestBody(
   req: Request,
-  options: PrepareRequestBodyOptions = {},
+  options: RequestBodyOptions = {},
 ): Promise<PreparedBody> {
   const {
     maxBodySize = 64 * 1024 * 1024,
-    memoryLimit = 1024 * 1024,
+    bodyMemoryLimit = 1024 * 1024,
     tempDir,
-    timeout = 0,
+    bodyTimeoutMs = 60_000,
   } = options;
   const noop = (): Promise<void> => Promise.resolve();
   if (req.body === null) {
@@ -264,5 +330,10 @@ export async function prepareRequestBody(
       [Symbol.asyncDispose]: noop,
     };
   }
-  return await _buffer(req.body, maxBodySize, memoryLimit, tempDir, timeout);
+  return await _buffer(req.body, {
+    maxBodySize,
+    bodyMemoryLimit,
+    tempDir,
+    bodyTimeoutMs,
+  });
 }

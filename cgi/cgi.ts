@@ -5,17 +5,21 @@
  * @module
  */
 
-import { resolve, sep } from "node:path";
+import { dirname, resolve } from "node:path";
 import { HttpError } from "../server/errors.ts";
-import { isInside } from "../server/resolve.ts";
-import type { Context, Middleware } from "../server/types.ts";
-import { baseProcessEnv } from "./base_env.ts";
-import { prepareRequestBody } from "./body.ts";
+import { documentRoot, isInside } from "../server/resolve.ts";
+import type { Context, DocumentRoot, Middleware } from "../server/types.ts";
+import { baseProcessEnv, DEFAULT_PATH } from "./base_env.ts";
+import {
+  type PreparedBody,
+  prepareRequestBody,
+  type RequestBodyOptions,
+} from "./body.ts";
 import { buildCgiEnv } from "./env.ts";
-import { locateScript } from "./locate.ts";
+import { type LocatedScript, locateScript } from "./locate.ts";
 import { dispatchLocalRedirect } from "./redirect.ts";
-import { toHttpResponse } from "./response.ts";
-import { DISCARD, runScript } from "./run.ts";
+import { type CgiResponse, toHttpResponse } from "./response.ts";
+import { DISCARD, runScript, type ScriptRun } from "./run.ts";
 
 /**
  * The interpreters used when {@linkcode CgiOptions.interpreters} is not
@@ -23,7 +27,7 @@ import { DISCARD, runScript } from "./run.ts";
  *
  * @example Adding an interpreter to the defaults
  * ```ts
- * import { cgi, DEFAULT_CGI_INTERPRETERS } from "@x/serve";
+ * import { cgi, DEFAULT_CGI_INTERPRETERS } from "@x/serve/cgi";
  *
  * const middleware = cgi({
  *   interpreters: { ...DEFAULT_CGI_INTERPRETERS, ".rb": ["ruby", "-w"] },
@@ -37,8 +41,23 @@ export const DEFAULT_CGI_INTERPRETERS: Readonly<Record<string, string>> = Object
     ".pl": "perl",
   });
 
-/** Options of {@linkcode cgi}. */
-export interface CgiOptions {
+/**
+ * Options of {@linkcode cgi}. Durations are in milliseconds.
+ *
+ * @example A tools directory with a short timeout
+ * ```ts
+ * import { cgi, type CgiOptions } from "@x/serve/cgi";
+ *
+ * const options: CgiOptions = {
+ *   dirs: { "/tools/": "/srv/tools" },
+ *   timeoutMs: 10_000,
+ *   maxConcurrent: 8,
+ *   retryAfterMs: 2_000,
+ * };
+ * const middleware = cgi(options);
+ * ```
+ */
+export interface CgiOptions extends RequestBodyOptions {
   /**
    * URL prefix → directory of scripts. Prefixes are decoded paths
    * (`"/cgi-bin/"`); subdirectories work. Relative directories resolve
@@ -55,23 +74,23 @@ export interface CgiOptions {
    */
   interpreters?: Record<string, string | readonly string[]>;
   /**
-   * Seconds any single wait of a running script may last: the script
+   * Milliseconds any single wait of a running script may last: the script
    * silent while the server waits for its output (or its exit), or the
    * client not taking the output already read (a client that stops
    * reading without closing the connection). Then the script's process
    * group is killed; before any header was sent the answer is 504, after
    * that the response is cut off.
-   * @default {60}
+   * @default {60000}
    */
-  timeout?: number;
+  timeoutMs?: number;
   /**
-   * Seconds a chunked request body may take to arrive in full: it is
+   * Milliseconds a chunked request body may take to arrive in full: it is
    * buffered before the script starts (and before it takes one of the
    * `maxConcurrent` slots), then 408. A body with `Content-Length` streams
-   * to the running script and falls under `timeout` instead.
-   * @default {timeout}
+   * to the running script and falls under `timeoutMs` instead.
+   * @default {timeoutMs}
    */
-  bodyTimeout?: number;
+  bodyTimeoutMs?: number;
   /**
    * How many scripts may run at once (per isolate). Over it → 503 with
    * `Retry-After`.
@@ -79,27 +98,11 @@ export interface CgiOptions {
    */
   maxConcurrent?: number;
   /**
-   * The `Retry-After` seconds of the 503 sent when `maxConcurrent` is hit.
-   * @default {5}
+   * How long clients are told to wait (`Retry-After`, in whole seconds,
+   * rounded up) by the 503 sent when `maxConcurrent` is hit.
+   * @default {5000}
    */
-  retryAfter?: number;
-  /**
-   * The largest request body accepted, in bytes (413 over it). Chunked
-   * bodies are buffered up to this size to learn their length.
-   * @default {67108864} (64 MiB)
-   */
-  maxBodySize?: number;
-  /**
-   * Bytes of a chunked body kept in memory before the rest goes to a
-   * temporary file.
-   * @default {1048576} (1 MiB)
-   */
-  bodyMemoryLimit?: number;
-  /**
-   * The directory for temporary files of chunked bodies.
-   * @default {undefined} (the system temporary directory)
-   */
-  tempDir?: string;
+  retryAfterMs?: number;
   /**
    * The largest header block a script may write, in bytes (502 over it).
    * @default {65536}
@@ -112,7 +115,7 @@ export interface CgiOptions {
   passAuthorization?: boolean;
   /**
    * `PATH` of the scripts' environment (also used to find interpreters).
-   * @default {"/usr/local/bin:/usr/bin:/bin"}
+   * @default {"/usr/local/bin:/usr/bin:/bin"} (`DEFAULT_PATH`)
    */
   path?: string;
   /**
@@ -133,7 +136,47 @@ export interface CgiOptions {
    * is killed.
    * @default {2000}
    */
-  killGrace?: number;
+  killGraceMs?: number;
+}
+
+/** The options of {@linkcode cgi} with their defaults applied. */
+interface _Settings {
+  interpreters: Record<string, string | readonly string[]>;
+  timeoutMs: number;
+  body: RequestBodyOptions;
+  maxHeaderBytes: number | undefined;
+  passAuthorization: boolean;
+  baseEnv: Record<string, string>;
+  fixedEnv: Record<string, string>;
+  killGraceMs: number;
+}
+
+function _settings(options: CgiOptions): _Settings {
+  const { timeoutMs = 60_000, bodyTimeoutMs = timeoutMs } = options;
+  if (!(timeoutMs > 0)) {
+    throw new RangeError(
+      `Cannot create cgi(): timeoutMs "${timeoutMs}" is not positive`,
+    );
+  }
+  if (!(bodyTimeoutMs > 0)) {
+    throw new RangeError(
+      `Cannot create cgi(): bodyTimeoutMs "${bodyTimeoutMs}" is not positive`,
+    );
+  }
+  const { maxBodySize, bodyMemoryLimit, tempDir } = options;
+  return {
+    interpreters: options.interpreters ?? DEFAULT_CGI_INTERPRETERS,
+    timeoutMs,
+    body: { maxBodySize, bodyMemoryLimit, tempDir, bodyTimeoutMs },
+    maxHeaderBytes: options.maxHeaderBytes,
+    passAuthorization: options.passAuthorization ?? false,
+    baseEnv: baseProcessEnv(
+      options.path ?? DEFAULT_PATH,
+      options.passEnv ?? [],
+    ),
+    fixedEnv: options.env ?? {},
+    killGraceMs: options.killGraceMs ?? 2000,
+  };
 }
 
 interface _Mount {
@@ -159,6 +202,174 @@ function _startsWith(
   return prefix.every((s, i) => segments[i] === s);
 }
 
+/** The lookup of a mount's directory, or `undefined` while it does not exist. */
+type _ScriptDir = (
+  mount: _Mount,
+  ctx: Context,
+) => Promise<DocumentRoot | undefined>;
+
+/**
+ * Each mount's directory as a lookup under its real path, with the site's
+ * dotfile policy and no symlinks out of it. Only found directories are
+ * cached: one created later is picked up.
+ */
+function _scriptDirs(): _ScriptDir {
+  const cache = new Map<string, DocumentRoot>();
+  return async function scriptDir(mount, ctx) {
+    const dir = mount.dir ?? resolve(ctx.root?.path ?? ".", "cgi-bin");
+    const dotfiles = ctx.root?.dotfiles ?? false;
+    const key = `${dotfiles} ${dir}`;
+    const cached = cache.get(key);
+    if (cached !== undefined) return cached;
+    let real: string;
+    try {
+      real = await Deno.realPath(dir);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      return undefined;
+    }
+    const lookup = documentRoot(real, { dotfiles, followSymlinks: false });
+    cache.set(key, lookup);
+    return lookup;
+  };
+}
+
+/** Never lets static serving expose a CGI directory's files (403). */
+async function _guardScriptFiles(
+  ctx: Context,
+  mounts: readonly _Mount[],
+  scriptDir: _ScriptDir,
+): Promise<void> {
+  const real = ctx.file?.realPath;
+  if (real === undefined) return;
+  for (const mount of mounts) {
+    const dir = await scriptDir(mount, ctx);
+    if (dir !== undefined && isInside(dir.path, real)) {
+      throw new HttpError(
+        403,
+        "File inside a CGI directory requested outside its prefix",
+      );
+    }
+  }
+}
+
+/** The `maxConcurrent` slots of running scripts. */
+interface _Slots {
+  /** Throws the 503 when no slot is free. */
+  check(): void;
+  take(): void;
+  release(): void;
+}
+
+function _slots(maxConcurrent: number, retryAfterMs: number): _Slots {
+  if (!(maxConcurrent >= 1)) {
+    throw new RangeError(
+      `Cannot create cgi(): maxConcurrent "${maxConcurrent}" is below 1`,
+    );
+  }
+  const retryAfter = String(Math.ceil(retryAfterMs / 1000));
+  let running = 0;
+  return {
+    check() {
+      if (running < maxConcurrent) return;
+      throw new HttpError(
+        503,
+        `CGI limit of ${maxConcurrent} running scripts reached`,
+        { headers: { "retry-after": retryAfter } },
+      );
+    },
+    take: () => void running++,
+    release: () => void running--,
+  };
+}
+
+async function _drop(body: PreparedBody): Promise<void> {
+  await body.stream?.cancel().catch(() => {});
+  await body.dispose();
+}
+
+/** Starts the script with its environment and the prepared body. */
+function _start(
+  req: Request,
+  ctx: Context,
+  script: LocatedScript,
+  body: PreparedBody,
+  settings: _Settings,
+): Promise<ScriptRun> {
+  const env = {
+    ...settings.baseEnv,
+    ...buildCgiEnv(req, ctx, {
+      scriptName: script.scriptName,
+      scriptFilename: script.filename,
+      pathInfo: script.pathInfo,
+      contentLength: body.length,
+      passAuthorization: settings.passAuthorization,
+      extra: settings.fixedEnv,
+    }),
+  };
+  return runScript(script.program, {
+    args: script.args,
+    cwd: dirname(script.filename),
+    env,
+    stdin: body.stream,
+    timeoutMs: settings.timeoutMs,
+    killGraceMs: settings.killGraceMs,
+    maxHeaderBytes: settings.maxHeaderBytes,
+    nph: script.nph,
+    signal: req.signal,
+    log: ctx.log,
+    tag: `cgi ${script.scriptName}`,
+  });
+}
+
+/**
+ * Takes a slot (503 when none is free) and starts the script in it. The
+ * slot is freed, and the body disposed of, once the script has finished.
+ */
+async function _startInSlot(
+  req: Request,
+  ctx: Context,
+  script: LocatedScript,
+  body: PreparedBody,
+  settings: _Settings,
+  slots: _Slots,
+): Promise<ScriptRun> {
+  let run: ScriptRun;
+  try {
+    slots.check();
+    slots.take();
+    try {
+      run = await _start(req, ctx, script, body, settings);
+    } catch (error) {
+      slots.release();
+      throw error;
+    }
+  } catch (error) {
+    await _drop(body);
+    throw error;
+  }
+  run.finished.finally(() => {
+    slots.release();
+    return body.dispose();
+  }).catch((error) =>
+    ctx.log("error", `cgi ${script.scriptName}: cleanup failed: ${error}`)
+  );
+  return run;
+}
+
+/** The response for what the script answered: its own, or a local redirect's. */
+async function _answer(
+  req: Request,
+  ctx: Context,
+  response: CgiResponse,
+): Promise<Response> {
+  if (response.localRedirect === undefined) {
+    return toHttpResponse(response, req.method, DISCARD);
+  }
+  await response.body.cancel(DISCARD);
+  return await dispatchLocalRedirect(req, ctx, response.localRedirect);
+}
+
 /**
  * The CGI middleware. Requests under a prefix of `dirs` run the script the
  * path names; other requests go to `next()`, except that a file whose real
@@ -169,7 +380,8 @@ function _startsWith(
  * - Routing uses the decoded, normalised `ctx.segments` (set by
  *   `resolvePath()`), split at the first regular file into `SCRIPT_NAME`
  *   and `PATH_INFO`; the script's real path must stay inside the real CGI
- *   directory. Missing → 404; directory, or not runnable → 403.
+ *   directory, and the site's dotfile policy (`ctx.root`) holds there too.
+ *   Missing → 404; directory, or not runnable → 403.
  * - The environment is built from scratch: RFC 3875 variables,
  *   `HTTP_*` headers, `PATH`, `passEnv` and `env`. No arguments ever come
  *   from the query string. cwd is the script's directory.
@@ -185,15 +397,16 @@ function _startsWith(
  *   a cut-off response) and the process group is killed; a client that
  *   leaves gets its script's group killed too; over `maxConcurrent` → 503
  *   (a slot is taken once a chunked body was buffered, within
- *   `bodyTimeout`, else 408).
+ *   `bodyTimeoutMs`, else 408).
  *
  * @example Serving scripts from ./cgi-bin at /cgi-bin/
  * ```ts ignore
- * import { cgi, compose, resolvePath } from "@x/serve";
+ * import { compose, resolvePath } from "@x/serve";
+ * import { cgi } from "@x/serve/cgi";
  *
  * const handler = compose([
  *   resolvePath({ root: "." }),
- *   cgi({ dirs: { "/cgi-bin/": "./cgi-bin" }, timeout: 30 }),
+ *   cgi({ dirs: { "/cgi-bin/": "./cgi-bin" }, timeoutMs: 30_000 }),
  * ]);
  * Deno.serve(handler);
  * ```
@@ -202,80 +415,21 @@ function _startsWith(
  * @returns The middleware.
  */
 export function cgi(options: CgiOptions = {}): Middleware {
-  const {
-    interpreters = DEFAULT_CGI_INTERPRETERS,
-    timeout = 60,
-    bodyTimeout = timeout,
-    maxConcurrent = 64,
-    retryAfter = 5,
-    maxBodySize,
-    bodyMemoryLimit,
-    tempDir,
-    maxHeaderBytes,
-    passAuthorization = false,
-    path = "/usr/local/bin:/usr/bin:/bin",
-    passEnv = [],
-    env: fixedEnv = {},
-    killGrace = 2000,
-  } = options;
-  if (!(timeout > 0)) {
-    throw new RangeError(
-      `Cannot create cgi(): timeout "${timeout}" is not positive`,
-    );
-  }
-  if (!(bodyTimeout > 0)) {
-    throw new RangeError(
-      `Cannot create cgi(): bodyTimeout "${bodyTimeout}" is not positive`,
-    );
-  }
-  if (!(maxConcurrent >= 1)) {
-    throw new RangeError(
-      `Cannot create cgi(): maxConcurrent "${maxConcurrent}" is below 1`,
-    );
-  }
+  const settings = _settings(options);
+  const slots = _slots(
+    options.maxConcurrent ?? 64,
+    options.retryAfterMs ?? 5000,
+  );
   const mounts = _mounts(options.dirs);
-  const baseEnv = baseProcessEnv(path, passEnv);
-  // Only found directories are cached: one created later is picked up.
-  const realDirs = new Map<string, string>();
-  let running = 0;
-
-  async function realDir(
-    mount: _Mount,
-    ctx: Context,
-  ): Promise<string | undefined> {
-    const dir = mount.dir ?? resolve(ctx.root ?? ".", "cgi-bin");
-    const cached = realDirs.get(dir);
-    if (cached !== undefined) return cached;
-    try {
-      const real = await Deno.realPath(dir);
-      realDirs.set(dir, real);
-      return real;
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-      return undefined;
-    }
-  }
+  const scriptDir = _scriptDirs();
 
   return async function cgiMiddleware(req, ctx, next) {
     const mount = mounts.find((m) => _startsWith(ctx.segments, m.prefix));
     if (!mount) {
-      if (ctx.file) {
-        // Never let static serving expose a CGI directory's files.
-        const real = await _realPathOrUndefined(ctx.file.path);
-        // A file that vanished meanwhile is left to static serving (404).
-        for (const m of real === undefined ? [] : mounts) {
-          const dir = await realDir(m, ctx);
-          if (dir !== undefined && isInside(dir, real!)) {
-            throw new HttpError(
-              403,
-              "File inside a CGI directory requested outside its prefix",
-            );
-          }
-        }
-      }
+      await _guardScriptFiles(ctx, mounts, scriptDir);
       return next();
     }
-    const dir = await realDir(mount, ctx);
+    const dir = await scriptDir(mount, ctx);
     if (dir === undefined) {
       throw new HttpError(404, "CGI directory does not exist");
     }
@@ -284,93 +438,18 @@ export function cgi(options: CgiOptions = {}): Middleware {
       mount.prefix,
       ctx.segments.slice(mount.prefix.length),
       ctx.path.endsWith("/") && ctx.segments.length > 0,
-      { interpreters },
+      { interpreters: settings.interpreters },
     );
-    const busy = (): HttpError =>
-      new HttpError(
-        503,
-        `CGI limit of ${maxConcurrent} running scripts reached`,
-        { headers: { "retry-after": String(retryAfter) } },
-      );
-    if (running >= maxConcurrent) {
+    try {
+      slots.check();
+    } catch (error) {
       await req.body?.cancel().catch(() => {});
-      throw busy();
+      throw error;
     }
     // The body is buffered (when chunked) before a slot is taken: a slow
     // upload must not hold one.
-    const body = await prepareRequestBody(req, {
-      maxBodySize,
-      memoryLimit: bodyMemoryLimit,
-      tempDir,
-      timeout: bodyTimeout * 1000,
-    });
-    if (running >= maxConcurrent) {
-      await body.stream?.cancel().catch(() => {});
-      await body.dispose();
-      throw busy();
-    }
-    running++;
-    let started = false;
-    try {
-      let run;
-      try {
-        const env = {
-          ...baseEnv,
-          ...buildCgiEnv(req, ctx, {
-            scriptName: script.scriptName,
-            scriptFilename: script.filename,
-            pathInfo: script.pathInfo,
-            contentLength: body.length,
-            passAuthorization,
-            extra: fixedEnv,
-          }),
-        };
-        run = await runScript(script.program, {
-          args: script.args,
-          cwd: script.filename.slice(0, script.filename.lastIndexOf(sep)) ||
-            sep,
-          env,
-          stdin: body.stream,
-          timeoutMs: timeout * 1000,
-          killGraceMs: killGrace,
-          maxHeaderBytes,
-          nph: script.nph,
-          signal: req.signal,
-          log: ctx.log,
-          tag: `cgi ${script.scriptName}`,
-        });
-      } catch (error) {
-        await body.stream?.cancel().catch(() => {});
-        await body.dispose();
-        throw error;
-      }
-      started = true;
-      run.finished.finally(() => {
-        running--;
-        return body.dispose();
-      }).catch((error) =>
-        ctx.log("error", `cgi ${script.scriptName}: cleanup failed: ${error}`)
-      );
-      const { response } = run;
-      if (response.localRedirect !== undefined) {
-        await response.body.cancel(DISCARD);
-        return await dispatchLocalRedirect(req, ctx, response.localRedirect);
-      }
-      if (req.method === "HEAD" || [204, 205, 304].includes(response.status)) {
-        await response.body.cancel(DISCARD);
-      }
-      return toHttpResponse(response, req.method);
-    } finally {
-      if (!started) running--;
-    }
+    const body = await prepareRequestBody(req, settings.body);
+    const run = await _startInSlot(req, ctx, script, body, settings, slots);
+    return await _answer(req, ctx, run.response);
   };
-}
-
-async function _realPathOrUndefined(path: string): Promise<string | undefined> {
-  try {
-    return await Deno.realPath(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  }
 }

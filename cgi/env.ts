@@ -5,12 +5,25 @@
  * @module
  */
 
-import type { Context } from "../server/types.ts";
+import type { Context, DocumentRoot } from "../server/types.ts";
 
 /** The value of `SERVER_SOFTWARE` when none is given. */
 const _SERVER_SOFTWARE = "x-serve";
 
-/** Options of {@linkcode buildCgiEnv}. */
+/**
+ * Options of {@linkcode buildCgiEnv}.
+ *
+ * @example Naming the script and its extra path
+ * ```ts
+ * import { buildCgiEnv, type CgiEnvOptions } from "./env.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const options: CgiEnvOptions = { scriptName: "/app.py", pathInfo: "/users/7", documentRoot: "/srv" };
+ * const req = new Request("http://localhost/app.py/users/7");
+ * const env = buildCgiEnv(req, { url: new URL(req.url), info: undefined }, options);
+ * assert.equal(env.PATH_TRANSLATED, "/srv/users/7");
+ * ```
+ */
 export interface CgiEnvOptions {
   /**
    * The decoded URL path that names the script, without `PATH_INFO`
@@ -34,7 +47,7 @@ export interface CgiEnvOptions {
   /**
    * The document root. Becomes `DOCUMENT_ROOT`, and is the base of
    * `PATH_TRANSLATED`.
-   * @default {undefined} (`ctx.root`, else no `DOCUMENT_ROOT`/`PATH_TRANSLATED`)
+   * @default {undefined} (`ctx.root.path`, else no `DOCUMENT_ROOT`/`PATH_TRANSLATED`)
    */
   documentRoot?: string;
   /**
@@ -169,14 +182,16 @@ function _unbracket(host: string): string {
  */
 export function buildCgiEnv(
   req: Request,
-  ctx: Pick<Context, "url" | "info"> & { root?: string | undefined },
+  ctx: Pick<Context, "url" | "info"> & {
+    root?: Pick<DocumentRoot, "path"> | undefined;
+  },
   options: CgiEnvOptions = {},
 ): Record<string, string> {
   const {
     scriptName = "",
     scriptFilename = "",
     pathInfo = "",
-    documentRoot = ctx.root,
+    documentRoot = ctx.root?.path,
     contentLength,
     passAuthorization = false,
     serverSoftware = _SERVER_SOFTWARE,
@@ -216,12 +231,21 @@ export function buildCgiEnv(
     env.REMOTE_PORT = String(addr.port);
   }
   if (contentLength !== undefined) env.CONTENT_LENGTH = String(contentLength);
-  const contentType = req.headers.get("content-type");
+  _addHeaders(env, req.headers, passAuthorization);
+  return Object.assign(env, extra);
+}
+
+/** Adds `CONTENT_TYPE` and one `HTTP_*` variable per exportable header. */
+function _addHeaders(
+  env: Record<string, string>,
+  headers: Headers,
+  passAuthorization: boolean,
+): void {
+  const contentType = headers.get("content-type");
   if (contentType) env.CONTENT_TYPE = _headerText(contentType);
-  for (const [name, value] of req.headers) {
+  for (const [name, value] of headers) {
     if (_SKIPPED_HEADERS.has(name) || !_EXPORTABLE_NAME.test(name)) continue;
     if (name === "authorization" && !passAuthorization) continue;
     env["HTTP_" + name.toUpperCase().replaceAll("-", "_")] = _headerText(value);
   }
-  return Object.assign(env, extra);
 }

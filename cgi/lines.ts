@@ -7,7 +7,18 @@
  * @module
  */
 
-/** Options of {@linkcode pumpLines}. */
+/**
+ * Options of {@linkcode pumpLines}.
+ *
+ * @example Logging at most 1 KiB of a child's stderr
+ * ```ts
+ * import { pumpLines, type PumpLinesOptions } from "./lines.ts";
+ *
+ * const options: PumpLinesOptions = { maxBytes: 1024, maxLineLength: 256 };
+ * const stderr = new Response("warning: low disk\n").body!;
+ * await pumpLines(stderr, (line) => console.error(line), options);
+ * ```
+ */
 export interface PumpLinesOptions {
   /**
    * How many bytes of text are handed to `onLine` in total; the rest is

@@ -6,7 +6,22 @@
  * @module
  */
 
-/** Options of {@linkcode spawnInGroup}. */
+/**
+ * Options of {@linkcode spawnInGroup}.
+ *
+ * @example Feeding a command on stdin
+ * ```ts
+ * import { spawnInGroup, type SpawnInGroupOptions } from "./process.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const options: SpawnInGroupOptions = { args: ["-c", "tr a-z A-Z"], stdin: true };
+ * const child = spawnInGroup("/bin/sh", options);
+ * await ReadableStream.from([new TextEncoder().encode("hi")]).pipeTo(child.stdin);
+ * child.stderr.cancel();
+ * assert.equal(await new Response(child.stdout).text(), "HI");
+ * await child.status;
+ * ```
+ */
 export interface SpawnInGroupOptions {
   /**
    * Arguments after the program name. Never derived from the request.

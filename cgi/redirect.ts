@@ -16,7 +16,9 @@ const _BODY_HEADERS = ["content-length", "content-type", "transfer-encoding"];
  * (`ctx.dispatch`, which caps redirect loops): as GET, except that HEAD
  * stays HEAD; with the original headers minus those of the body, and with
  * the original `signal`, so a client that leaves aborts the new request
- * too. The caller discards the script's own body first.
+ * too. The caller discards the script's own body first. An error inside
+ * the new request already is its error response; only a redirect loop
+ * over the chain's limit rejects (thrown on, it becomes a 500).
  *
  * @example Following a local redirect
  * ```ts

@@ -9,8 +9,23 @@
  */
 
 import { HttpError } from "../server/errors.ts";
+import { isNullBodyStatus } from "../server/http.ts";
+import { pullStream, readChunk } from "./stream.ts";
 
-/** Options of {@linkcode parseCgiResponse}. */
+/**
+ * Options of {@linkcode parseCgiResponse}.
+ *
+ * @example Parsing an nph response
+ * ```ts
+ * import { parseCgiResponse, type ParseCgiResponseOptions } from "./response.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const options: ParseCgiResponseOptions = { nph: true, maxHeaderBytes: 4096 };
+ * const res = await parseCgiResponse(new Response("HTTP/1.1 202 Accepted\n\n").body!, options);
+ * assert.equal(res.status, 202);
+ * await res.body.cancel();
+ * ```
+ */
 export interface ParseCgiResponseOptions {
   /**
    * The most bytes the header block (up to and including the blank line)
@@ -27,7 +42,22 @@ export interface ParseCgiResponseOptions {
   nph?: boolean;
 }
 
-/** What a script answered, once its header block was read. */
+/**
+ * What a script answered, once its header block was read.
+ *
+ * @example A client redirect
+ * ```ts
+ * import { type CgiResponse, parseCgiResponse } from "./response.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const res: CgiResponse = await parseCgiResponse(
+ *   new Response("Location: https://example.com/\n\n").body!,
+ * );
+ * assert.equal(res.status, 302);
+ * assert.equal(res.localRedirect, undefined);
+ * await res.body.cancel();
+ * ```
+ */
 export interface CgiResponse {
   /** The HTTP status: `Status:`, 302 for a client redirect, else 200. */
   status: number;
@@ -138,22 +168,11 @@ function _bodyStream(
   rest: Uint8Array,
   reader: ReadableStreamDefaultReader<Uint8Array>,
 ): ReadableStream<Uint8Array> {
-  let first: Uint8Array | undefined = rest.length ? rest.slice() : undefined;
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (first) {
-        controller.enqueue(first);
-        first = undefined;
-        return;
-      }
-      const { value, done } = await reader.read();
-      if (done) controller.close();
-      else controller.enqueue(value);
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
+  return pullStream({
+    first: rest.length ? rest.slice() : undefined,
+    read: () => readChunk(reader),
+    cancel: (reason) => reader.cancel(reason),
+  });
 }
 
 /**
@@ -211,92 +230,110 @@ export async function parseCgiResponse(
   const reader = output.getReader();
   try {
     const { lines, rest } = await _readHeaderLines(reader, maxHeaderBytes);
-    const headers = new Headers();
-    let status: number | undefined;
-    let statusText = "";
-    let location: string | undefined;
-    let contentType = false;
-    const seen = new Set<string>();
-    let index = 0;
-    if (nph) {
-      const m = _NPH_STATUS_LINE.exec(lines[0] ?? "");
-      if (!m || _hasControl(lines[0] ?? "")) {
-        throw _bad("nph output does not start with an HTTP/1.x status line");
-      }
-      status = Number(m[1]);
-      statusText = m[2] ?? "";
-      if (status < 200 || status > 599) {
-        throw _bad(`status ${status} out of range`);
-      }
-      index = 1;
-    }
-    for (; index < lines.length; index++) {
-      const line = lines[index]!;
-      if (_hasControl(line)) {
-        throw _bad("control character (CR, NUL…) in a header line");
-      }
-      if (line[0] === " " || line[0] === "\t") throw _bad("folded header line");
-      const colon = line.indexOf(":");
-      if (colon === -1) throw _bad("header line without a colon");
-      const name = line.slice(0, colon);
-      if (!_TOKEN.test(name)) throw _bad("header name is not a token");
-      const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
-      const lower = name.toLowerCase();
-      if (value === "") continue; // an empty field counts as absent
-      if (!nph && _CGI_FIELDS.has(lower)) {
-        if (seen.has(lower)) throw _bad(`"${lower}" given twice`);
-        seen.add(lower);
-      }
-      if (!nph && lower === "status") {
-        const m = _STATUS.exec(value);
-        if (!m) throw _bad("malformed Status");
-        status = Number(m[1]);
-        statusText = m[2] ?? "";
-        if (status < 200 || status > 599) {
-          throw _bad(`status ${status} out of range`);
-        }
-        continue;
-      }
-      if (_DROPPED.has(lower)) continue;
-      if (lower === "location") location = value;
-      if (lower === "content-type") contentType = true;
-      headers.append(name, value);
-    }
-    let localRedirect: string | undefined;
-    if (!nph) {
-      if (status === undefined && location === undefined && !contentType) {
-        throw _bad("no Content-Type, Status or Location");
-      }
-      if (location !== undefined && status === undefined) {
-        if (
-          location.startsWith("/") && !location.startsWith("//") &&
-          !_SCHEME.test(location)
-        ) {
-          localRedirect = location;
-        }
-        status = 302;
-      }
-    }
-    return {
-      status: status ?? 200,
-      statusText,
-      headers,
-      localRedirect,
-      body: _bodyStream(rest, reader),
-    };
+    const fields = nph ? _nphFields(lines) : _cgiFields(lines);
+    return { ...fields, body: _bodyStream(rest, reader) };
   } catch (error) {
     reader.cancel(error).catch(() => {});
     throw error;
   }
 }
 
-/** Statuses whose response must not carry a body. */
-const _NULL_BODY = new Set([204, 205, 304]);
+/** What a header block says, before the body is attached. */
+type _Fields = Omit<CgiResponse, "body">;
+
+/** A header line split into its name and trimmed value (validated). */
+function _splitField(line: string): [name: string, value: string] {
+  if (_hasControl(line)) {
+    throw _bad("control character (CR, NUL…) in a header line");
+  }
+  if (line[0] === " " || line[0] === "\t") throw _bad("folded header line");
+  const colon = line.indexOf(":");
+  if (colon === -1) throw _bad("header line without a colon");
+  const name = line.slice(0, colon);
+  if (!_TOKEN.test(name)) throw _bad("header name is not a token");
+  return [name, line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "")];
+}
+
+/** The status of a `Status:` value or an nph status line's match. */
+function _status(match: RegExpExecArray | null, what: string): {
+  status: number;
+  statusText: string;
+} {
+  if (!match) throw _bad(what);
+  const status = Number(match[1]);
+  if (status < 200 || status > 599) {
+    throw _bad(`status ${status} out of range`);
+  }
+  return { status, statusText: match[2] ?? "" };
+}
+
+/** Adds a header to send, unless it is a framing or hop-by-hop one. */
+function _append(headers: Headers, name: string, value: string): void {
+  if (!_DROPPED.has(name.toLowerCase())) headers.append(name, value);
+}
+
+/** An nph block: a status line, then headers kept as written. */
+function _nphFields(lines: readonly string[]): _Fields {
+  const first = lines[0] ?? "";
+  const { status, statusText } = _status(
+    _hasControl(first) ? null : _NPH_STATUS_LINE.exec(first),
+    "nph output does not start with an HTTP/1.x status line",
+  );
+  const headers = new Headers();
+  for (const line of lines.slice(1)) {
+    const [name, value] = _splitField(line);
+    if (value !== "") _append(headers, name, value);
+  }
+  return { status, statusText, headers, localRedirect: undefined };
+}
+
+/** A CGI block: the CGI fields interpreted (RFC 3875 §6.2), the rest kept. */
+function _cgiFields(lines: readonly string[]): _Fields {
+  const headers = new Headers();
+  const seen = new Map<string, string>();
+  let status: { status: number; statusText: string } | undefined;
+  for (const line of lines) {
+    const [name, value] = _splitField(line);
+    const lower = name.toLowerCase();
+    if (value === "") continue; // an empty field counts as absent
+    if (_CGI_FIELDS.has(lower)) {
+      if (seen.has(lower)) throw _bad(`"${lower}" given twice`);
+      seen.set(lower, value);
+    }
+    if (lower === "status") {
+      status = _status(_STATUS.exec(value), "malformed Status");
+    } else _append(headers, name, value);
+  }
+  const location = seen.get("location");
+  if (
+    status === undefined && location === undefined && !seen.has("content-type")
+  ) {
+    throw _bad("no Content-Type, Status or Location");
+  }
+  if (status !== undefined || location === undefined) {
+    return {
+      status: 200,
+      statusText: "",
+      ...status,
+      headers,
+      localRedirect: undefined,
+    };
+  }
+  const local = location.startsWith("/") && !location.startsWith("//") &&
+    !_SCHEME.test(location);
+  return {
+    status: 302,
+    statusText: "",
+    headers,
+    localRedirect: local ? location : undefined,
+  };
+}
 
 /**
  * Turns a parsed {@linkcode CgiResponse} into a `Response`. For `HEAD`
  * requests and statuses that carry no body (204, 205, 304) the script's
- * body is cancelled instead of sent (RFC 3875 §4.3.3).
+ * body is cancelled instead of sent (RFC 3875 §4.3.3), with `discard` as
+ * the reason.
  *
  * @example Answering a HEAD request
  * ```ts
@@ -311,12 +348,18 @@ const _NULL_BODY = new Set([204, 205, 304]);
  *
  * @param parsed The parsed script response (not a local redirect).
  * @param method The request method.
+ * @param discard The reason to cancel an unwanted body with (the CGI
+ *   gateway passes `DISCARD`, so the script is left to end on its own).
  * @returns The response to send.
  */
-export function toHttpResponse(parsed: CgiResponse, method: string): Response {
+export function toHttpResponse(
+  parsed: CgiResponse,
+  method: string,
+  discard?: unknown,
+): Response {
   let body: ReadableStream<Uint8Array> | null = parsed.body;
-  if (method === "HEAD" || _NULL_BODY.has(parsed.status)) {
-    parsed.body.cancel().catch(() => {});
+  if (method === "HEAD" || isNullBodyStatus(parsed.status)) {
+    parsed.body.cancel(discard).catch(() => {});
     body = null;
   }
   return new Response(body, {

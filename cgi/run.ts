@@ -12,7 +12,26 @@ import { pumpLines } from "./lines.ts";
 import { killGroup, spawnInGroup } from "./process.ts";
 import { type CgiResponse, parseCgiResponse } from "./response.ts";
 
-/** Options of {@linkcode runScript}. */
+/**
+ * Options of {@linkcode runScript}.
+ *
+ * @example A short timeout and a tagged log
+ * ```ts
+ * import { runScript, type RunScriptOptions } from "./run.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const options: RunScriptOptions = {
+ *   args: ["-c", 'printf "Status: 204\\n\\n"'],
+ *   timeoutMs: 5_000,
+ *   tag: "cgi /ping",
+ *   log: (level, message) => console.error(level, message),
+ * };
+ * const run = await runScript("/bin/sh", options);
+ * assert.equal(run.response.status, 204);
+ * await run.response.body.cancel();
+ * await run.finished;
+ * ```
+ */
 export interface RunScriptOptions {
   /**
    * Arguments of the program (never taken from the request).
@@ -83,7 +102,21 @@ export interface RunScriptOptions {
   maxStderrBytes?: number;
 }
 
-/** A script run whose header block was read. */
+/**
+ * A script run whose header block was read.
+ *
+ * @example Waiting for the script to end
+ * ```ts
+ * import { runScript, type ScriptRun } from "./run.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const run: ScriptRun = await runScript("/bin/sh", {
+ *   args: ["-c", 'printf "Content-Type: text/plain\\n\\nok"'],
+ * });
+ * assert.equal(await new Response(run.response.body).text(), "ok");
+ * await run.finished;
+ * ```
+ */
 export interface ScriptRun {
   /** The parsed response; its body streams the rest of the output. */
   response: CgiResponse;
@@ -165,6 +198,45 @@ export async function runScript(
   program: string,
   options: RunScriptOptions = {},
 ): Promise<ScriptRun> {
+  const run = _settings(options);
+  const child = await _spawn(program, run);
+  const killer = _killer(child, run);
+  const watched = _watchdog(run, killer);
+  const pumps = _pumpInputs(child, run);
+  let headersDone = false;
+  const output = _stdout(child, run, killer, watched, () => headersDone);
+  const finished = _finished(child.status, output.ended, pumps, killer);
+  const onAbort = (): void =>
+    void killer.kill("client went away before the response");
+  run.signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    const response = await parseCgiResponse(output.stream, {
+      maxHeaderBytes: run.maxHeaderBytes,
+      nph: run.nph,
+    });
+    headersDone = true;
+    return { response, finished };
+  } catch (error) {
+    throw await _headerFailure(
+      error,
+      child.status,
+      finished,
+      killer,
+      watched,
+      run.tag,
+    );
+  } finally {
+    run.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/** The options of {@linkcode runScript} with their defaults applied. */
+type _Run = Required<Omit<RunScriptOptions, "cwd" | "signal">> & {
+  cwd: string | undefined;
+  signal: AbortSignal | undefined;
+};
+
+function _settings(options: RunScriptOptions): _Run {
   const {
     args = [],
     cwd,
@@ -179,64 +251,83 @@ export async function runScript(
     tag = "cgi",
     maxStderrBytes = 65536,
   } = options;
+  return {
+    args,
+    cwd,
+    env,
+    stdin,
+    timeoutMs,
+    killGraceMs,
+    maxHeaderBytes,
+    nph,
+    signal,
+    log,
+    tag,
+    maxStderrBytes,
+  };
+}
 
-  if (signal?.aborted) {
-    await stdin?.cancel().catch(() => {});
-    throw new HttpError(502, `${tag}: client left before the script started`);
+/** Starts the process (502 when it cannot be, or the client already left). */
+async function _spawn(program: string, run: _Run): Promise<Deno.ChildProcess> {
+  if (run.signal?.aborted) {
+    await run.stdin?.cancel().catch(() => {});
+    throw new HttpError(
+      502,
+      `${run.tag}: client left before the script started`,
+    );
   }
-  let child: Deno.ChildProcess;
   try {
-    child = spawnInGroup(program, { args, cwd, env, stdin: stdin !== null });
+    return spawnInGroup(program, {
+      args: run.args,
+      cwd: run.cwd,
+      env: run.env,
+      stdin: run.stdin !== null,
+    });
   } catch (error) {
-    await stdin?.cancel().catch(() => {});
-    throw new HttpError(502, `${tag}: cannot start ${program}`, {
+    await run.stdin?.cancel().catch(() => {});
+    throw new HttpError(502, `${run.tag}: cannot start ${program}`, {
       cause: error,
     });
   }
+}
 
+/** Kills the script's process group, once, saying why in the log. */
+interface _Killer {
+  kill(why: string): Promise<void>;
+  /** The kill under way, if any. */
+  readonly killing: Promise<void> | undefined;
+}
+
+function _killer(child: Deno.ChildProcess, run: _Run): _Killer {
   let killing: Promise<void> | undefined;
-  const kill = (why: string): Promise<void> => {
-    if (!killing) {
-      log("warn", `${tag}: ${why}: killing its process group`);
-      killing = killGroup(child, killGraceMs).catch((error) => {
-        log("error", `${tag}: cannot kill process group: ${error}`);
-      });
-    }
-    return killing;
-  };
-
-  const stdinAbort = new AbortController();
-  const stderrAbort = new AbortController();
-  const stdinDone = stdin === null
-    ? Promise.resolve()
-    : stdin.pipeTo(child.stdin, { signal: stdinAbort.signal }).catch(() => {
-      // The script exited or closed stdin without reading all of it: fine.
-    });
-  const stderrDone = pumpLines(
-    child.stderr,
-    (line) => log("warn", `${tag}: stderr: ${line}`),
-    {
-      maxBytes: maxStderrBytes,
-      maxLineLength: maxStderrBytes,
-      signal: stderrAbort.signal,
+  return {
+    kill(why) {
+      if (!killing) {
+        run.log("warn", `${run.tag}: ${why}: killing its process group`);
+        killing = killGroup(child, run.killGraceMs).catch((error) => {
+          run.log("error", `${run.tag}: cannot kill process group: ${error}`);
+        });
+      }
+      return killing;
     },
-  ).then((dropped) => {
-    if (dropped) {
-      log("warn", `${tag}: stderr: ${dropped} more bytes not logged`);
-    }
-  });
-  const status = child.status;
-  let stdoutEnded!: () => void;
-  const stdoutDone = new Promise<void>((resolve) => stdoutEnded = resolve);
+    get killing() {
+      return killing;
+    },
+  };
+}
 
-  // Waits on `promise`, at most timeoutMs; on timeout, kills the group.
-  const watched = <T>(promise: Promise<T>): Promise<T> => {
+/** Waits on a promise at most `timeoutMs`; on timeout, kills the group. */
+type _Watched = <T>(promise: Promise<T>) => Promise<T>;
+
+function _watchdog(run: _Run, killer: _Killer): _Watched {
+  const { timeoutMs, tag } = run;
+  return <T>(promise: Promise<T>): Promise<T> => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     return Promise.race([
       promise,
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
-          kill(`no output for ${timeoutMs} ms`);
+          killer.kill(`no output for ${timeoutMs} ms`);
           reject(
             new _ScriptTimeout(
               `${tag}: timed out after ${timeoutMs} ms of silence`,
@@ -246,112 +337,183 @@ export async function runScript(
       }),
     ]).finally(() => clearTimeout(timer));
   };
+}
 
+/** stdin fed and stderr logged, concurrently with stdout. */
+interface _Pumps {
+  /** Settles once both pipes are done. */
+  done: Promise<unknown>;
+  /** Stops both (a background child holds them open). */
+  abort(): void;
+}
+
+function _pumpInputs(child: Deno.ChildProcess, run: _Run): _Pumps {
+  const { stdin, log, tag, maxStderrBytes } = run;
+  const abort = new AbortController();
+  const stdinDone = stdin === null
+    ? Promise.resolve()
+    : stdin.pipeTo(child.stdin, { signal: abort.signal }).catch(() => {
+      // The script exited or closed stdin without reading all of it: fine.
+    });
+  const stderrDone = pumpLines(
+    child.stderr,
+    (line) => log("warn", `${tag}: stderr: ${line}`),
+    {
+      maxBytes: maxStderrBytes,
+      maxLineLength: maxStderrBytes,
+      signal: abort.signal,
+    },
+  ).then((dropped) => {
+    if (dropped) {
+      log("warn", `${tag}: stderr: ${dropped} more bytes not logged`);
+    }
+  });
+  return {
+    done: Promise.all([stdinDone, stderrDone]),
+    abort: () => abort.abort(),
+  };
+}
+
+/**
+ * The script's stdout as the response stream: read only as fast as the
+ * client takes it, each wait watched, and errored when the script fails or
+ * the client stalls. `ended` resolves once stdout is done with.
+ */
+function _stdout(
+  child: Deno.ChildProcess,
+  run: _Run,
+  killer: _Killer,
+  watched: _Watched,
+  headersDone: () => boolean,
+): { stream: ReadableStream<Uint8Array>; ended: Promise<void> } {
   const reader = child.stdout.getReader();
-  let headersDone = false;
+  let end!: () => void;
+  const ended = new Promise<void>((resolve) => end = resolve);
   // Armed while a chunk waits for the client to take it (no pull pending):
   // a client that stops reading must not keep the script blocked forever.
   let stallTimer: ReturnType<typeof setTimeout> | undefined;
-  const output = new ReadableStream<Uint8Array>({
+  const stall = (controller: ReadableStreamDefaultController): void => {
+    killer.kill(`the client took no bytes for ${run.timeoutMs} ms`);
+    controller.error(
+      new Error(`${run.tag}: client stalled (response cut off)`),
+    );
+    reader.cancel().catch(() => {});
+    end();
+  };
+  const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
       clearTimeout(stallTimer);
       try {
         const { value, done } = await watched(reader.read());
         if (!done) {
           controller.enqueue(value);
-          stallTimer = setTimeout(() => {
-            kill(`the client took no bytes for ${timeoutMs} ms`);
-            controller.error(
-              new Error(`${tag}: client stalled (response cut off)`),
-            );
-            reader.cancel().catch(() => {});
-            stdoutEnded();
-          }, timeoutMs);
+          stallTimer = setTimeout(() => stall(controller), run.timeoutMs);
           return;
         }
-        stdoutEnded();
-        const exit = await watched(status);
-        if (exit.success) {
-          controller.close();
-        } else {
-          const how = exit.signal
-            ? `killed by ${exit.signal}`
-            : `exited with code ${exit.code}`;
-          log("error", `${tag}: ${how}`);
-          controller.error(
-            new Error(
-              `${tag}: ${how}${headersDone ? " (response cut off)" : ""}`,
-            ),
-          );
-        }
+        end();
+        _endWithExit(
+          controller,
+          await watched(child.status),
+          run,
+          headersDone(),
+        );
       } catch (error) {
         reader.cancel().catch(() => {});
-        stdoutEnded();
+        end();
         controller.error(error);
       }
     },
     cancel(reason) {
       clearTimeout(stallTimer);
-      stdoutEnded();
+      end();
       // The client left, the output was invalid, or the body is discarded
       // (HEAD, local redirect): then the script may end on its own.
-      if (reason === DISCARD) watched(status).catch(() => {});
-      else {kill(
+      if (reason === DISCARD) watched(child.status).catch(() => {});
+      else {killer.kill(
           reason instanceof HttpError ? "invalid output" : "client went away",
         );}
       return reader.cancel().catch(() => {});
     },
   }, { highWaterMark: 0 });
+  return { stream, ended };
+}
 
-  const onAbort = (): void => void kill("client went away before the response");
-  signal?.addEventListener("abort", onAbort, { once: true });
+/** Closes the output once the script exited cleanly, else errors it. */
+function _endWithExit(
+  controller: ReadableStreamDefaultController,
+  exit: Deno.CommandStatus,
+  run: _Run,
+  headersDone: boolean,
+): void {
+  if (exit.success) {
+    controller.close();
+    return;
+  }
+  const how = exit.signal
+    ? `killed by ${exit.signal}`
+    : `exited with code ${exit.code}`;
+  run.log("error", `${run.tag}: ${how}`);
+  controller.error(
+    new Error(`${run.tag}: ${how}${headersDone ? " (response cut off)" : ""}`),
+  );
+}
 
-  // Once the script exited and its stdout ended, a background child that
-  // keeps stdin or stderr open gets a short grace, then dies with the group.
-  const pipesDone = Promise.all([status, stdoutDone]).then(async () => {
+/**
+ * Settles once the process exited and every pipe was drained. Once the
+ * script exited and its stdout ended, a background child that keeps stdin
+ * or stderr open gets a short grace, then dies with the group.
+ */
+function _finished(
+  status: Promise<Deno.CommandStatus>,
+  stdoutEnded: Promise<void>,
+  pumps: _Pumps,
+  killer: _Killer,
+): Promise<void> {
+  const pipesDone = Promise.all([status, stdoutEnded]).then(async () => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = await Promise.race([
-      Promise.all([stdinDone, stderrDone]).then(() => false),
+      pumps.done.then(() => false),
       new Promise<boolean>((resolve) => {
         timer = setTimeout(() => resolve(true), _PIPE_GRACE_MS);
       }),
     ]);
     clearTimeout(timer);
     if (late) {
-      kill("its pipes stayed open after it exited");
-      stdinAbort.abort();
-      stderrAbort.abort();
-      await Promise.all([stdinDone, stderrDone]);
+      killer.kill("its pipes stayed open after it exited");
+      pumps.abort();
+      await pumps.done;
     }
   });
+  return Promise.allSettled([status, pipesDone]).then(async () => {
+    await killer.killing;
+  });
+}
 
-  const finished = Promise.allSettled([status, pipesDone]).then(
-    async () => {
-      await killing;
-    },
-  );
-
-  try {
-    const response = await parseCgiResponse(output, { maxHeaderBytes, nph });
-    headersDone = true;
-    return { response, finished };
-  } catch (error) {
-    if (error instanceof _ScriptTimeout) {
-      await finished;
-      throw new HttpError(504, error.message, { cause: error });
-    }
-    if (!killing && !(error instanceof HttpError)) {
-      kill("failed before its header block");
-    }
-    await watched(status).catch(() => {});
+/**
+ * The error for a script that gave no valid header block (504 for a
+ * timeout, else 502 or the parser's status), once the script is gone.
+ */
+async function _headerFailure(
+  error: unknown,
+  status: Promise<Deno.CommandStatus>,
+  finished: Promise<void>,
+  killer: _Killer,
+  watched: _Watched,
+  tag: string,
+): Promise<HttpError> {
+  if (error instanceof _ScriptTimeout) {
     await finished;
-    if (error instanceof HttpError) {
-      throw new HttpError(error.status, `${tag}: ${error.message}`, {
-        headers: error.headers,
-      });
-    }
-    throw new HttpError(502, `${tag}: no valid header block`, { cause: error });
-  } finally {
-    signal?.removeEventListener("abort", onAbort);
+    return new HttpError(504, error.message, { cause: error });
   }
+  if (!killer.killing && !(error instanceof HttpError)) {
+    killer.kill("failed before its header block");
+  }
+  await watched(status).catch(() => {});
+  await finished;
+  if (error instanceof HttpError) {
+    return new HttpError(error.status, `${tag}: ${error.message}`, {
+      headers: error.headers,
+    });
+  }
+  return new HttpError(502, `${tag}: no valid header block`, { cause: error });
 }

@@ -4,8 +4,9 @@
  * @module
  */
 
-import { _describe, HttpError, statusOf } from "./errors.ts";
-import { renderError } from "./error_page.ts";
+import { HttpError, statusOf } from "./errors.ts";
+import { renderError } from "./error_response.ts";
+import { defaultLog, describeError } from "./log.ts";
 import type { Context, Handler, LogFn, Middleware, Next } from "./types.ts";
 
 /**
@@ -44,34 +45,19 @@ export interface ComposeOptions {
   maxDispatchDepth?: number;
 }
 
-/**
- * Writes a timestamped line to stderr.
- *
- * @example Logging a line
- * ```ts
- * import { defaultLog } from "@x/serve";
- * defaultLog("info", "hello");
- * ```
- *
- * @param level Severity.
- * @param message The line.
- */
-export function defaultLog(
-  level: "info" | "warn" | "error",
-  message: string,
-): void {
-  console.error(`${new Date().toISOString()} ${level}: ${message}`);
-}
-
-const _terminal: Next = () =>
-  Promise.reject(new HttpError(404, "No middleware answered"));
+const _NO_ANSWER = "No middleware answered";
 
 /**
  * Builds the chain once and returns a `Deno.serve` handler. Each request gets
  * a fresh {@linkcode Context}; a middleware that calls `next()` twice gets an
- * error. When no middleware answers, the result is 404. An error that escapes
- * every middleware becomes a plain error response (use `errorPages()` for
- * HTML/JSON pages) and a log line.
+ * error. When no middleware answers, the result is 404.
+ *
+ * This is the one error path: an error a middleware throws becomes its error
+ * response right there (HTML or JSON by `Accept`, via `renderError`; 5xx
+ * logged with the request line, details never sent), and is recorded as
+ * {@linkcode Context.failure}. So `next()` always resolves, and every
+ * middleware outside the thrower (access log, CORS, headers, your own) sees
+ * the final response with its real status.
  *
  * @example Two middlewares
  * ```ts
@@ -102,9 +88,25 @@ export function compose(
   const { log = defaultLog, maxDispatchDepth = 10 } = options;
   const chain = [...middlewares];
 
+  function fail(error: unknown, req: Request, ctx: Context): Response {
+    const status = statusOf(error);
+    if (status >= 500) {
+      log(
+        "error",
+        `${req.method} ${ctx.url.pathname}: ${describeError(error)}`,
+      );
+    }
+    const headers = error instanceof HttpError ? error.headers : new Headers();
+    const response = renderError(status, req, headers);
+    ctx.failure = { status, error, headers, response };
+    return response;
+  }
+
   function run(req: Request, ctx: Context, index: number): Promise<Response> {
     const mw = chain[index];
-    if (!mw) return _terminal();
+    if (!mw) {
+      return Promise.resolve(fail(new HttpError(404, _NO_ANSWER), req, ctx));
+    }
     let called = false;
     const next: Next = () => {
       if (called) {
@@ -114,13 +116,15 @@ export function compose(
       return run(req, ctx, index + 1);
     };
     try {
-      return Promise.resolve(mw(req, ctx, next));
+      const out = mw(req, ctx, next);
+      if (out instanceof Response) return Promise.resolve(out);
+      return out.then(undefined, (error) => fail(error, req, ctx));
     } catch (error) {
-      return Promise.reject(error);
+      return Promise.resolve(fail(error, req, ctx));
     }
   }
 
-  async function handle(
+  function handle(
     req: Request,
     info: Deno.ServeHandlerInfo | undefined,
     depth: number,
@@ -129,7 +133,7 @@ export function compose(
     try {
       url = new URL(req.url);
     } catch {
-      return renderError(400, req);
+      return Promise.resolve(renderError(400, req));
     }
     const segments = url.pathname.split("/").filter((s) => s !== "");
     const ctx: Context = {
@@ -140,8 +144,8 @@ export function compose(
       root: undefined,
       file: undefined,
       served: undefined,
+      failure: undefined,
       depth,
-      state: new Map(),
       log,
       dispatch(inner: Request): Promise<Response> {
         if (depth + 1 > maxDispatchDepth) {
@@ -155,19 +159,7 @@ export function compose(
         return handle(inner, info, depth + 1);
       },
     };
-    try {
-      return await run(req, ctx, 0);
-    } catch (error) {
-      const status = statusOf(error);
-      if (status >= 500) {
-        log("error", `${req.method} ${url.pathname}: ${_describe(error)}`);
-      }
-      return renderError(
-        status,
-        req,
-        error instanceof HttpError ? error.headers : undefined,
-      );
-    }
+    return run(req, ctx, 0);
   }
 
   return function composedHandler(req, info) {

@@ -88,7 +88,7 @@ export class HttpError extends Error {
  *
  * @example Mapping Deno errors
  * ```ts
- * import { statusOf } from "@x/serve";
+ * import { statusOf } from "./errors.ts";
  * import assert from "node:assert/strict";
  *
  * assert.equal(statusOf(new Deno.errors.NotFound("x")), 404);
@@ -107,13 +107,4 @@ export function statusOf(error: unknown): number {
     error instanceof Deno.errors.NotCapable
   ) return 403;
   return 500;
-}
-
-/** One-line description of an error for the log (never for clients). */
-export function _describe(error: unknown): string {
-  if (error instanceof Error) {
-    const cause = error.cause ? ` (cause: ${_describe(error.cause)})` : "";
-    return `${error.name}: ${error.message}${cause}`;
-  }
-  return String(error);
 }

@@ -23,7 +23,7 @@ function _negotiator(req: Request): Negotiator {
  *
  * @example Negotiating JSON
  * ```ts
- * import { prefersJson } from "@x/serve";
+ * import { prefersJson } from "./negotiate.ts";
  * import assert from "node:assert/strict";
  *
  * const req = new Request("http://x/", { headers: { accept: "application/json" } });
@@ -46,7 +46,7 @@ export function prefersJson(req: Request): boolean {
  *
  * @example Choosing an encoding
  * ```ts
- * import { acceptedEncodings } from "@x/serve";
+ * import { acceptedEncodings } from "./negotiate.ts";
  * import assert from "node:assert/strict";
  *
  * const req = new Request("http://x/", { headers: { "accept-encoding": "gzip;q=0.5, br" } });

@@ -1,14 +1,16 @@
 /**
- * Path resolution: {@linkcode resolvePath} decodes the request path once,
- * resolves dot segments without ever leaving the root, hides dotfiles, keeps
- * symlinks inside the root, and records what it found on disk in the context.
+ * Path resolution, the one owner of path policy: {@linkcode resolvePath}
+ * decodes the request path once, resolves dot segments without ever leaving
+ * the root, and records on the context the {@linkcode DocumentRoot} (root,
+ * dotfile and symlink policy, and the one lookup every later step uses) and
+ * what it found on disk.
  *
  * @module
  */
 
 import { join, sep } from "node:path";
 import { HttpError } from "./errors.ts";
-import type { Middleware, ResolvedFile } from "./types.ts";
+import type { DocumentRoot, Middleware, ResolvedFile } from "./types.ts";
 
 const _WINDOWS = Deno.build.os === "windows";
 
@@ -30,24 +32,12 @@ const _WINDOWS = Deno.build.os === "windows";
  * await Deno.remove(root, { recursive: true });
  * ```
  */
-export interface ResolvePathOptions {
+export interface ResolvePathOptions extends DocumentRootOptions {
   /**
    * The document root.
    * @default {"."}
    */
   root?: string;
-  /**
-   * Serve dotfiles and dot-directories (`.env`, `.git/`). When false they
-   * answer 404 (`.well-known` stays visible, as ACME and others need it).
-   * @default {false}
-   */
-  dotfiles?: boolean;
-  /**
-   * Follow symlinks wherever they point. When false, a symlink whose real
-   * path leaves the (real) root answers 404.
-   * @default {false}
-   */
-  followSymlinks?: boolean;
 }
 
 /**
@@ -59,7 +49,7 @@ export interface ResolvePathOptions {
  *
  * @example Decoding a path
  * ```ts
- * import { decodePath } from "@x/serve";
+ * import { decodePath } from "./resolve.ts";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual(decodePath("/a/%E4%B8%AD/../b%20c"), ["a", "b c"]);
@@ -100,9 +90,8 @@ export function decodePath(pathname: string): string[] {
   return out;
 }
 
-/** True when `segments` name a dotfile or dot-directory (other than `.well-known`). */
-export function _hasDotSegment(segments: readonly string[]): boolean {
-  return segments.some((s) => s.startsWith(".") && s !== ".well-known");
+function _hidden(segment: string): boolean {
+  return segment.startsWith(".") && segment !== ".well-known";
 }
 
 /**
@@ -110,7 +99,7 @@ export function _hasDotSegment(segments: readonly string[]): boolean {
  *
  * @example Containment
  * ```ts
- * import { isInside } from "@x/serve";
+ * import { isInside } from "./resolve.ts";
  * import assert from "node:assert/strict";
  *
  * assert.equal(isInside("/srv/www", "/srv/www/a.txt"), true);
@@ -126,51 +115,82 @@ export function isInside(root: string, path: string): boolean {
     path.startsWith(root.endsWith(sep) ? root : root + sep);
 }
 
+/** Errors of a lookup that mean "there is no such file here". */
+function _missing(error: unknown): boolean {
+  return error instanceof Deno.errors.NotFound ||
+    error instanceof Deno.errors.NotADirectory ||
+    error instanceof Deno.errors.FilesystemLoop;
+}
+
+/** Options of {@linkcode documentRoot}: the path policy. */
+export interface DocumentRootOptions {
+  /**
+   * Serve and list dotfiles and dot-directories (`.env`, `.git/`). When
+   * false they are hidden (`.well-known` stays visible, as ACME needs it).
+   * @default {false}
+   */
+  dotfiles?: boolean;
+  /**
+   * Follow symlinks wherever they point. When false, a symlink whose real
+   * path leaves the (real) root is not found.
+   * @default {false}
+   */
+  followSymlinks?: boolean;
+}
+
 /**
- * Looks up `segments` under `root` (a real path): the file's stat, or
- * `undefined` when missing, not a directory on the way, or (unless
- * `followSymlinks`) a symlink leading out of the root. Other errors (e.g.
- * permission) are thrown.
+ * The {@linkcode DocumentRoot} for a directory given by its real path: the
+ * one lookup with the dotfile and symlink policy. `resolvePath()` makes one
+ * for the site; the CGI gateway makes one for each script directory.
  *
- * @example Finding a file
+ * @example Looking files up under a policy
  * ```ts
- * import { findFile } from "@x/serve";
+ * import { documentRoot } from "./resolve.ts";
  * import assert from "node:assert/strict";
  *
- * const root = await Deno.realPath(await Deno.makeTempDir());
- * await Deno.writeTextFile(`${root}/a.txt`, "hi");
- * assert.equal((await findFile(root, ["a.txt"]))?.info.size, 2);
- * assert.equal(await findFile(root, ["missing"]), undefined);
- * await Deno.remove(root, { recursive: true });
+ * const dir = await Deno.realPath(await Deno.makeTempDir());
+ * await Deno.writeTextFile(`${dir}/a.txt`, "hi");
+ * await Deno.writeTextFile(`${dir}/.env`, "A=1");
+ * const root = documentRoot(dir);
+ * assert.equal((await root.find(["a.txt"]))?.info.size, 2);
+ * assert.equal(await root.find([".env"]), undefined);
+ * assert.equal(await root.find(["missing"]), undefined);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  *
- * @param root The real path of the root.
- * @param segments Decoded path segments.
- * @param followSymlinks Allow symlinks out of the root.
- * @returns The resolved file, or `undefined`.
+ * @param realRoot The real path of the directory.
+ * @param options The dotfile and symlink policy.
+ * @returns The lookup.
  */
-export async function findFile(
-  root: string,
-  segments: readonly string[],
-  followSymlinks = false,
-): Promise<ResolvedFile | undefined> {
-  const path = join(root, ...segments);
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(path);
-  } catch (error) {
-    if (
-      error instanceof Deno.errors.NotFound ||
-      error instanceof Deno.errors.NotADirectory ||
-      error instanceof Deno.errors.FilesystemLoop
-    ) return undefined;
-    throw error;
+export function documentRoot(
+  realRoot: string,
+  options: DocumentRootOptions = {},
+): DocumentRoot {
+  const { dotfiles = false, followSymlinks = false } = options;
+
+  function hides(segment: string): boolean {
+    return !dotfiles && _hidden(segment);
   }
-  if (!followSymlinks && segments.length > 0) {
-    const real = await Deno.realPath(path);
-    if (!isInside(root, real)) return undefined;
+
+  async function find(
+    segments: readonly string[],
+  ): Promise<ResolvedFile | undefined> {
+    if (!dotfiles && segments.some(_hidden)) return undefined;
+    const path = segments.length ? join(realRoot, ...segments) : realRoot;
+    let info: Deno.FileInfo;
+    let realPath: string;
+    try {
+      info = await Deno.stat(path);
+      realPath = segments.length ? await Deno.realPath(path) : realRoot;
+    } catch (error) {
+      if (_missing(error)) return undefined;
+      throw error;
+    }
+    if (!followSymlinks && !isInside(realRoot, realPath)) return undefined;
+    return { path, realPath, info };
   }
-  return { path, info };
+
+  return { path: realRoot, dotfiles, followSymlinks, find, hides };
 }
 
 /**
@@ -192,24 +212,24 @@ export async function findFile(
  * await Deno.remove(root, { recursive: true });
  * ```
  *
- * @param options Root, dotfiles and symlink policy.
+ * @param options The root and its path policy.
  * @returns The middleware.
  */
 export function resolvePath(options: ResolvePathOptions = {}): Middleware {
-  const { root = ".", dotfiles = false, followSymlinks = false } = options;
-  let realRoot: string | undefined;
+  const { root = ".", ...policy } = options;
+  let site: DocumentRoot | undefined;
 
   return async function resolvePathMiddleware(_req, ctx, next) {
+    site ??= documentRoot(await Deno.realPath(root), policy);
+    ctx.root = site;
     const segments = decodePath(ctx.url.pathname);
-    if (!dotfiles && _hasDotSegment(segments)) {
+    if (segments.some((s) => site!.hides(s))) {
       throw new HttpError(404, "Dotfile hidden");
     }
-    realRoot ??= await Deno.realPath(root);
     const trailing = segments.length > 0 && ctx.url.pathname.endsWith("/");
     ctx.segments = segments;
     ctx.path = "/" + segments.join("/") + (trailing ? "/" : "");
-    ctx.root = realRoot;
-    ctx.file = await findFile(realRoot, segments, followSymlinks);
+    ctx.file = await site.find(segments);
     return next();
   };
 }

@@ -20,10 +20,85 @@
  * ```
  */
 export interface ResolvedFile {
-  /** Absolute file-system path (inside the root). */
+  /** Absolute file-system path as named by the URL (root + segments). */
   path: string;
+  /** The real path (every symlink resolved); inside the real root unless symlinks may leave it. */
+  realPath: string;
   /** `Deno.stat` of {@linkcode ResolvedFile.path} (symlinks followed). */
   info: Deno.FileInfo;
+}
+
+/**
+ * The document root and its path policy, as `resolvePath()` records it on
+ * {@linkcode Context.root}. Every step after resolution (index files,
+ * precompressed siblings, listings, CGI scripts, FastCGI PATH_INFO and front
+ * controller, clean URLs, the SPA fallback, custom error pages) looks files
+ * up through {@linkcode DocumentRoot.find}, so the dotfile and symlink rules
+ * are given once and hold everywhere.
+ *
+ * @example Looking up an index file the way static serving does
+ * ```ts
+ * import { compose, resolvePath } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const root = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${root}/index.htm`, "hi");
+ * const handler = compose([resolvePath({ root }), async (_req, ctx) => {
+ *   const found = await ctx.root!.find([...ctx.segments, "index.htm"]);
+ *   return new Response(found ? "index" : "none");
+ * }]);
+ * assert.equal(await (await handler(new Request("http://localhost/"))).text(), "index");
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
+export interface DocumentRoot {
+  /** The real path of the root. */
+  readonly path: string;
+  /** Whether dotfiles and dot-directories are served and listed. */
+  readonly dotfiles: boolean;
+  /** Whether symlinks may lead out of the root. */
+  readonly followSymlinks: boolean;
+  /**
+   * Looks up decoded path segments under the root with this policy: the
+   * file, or `undefined` when it is missing, hidden (a dot segment), not
+   * below a directory, or a symlink out of the root. Other errors (e.g.
+   * permission) are thrown.
+   */
+  find(segments: readonly string[]): Promise<ResolvedFile | undefined>;
+  /** Whether a path segment (e.g. a directory entry's name) is hidden by the dotfile policy. */
+  hides(segment: string): boolean;
+}
+
+/**
+ * An error the chain turned into a response (see {@linkcode Context.failure}).
+ *
+ * @example Telling a server-made error page from an application's own
+ * ```ts
+ * import { compose, HttpError, type Middleware } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const mark: Middleware = async (_req, ctx, next) => {
+ *   const res = await next();
+ *   if (ctx.failure?.response === res) res.headers.set("x-error", String(ctx.failure.status));
+ *   return res;
+ * };
+ * const handler = compose([mark, () => {
+ *   throw new HttpError(418);
+ * }]);
+ * const res = await handler(new Request("http://localhost/"));
+ * assert.equal(res.headers.get("x-error"), "418");
+ * await res.body?.cancel();
+ * ```
+ */
+export interface Failure {
+  /** The status the error mapped to. */
+  readonly status: number;
+  /** What was thrown. */
+  readonly error: unknown;
+  /** Headers the error asked for (an `HttpError`'s, e.g. `Allow`). */
+  readonly headers: Headers;
+  /** The error response the chain made for it. */
+  readonly response: Response;
 }
 
 /**
@@ -60,8 +135,11 @@ export interface Context {
    * before it, the raw `url.pathname`.
    */
   path: string;
-  /** The real path of the document root, once `resolvePath()` ran. */
-  root: string | undefined;
+  /**
+   * The document root and its path policy, set by `resolvePath()` (before it
+   * decodes the path, so a 400 page can still come from the root).
+   */
+  root: DocumentRoot | undefined;
   /** What `resolvePath()` found on disk for {@linkcode Context.path}, or `undefined`. */
   file: ResolvedFile | undefined;
   /**
@@ -79,15 +157,20 @@ export interface Context {
    * redirects). Throws once `depth` exceeds the chain's limit.
    */
   dispatch(req: Request): Promise<Response>;
-  /** Free-form per-request storage for middlewares. */
-  readonly state: Map<string, unknown>;
+  /**
+   * The last error the chain turned into a response for this request, and
+   * that response. `compose()` sets it; `errorPages()` reads it.
+   */
+  failure: Failure | undefined;
   /** Logs a server-side message (never sent to the client). */
   readonly log: LogFn;
 }
 
 /**
- * Calls the rest of the chain. May be called at most once per middleware
- * (a second call rejects).
+ * Calls the rest of the chain. It always resolves to a response: an error
+ * thrown further in has already become its error response (with its real
+ * status), so every middleware sees what the client will get. May be called
+ * at most once per middleware (a second call rejects).
  *
  * @example Timing the rest of the chain
  * ```ts

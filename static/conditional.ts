@@ -10,7 +10,7 @@
  *
  * @example Validators from a file's stat
  * ```ts
- * import { checkPreconditions, fileEtag, type Validators } from "@x/serve";
+ * import { checkPreconditions, fileEtag, type Validators } from "@x/serve/static";
  * import assert from "node:assert/strict";
  *
  * const info = { size: 5, mtime: new Date("2024-01-01T00:00:00Z") } as Deno.FileInfo;
@@ -68,7 +68,7 @@ function _httpDate(value: string | null): Date | undefined {
  *
  * @example A matching If-None-Match
  * ```ts
- * import { checkPreconditions } from "@x/serve";
+ * import { checkPreconditions } from "@x/serve/static";
  * import assert from "node:assert/strict";
  *
  * const req = new Request("http://x/", { headers: { "if-none-match": 'W/"a", "b"' } });
@@ -113,7 +113,7 @@ export function checkPreconditions(
  *
  * @example A stale If-Range
  * ```ts
- * import { ifRangeAllows } from "@x/serve";
+ * import { ifRangeAllows } from "@x/serve/static";
  * import assert from "node:assert/strict";
  *
  * const req = new Request("http://x/", { headers: { "if-range": '"old"' } });

@@ -5,6 +5,7 @@
  */
 
 import mime from "mime";
+import { isTextual } from "../server/media_types.ts";
 
 /**
  * Overrides on top of mime-db. TypeScript is served as text so browsers show
@@ -18,9 +19,6 @@ const _OVERRIDES: Readonly<Record<string, string>> = {
   tsx: "text/tsx",
 };
 
-const _TEXTUAL =
-  /^(?:text\/|application\/(?:json|javascript|xml|ecmascript|manifest\+json|ld\+json)|image\/svg\+xml)|\+(?:json|xml)$/;
-
 /**
  * The Content-Type for a file name: mime-db's type, with `charset=UTF-8` on
  * textual types, `text/typescript` for `.ts`, and
@@ -28,7 +26,7 @@ const _TEXTUAL =
  *
  * @example Looking up types
  * ```ts
- * import { contentType } from "@x/serve";
+ * import { contentType } from "@x/serve/static";
  * import assert from "node:assert/strict";
  *
  * assert.equal(contentType("index.html"), "text/html; charset=UTF-8");
@@ -49,5 +47,5 @@ export function contentType(name: string): string {
   if (ext === "svgz") return "image/svg+xml";
   const type = _OVERRIDES[ext] ?? (ext ? mime.getType(ext) : null);
   if (!type) return "application/octet-stream";
-  return _TEXTUAL.test(type) ? `${type}; charset=UTF-8` : type;
+  return isTextual(type) ? `${type}; charset=UTF-8` : type;
 }

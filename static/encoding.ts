@@ -6,8 +6,8 @@
  */
 
 import { acceptedEncodings } from "../server/negotiate.ts";
-import { findFile } from "../server/resolve.ts";
-import type { ResolvedFile } from "../server/types.ts";
+import { isCompressible } from "../server/media_types.ts";
+import type { DocumentRoot, ResolvedFile } from "../server/types.ts";
 
 /** A content coding we can send. */
 type Coding = "br" | "zstd" | "gzip";
@@ -50,36 +50,6 @@ interface VariantOptions {
    * `serveStatic` passes its `compressMinSize` option, default `1024`.
    */
   compressMinSize: number;
-  /**
-   * Accept precompressed siblings that are symlinks out of the root. No
-   * default (required); `serveStatic` passes its `followSymlinks` option,
-   * default `false`.
-   */
-  followSymlinks: boolean;
-}
-
-const _COMPRESSIBLE =
-  /^(?:text\/|application\/(?:json|javascript|ecmascript|xml|wasm|manifest\+json|ld\+json|rss\+xml|atom\+xml|x-ndjson)|image\/(?:svg\+xml|x-icon|vnd\.microsoft\.icon|bmp)|font\/(?:ttf|otf)|application\/vnd\.ms-fontobject)|\+(?:json|xml)(?:;|$)/;
-
-/**
- * True for types worth compressing (text, JSON, JavaScript, XML, SVG, WASM,
- * uncompressed fonts); false for images, video, archives and fonts that are
- * compressed already.
- *
- * @example Compressible types
- * ```ts
- * import { isCompressible } from "@x/serve";
- * import assert from "node:assert/strict";
- *
- * assert.equal(isCompressible("text/css; charset=UTF-8"), true);
- * assert.equal(isCompressible("image/png"), false);
- * ```
- *
- * @param type A Content-Type value.
- * @returns Whether compression pays off.
- */
-export function isCompressible(type: string): boolean {
-  return _COMPRESSIBLE.test(type);
 }
 
 /**
@@ -92,7 +62,7 @@ export function isCompressible(type: string): boolean {
  * API: not exported from `mod.ts`.
  *
  * @param req The request (its `Accept-Encoding` and `Range`).
- * @param root The real path of the root.
+ * @param root The document root (siblings are looked up with its policy).
  * @param segments The file's path segments under the root.
  * @param file The file as resolved.
  * @param type The file's Content-Type.
@@ -101,7 +71,7 @@ export function isCompressible(type: string): boolean {
  */
 export async function chooseVariant(
   req: Request,
-  root: string,
+  root: DocumentRoot,
   segments: readonly string[],
   file: ResolvedFile,
   type: string,
@@ -132,11 +102,7 @@ export async function chooseVariant(
     const suffixes = new Map(_SIBLINGS);
     for (const coding of acceptedEncodings(req, [...suffixes.keys()])) {
       const name = last + suffixes.get(coding as Coding)!;
-      const sibling = await findFile(
-        root,
-        [...dir, name],
-        options.followSymlinks,
-      );
+      const sibling = await root.find([...dir, name]);
       if (sibling?.info.isFile) {
         return {
           file: sibling,

@@ -12,7 +12,7 @@
  *
  * @example An ETag
  * ```ts
- * import { fileEtag } from "@x/serve";
+ * import { fileEtag } from "@x/serve/static";
  * import assert from "node:assert/strict";
  *
  * const info = { size: 255, mtime: new Date(0x1000) } as Deno.FileInfo;

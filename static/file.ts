@@ -14,7 +14,12 @@ import {
 } from "./conditional.ts";
 import { contentType } from "./content_type.ts";
 import { fileEtag } from "./etag.ts";
-import { fileSliceStream, multipartRanges, parseRange } from "./range.ts";
+import {
+  type ByteRange,
+  fileSliceStream,
+  multipartRanges,
+  parseRange,
+} from "./range.ts";
 import { _compressor } from "./encoding.ts";
 
 /**
@@ -22,7 +27,7 @@ import { _compressor } from "./encoding.ts";
  *
  * @example Sending a precompressed sibling
  * ```ts
- * import { serveFile, type ServeFileOptions } from "@x/serve";
+ * import { serveFile, type ServeFileOptions } from "@x/serve/static";
  * import assert from "node:assert/strict";
  *
  * const path = await Deno.makeTempFile({ suffix: ".js.gz" });
@@ -81,7 +86,7 @@ export interface ServeFileOptions {
  *
  * @example Serving a file
  * ```ts
- * import { serveFile } from "@x/serve";
+ * import { serveFile } from "@x/serve/static";
  * import assert from "node:assert/strict";
  *
  * const path = await Deno.makeTempFile({ suffix: ".txt" });
@@ -105,29 +110,9 @@ export async function serveFile(
   info: Deno.FileInfo,
   options: ServeFileOptions = {},
 ): Promise<Response> {
-  const { bufferBelow = 16384 } = options;
   const type = options.contentType ?? contentType(path);
-  const coding = options.storedEncoding ?? options.compress;
-  const etag = fileEtag(info);
-  const v: Validators = {
-    // Each coding is its own representation with its own tag: strong for a
-    // stored sibling (fixed bytes), weak for on-the-fly output (the bytes
-    // depend on the compressor's version and settings).
-    etag: etag && coding
-      ? `${options.compress ? "W/" : ""}${etag.slice(0, -1)}-${coding}"`
-      : etag,
-    lastModified: info.mtime ?? undefined,
-  };
-  const headers = new Headers({
-    "accept-ranges": options.compress ? "none" : "bytes",
-  });
-  if (options.varyEncoding) headers.set("vary", "Accept-Encoding");
-  if (coding) headers.set("content-encoding", coding);
-  if (v.etag) headers.set("etag", v.etag);
-  if (v.lastModified) {
-    headers.set("last-modified", v.lastModified.toUTCString());
-  }
-
+  const v = _validators(info, options);
+  const headers = _baseHeaders(v, options);
   const pre = checkPreconditions(req, v);
   if (pre === 304) return new Response(null, { status: 304, headers });
   if (pre === 412) throw new HttpError(412, "Precondition failed");
@@ -150,19 +135,72 @@ export async function serveFile(
   }
   headers.set("content-type", type);
   if (options.compress) {
-    if (req.method === "HEAD") {
-      // An (empty) stream, not null: with a null body Deno would add
-      // `content-length: 0`, while GET has no length (it is compressed as
-      // it goes).
-      return new Response(_emptyStream(), { status: 200, headers });
-    }
-    const file = await Deno.open(path);
-    const body = fileSliceStream(file, 0, size).pipeThrough(
-      _compressor(options.compress),
-    );
-    return new Response(body, { status: 200, headers });
+    return await _compressed(req, path, size, options.compress, headers);
   }
-  const range = ranges?.[0];
+  return await _identity(req, path, size, ranges?.[0], headers, options);
+}
+
+/** The file's validators; each coding is its own representation with its own tag. */
+function _validators(
+  info: Deno.FileInfo,
+  options: ServeFileOptions,
+): Validators {
+  const coding = options.storedEncoding ?? options.compress;
+  const etag = fileEtag(info);
+  return {
+    // Strong for a stored sibling (fixed bytes), weak for on-the-fly output
+    // (the bytes depend on the compressor's version and settings).
+    etag: etag && coding
+      ? `${options.compress ? "W/" : ""}${etag.slice(0, -1)}-${coding}"`
+      : etag,
+    lastModified: info.mtime ?? undefined,
+  };
+}
+
+/** Headers every answer for the file carries (200, 206, 304 alike). */
+function _baseHeaders(v: Validators, options: ServeFileOptions): Headers {
+  const coding = options.storedEncoding ?? options.compress;
+  const headers = new Headers({
+    "accept-ranges": options.compress ? "none" : "bytes",
+  });
+  if (options.varyEncoding) headers.set("vary", "Accept-Encoding");
+  if (coding) headers.set("content-encoding", coding);
+  if (v.etag) headers.set("etag", v.etag);
+  if (v.lastModified) {
+    headers.set("last-modified", v.lastModified.toUTCString());
+  }
+  return headers;
+}
+
+/** The whole file compressed as it is read (no length, no ranges). */
+async function _compressed(
+  req: Request,
+  path: string,
+  size: number,
+  coding: "br" | "gzip",
+  headers: Headers,
+): Promise<Response> {
+  if (req.method === "HEAD") {
+    // An (empty) stream, not null: with a null body Deno would add
+    // `content-length: 0`, while GET has no length (it is compressed as
+    // it goes).
+    return new Response(_emptyStream(), { status: 200, headers });
+  }
+  const file = await Deno.open(path);
+  const body = fileSliceStream(file, 0, size).pipeThrough(_compressor(coding));
+  return new Response(body, { status: 200, headers });
+}
+
+/** The file as stored: whole (from memory when small) or one range. */
+async function _identity(
+  req: Request,
+  path: string,
+  size: number,
+  range: ByteRange | undefined,
+  headers: Headers,
+  options: ServeFileOptions,
+): Promise<Response> {
+  const { bufferBelow = 16384 } = options;
   const start = range?.start ?? 0;
   const length = range ? range.end - range.start + 1 : size;
   headers.set("content-length", String(length));

@@ -4,24 +4,25 @@
  * @module
  */
 
-import { findFile } from "../server/resolve.ts";
 import { prefersJson } from "../server/negotiate.ts";
+import type { DocumentRoot } from "../server/types.ts";
 
 /**
  * One row of a listing (also the JSON form of a listing).
  *
  * @example Reading entries
  * ```ts
- * import { listDirectory, type ListingEntry } from "@x/serve";
+ * import { listDirectory, type ListingEntry } from "@x/serve/static";
+ * import { documentRoot } from "../server/resolve.ts";
  * import assert from "node:assert/strict";
  *
- * const root = await Deno.realPath(await Deno.makeTempDir());
- * await Deno.writeTextFile(`${root}/a.txt`, "abc");
- * const [entry]: ListingEntry[] = await listDirectory(root, []);
+ * const dir = await Deno.realPath(await Deno.makeTempDir());
+ * await Deno.writeTextFile(`${dir}/a.txt`, "abc");
+ * const [entry]: ListingEntry[] = await listDirectory(documentRoot(dir), []);
  * assert.equal(entry?.name, "a.txt");
  * assert.equal(entry?.type, "file");
  * assert.equal(entry?.size, 3);
- * await Deno.remove(root, { recursive: true });
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export interface ListingEntry {
@@ -40,30 +41,22 @@ export interface ListingEntry {
  *
  * @example Showing dotfiles, capped
  * ```ts
- * import { listDirectory, type ListingOptions } from "@x/serve";
+ * import { listDirectory, type ListingOptions } from "@x/serve/static";
+ * import { documentRoot } from "../server/resolve.ts";
  * import assert from "node:assert/strict";
  *
- * const root = await Deno.realPath(await Deno.makeTempDir());
+ * const dir = await Deno.realPath(await Deno.makeTempDir());
  * for (const name of [".env", "a.txt", "b.txt"]) {
- *   await Deno.writeTextFile(`${root}/${name}`, "x");
+ *   await Deno.writeTextFile(`${dir}/${name}`, "x");
  * }
- * const options: ListingOptions = { dotfiles: true, maxEntries: 2 };
+ * const options: ListingOptions = { maxEntries: 2 };
+ * const root = documentRoot(dir, { dotfiles: true });
  * const names = (await listDirectory(root, [], options)).map((e) => e.name);
  * assert.deepEqual(names, [".env", "a.txt"]);
- * await Deno.remove(root, { recursive: true });
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export interface ListingOptions {
-  /**
-   * Show dotfiles and dot-directories.
-   * @default {false}
-   */
-  dotfiles?: boolean;
-  /**
-   * List symlinks that lead out of the root.
-   * @default {false}
-   */
-  followSymlinks?: boolean;
   /**
    * Most entries listed (directories first, then by name); the rest are
    * counted and left out, so a huge folder cannot exhaust memory.
@@ -74,30 +67,31 @@ export interface ListingOptions {
 
 /**
  * Reads a directory for a listing: directories first, then by name, at most
- * `maxEntries` of them; dotfiles and symlinks out of the root are left out
- * unless `options` allows them.
+ * `maxEntries` of them; what the root's policy hides (dotfiles, symlinks
+ * out of the root) is left out, as resolution would not serve it.
  *
  * @example Listing a folder
  * ```ts
- * import { listDirectory } from "@x/serve";
+ * import { listDirectory } from "@x/serve/static";
+ * import { documentRoot } from "../server/resolve.ts";
  * import assert from "node:assert/strict";
  *
- * const root = await Deno.realPath(await Deno.makeTempDir());
- * await Deno.mkdir(`${root}/sub`);
- * await Deno.writeTextFile(`${root}/a.txt`, "a");
- * await Deno.writeTextFile(`${root}/.env`, "secret");
- * const names = (await listDirectory(root, [])).map((e) => e.name);
+ * const dir = await Deno.realPath(await Deno.makeTempDir());
+ * await Deno.mkdir(`${dir}/sub`);
+ * await Deno.writeTextFile(`${dir}/a.txt`, "a");
+ * await Deno.writeTextFile(`${dir}/.env`, "secret");
+ * const names = (await listDirectory(documentRoot(dir), [])).map((e) => e.name);
  * assert.deepEqual(names, ["sub", "a.txt"]);
- * await Deno.remove(root, { recursive: true });
+ * await Deno.remove(dir, { recursive: true });
  * ```
  *
- * @param root The real path of the root.
+ * @param root The document root and its policy (`ctx.root`).
  * @param segments The directory's path segments under the root.
- * @param options Dotfile and symlink policy, entry cap.
+ * @param options The entry cap.
  * @returns The entries, sorted.
  */
 export async function listDirectory(
-  root: string,
+  root: DocumentRoot,
   segments: readonly string[],
   options: ListingOptions = {},
 ): Promise<ListingEntry[]> {
@@ -121,15 +115,14 @@ function _byTypeThenName(
  * costs neither 100,000 parallel syscalls nor their memory.
  */
 async function _readListing(
-  root: string,
+  root: DocumentRoot,
   segments: readonly string[],
   options: ListingOptions,
 ): Promise<{ entries: ListingEntry[]; omitted: number }> {
-  const { dotfiles = false, followSymlinks = false, maxEntries = 10_000 } =
-    options;
+  const { maxEntries = 10_000 } = options;
   const all: Array<{ name: string; dir: boolean }> = [];
-  for await (const entry of Deno.readDir([root, ...segments].join("/"))) {
-    if (!dotfiles && entry.name.startsWith(".")) continue;
+  for await (const entry of Deno.readDir([root.path, ...segments].join("/"))) {
+    if (root.hides(entry.name)) continue;
     all.push({ name: entry.name, dir: entry.isDirectory });
   }
   all.sort(_byTypeThenName);
@@ -141,8 +134,8 @@ async function _readListing(
       const index = next++;
       const { name } = shown[index]!;
       try {
-        // findFile also keeps symlinks out of the root away (unless allowed).
-        const file = await findFile(root, [...segments, name], followSymlinks);
+        // The root's lookup keeps symlinks out of the root away (unless allowed).
+        const file = await root.find([...segments, name]);
         if (!file) continue;
         const dir = file.info.isDirectory;
         found[index] = {
@@ -183,7 +176,7 @@ const _ENTITIES: Readonly<Record<string, string>> = {
  *
  * @example Escaping
  * ```ts
- * import { escapeHtml } from "@x/serve";
+ * import { escapeHtml } from "./listing.ts";
  * import assert from "node:assert/strict";
  *
  * assert.equal(escapeHtml(`<a href="x">&'`), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
@@ -218,28 +211,30 @@ function _size(n: number | null): string {
  *
  * @example HTML and JSON listings
  * ```ts
- * import { renderListing } from "@x/serve";
+ * import { renderListing } from "@x/serve/static";
+ * import { documentRoot } from "../server/resolve.ts";
  * import assert from "node:assert/strict";
  *
- * const root = await Deno.realPath(await Deno.makeTempDir());
- * await Deno.writeTextFile(`${root}/<b>.txt`, "x");
+ * const dir = await Deno.realPath(await Deno.makeTempDir());
+ * await Deno.writeTextFile(`${dir}/<b>.txt`, "x");
+ * const root = documentRoot(dir);
  * const html = await renderListing(new Request("http://x/"), root, []);
  * assert.match(await html.text(), /&lt;b&gt;\.txt/);
  * const json = await renderListing(
  *   new Request("http://x/", { headers: { accept: "application/json" } }), root, []);
  * assert.equal((await json.json())[0].name, "<b>.txt");
- * await Deno.remove(root, { recursive: true });
+ * await Deno.remove(dir, { recursive: true });
  * ```
  *
  * @param req The request.
- * @param root The real path of the root.
+ * @param root The document root and its policy (`ctx.root`).
  * @param segments The directory's segments under the root.
- * @param options Dotfile and symlink policy, entry cap.
+ * @param options The entry cap.
  * @returns The listing response.
  */
 export async function renderListing(
   req: Request,
-  root: string,
+  root: DocumentRoot,
   segments: readonly string[],
   options: ListingOptions = {},
 ): Promise<Response> {

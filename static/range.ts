@@ -10,7 +10,7 @@
  *
  * @example The length of a range
  * ```ts
- * import { type ByteRange, parseRange } from "@x/serve";
+ * import { type ByteRange, parseRange } from "./range.ts";
  * import assert from "node:assert/strict";
  *
  * const [range] = parseRange("bytes=10-19", 100) as ByteRange[];
@@ -39,7 +39,7 @@ const _MAX_RANGES = 64;
  *
  * @example Parsing ranges
  * ```ts
- * import { parseRange } from "@x/serve";
+ * import { parseRange } from "./range.ts";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual(parseRange("bytes=0-9", 100), [{ start: 0, end: 9 }]);
@@ -115,7 +115,7 @@ const _CHUNK = 64 * 1024;
  *
  * @example Streaming a slice
  * ```ts
- * import { fileSliceStream } from "@x/serve";
+ * import { fileSliceStream } from "./range.ts";
  * import assert from "node:assert/strict";
  *
  * const path = await Deno.makeTempFile();
@@ -187,7 +187,7 @@ export function fileSliceStream(
  *
  * @example Sending it as a 206
  * ```ts
- * import { type MultipartBody, multipartRanges } from "@x/serve";
+ * import { type MultipartBody, multipartRanges } from "./range.ts";
  * import assert from "node:assert/strict";
  *
  * const path = await Deno.makeTempFile();
@@ -220,7 +220,7 @@ export interface MultipartBody {
  *
  * @example Two ranges
  * ```ts
- * import { multipartRanges } from "@x/serve";
+ * import { multipartRanges } from "./range.ts";
  * import assert from "node:assert/strict";
  *
  * const path = await Deno.makeTempFile();

@@ -1,18 +1,25 @@
 /**
  * {@linkcode serveStatic}: the static-file middleware (files, index files,
- * directory listings, method handling).
+ * directory listings, method handling). Every lookup goes through
+ * `ctx.root`, so the dotfile and symlink policy is the one `resolvePath()`
+ * was given.
  *
  * @module
  */
 
 import { HttpError } from "../server/errors.ts";
-import { findFile } from "../server/resolve.ts";
-import type { Middleware } from "../server/types.ts";
-import type { Context, ResolvedFile } from "../server/types.ts";
+import { directoryRedirect } from "../server/http.ts";
+import type {
+  Context,
+  DocumentRoot,
+  Middleware,
+  Next,
+  ResolvedFile,
+} from "../server/types.ts";
 import { contentType } from "./content_type.ts";
 import { chooseVariant } from "./encoding.ts";
 import { serveFile, type ServeFileOptions } from "./file.ts";
-import { renderListing } from "./listing.ts";
+import { type ListingOptions, renderListing } from "./listing.ts";
 
 /**
  * Options of {@linkcode serveStatic}.
@@ -42,22 +49,12 @@ export interface ServeStaticOptions {
    */
   index?: string[];
   /**
-   * List directories that have no index file.
+   * List directories that have no index file (`true`, or the listing's
+   * options such as its entry cap). What the root's policy hides is not
+   * listed.
    * @default {false}
    */
-  dirListing?: boolean;
-  /**
-   * Show dotfiles in listings (serving them is `resolvePath`'s choice).
-   * @default {false}
-   */
-  dotfiles?: boolean;
-  /**
-   * Accept symlinks out of the root for what this middleware looks up
-   * itself: index files, precompressed siblings, clean-URL and SPA files,
-   * listing entries. (The requested path is `resolvePath`'s choice.)
-   * @default {false}
-   */
-  followSymlinks?: boolean;
+  dirListing?: boolean | ListingOptions;
   /**
    * Files up to this size are sent from memory instead of streamed (see
    * {@linkcode ServeFileOptions.bufferBelow}).
@@ -100,8 +97,8 @@ const _ALLOW = "GET, HEAD, OPTIONS";
 
 /**
  * Serves what `resolvePath()` found: regular files (see `serveFile`), a
- * directory's index file, or its listing. `/dir` redirects to `/dir/` (query
- * kept). GET and HEAD only: OPTIONS → 204 with `Allow`, other methods → 405.
+ * directory's index file, or its listing. `/dir` redirects (308) to `/dir/`
+ * (query kept). GET and HEAD only: OPTIONS → 204 with `Allow`, other methods → 405.
  * Paths that do not exist go to `next()`, after the clean-URL and SPA
  * fallbacks when they are on.
  *
@@ -123,16 +120,97 @@ const _ALLOW = "GET, HEAD, OPTIONS";
  * @returns The middleware.
  */
 export function serveStatic(options: ServeStaticOptions = {}): Middleware {
-  const {
-    index = ["index.html"],
-    dirListing = false,
-    dotfiles = false,
-    followSymlinks = false,
-    cleanUrls = false,
-  } = options;
+  const { index = ["index.html"], cleanUrls = false } = options;
+  const listing = options.dirListing === true
+    ? {}
+    : options.dirListing || undefined;
   const spaIndex = options.spa === true
     ? "index.html"
     : options.spa || undefined;
+  const send = _sender(options);
+
+  /** Clean URLs and the SPA fallback for paths that do not exist. */
+  async function fallback(
+    req: Request,
+    ctx: Context,
+    root: DocumentRoot,
+    next: Next,
+  ): Promise<Response> {
+    const segments = ctx.segments;
+    const last = segments[segments.length - 1] ?? "";
+    const safe = req.method === "GET" || req.method === "HEAD";
+    if (!safe || last.includes(".")) return next();
+    const candidates: string[][] = [];
+    if (cleanUrls && last !== "" && !ctx.path.endsWith("/")) {
+      candidates.push([...segments.slice(0, -1), last + ".html"]);
+    }
+    if (spaIndex !== undefined) candidates.push([spaIndex]);
+    for (const candidate of candidates) {
+      const file = await root.find(candidate);
+      if (file?.info.isFile) return send(req, ctx, root, candidate, file);
+    }
+    return next();
+  }
+
+  /** A directory: redirect to its slash, its index file, or its listing. */
+  async function directory(
+    req: Request,
+    ctx: Context,
+    root: DocumentRoot,
+    next: Next,
+  ): Promise<Response> {
+    if (!ctx.path.endsWith("/")) {
+      return directoryRedirect(ctx.segments, ctx.url.search);
+    }
+    for (const name of index) {
+      const segments = [...ctx.segments, name];
+      const candidate = await root.find(segments);
+      if (candidate?.info.isFile) {
+        return send(req, ctx, root, segments, candidate);
+      }
+    }
+    if (listing) return renderListing(req, root, ctx.segments, listing);
+    return next();
+  }
+
+  return function serveStaticMiddleware(req, ctx, next) {
+    const found = ctx.file;
+    const root = ctx.root;
+    if (root === undefined) return next();
+    if (!found) return fallback(req, ctx, root, next);
+    _checkMethod(req);
+    if (req.method === "OPTIONS") {
+      return new Response(null, { status: 204, headers: { allow: _ALLOW } });
+    }
+    if (found.info.isFile) {
+      if (ctx.path.endsWith("/")) return next();
+      return send(req, ctx, root, ctx.segments, found);
+    }
+    if (found.info.isDirectory) return directory(req, ctx, root, next);
+    return next();
+  };
+}
+
+/** GET, HEAD and OPTIONS only: anything else is 405 with `Allow`. */
+function _checkMethod(req: Request): void {
+  const m = req.method;
+  if (m !== "GET" && m !== "HEAD" && m !== "OPTIONS") {
+    throw new HttpError(405, `${m} not allowed`, {
+      headers: { allow: _ALLOW },
+    });
+  }
+}
+
+type _Send = (
+  req: Request,
+  ctx: Context,
+  root: DocumentRoot,
+  segments: readonly string[],
+  file: ResolvedFile,
+) => Promise<Response>;
+
+/** Sends one file: the variant the client accepts, with its headers. */
+function _sender(options: ServeStaticOptions): _Send {
   const fileOptions: ServeFileOptions = {};
   if (options.bufferBelow !== undefined) {
     fileOptions.bufferBelow = options.bufferBelow;
@@ -141,39 +219,8 @@ export function serveStatic(options: ServeStaticOptions = {}): Middleware {
     precompressed: options.precompressed ?? true,
     compress: options.compress ?? false,
     compressMinSize: options.compressMinSize ?? 1024,
-    followSymlinks,
   };
-
-  /** Clean URLs and the SPA fallback for paths that do not exist. */
-  async function fallback(
-    req: Request,
-    ctx: Context,
-    root: string,
-    segments: readonly string[],
-    next: () => Promise<Response>,
-  ): Promise<Response> {
-    const last = segments[segments.length - 1] ?? "";
-    const safe = req.method === "GET" || req.method === "HEAD";
-    if (!safe || last.includes(".")) return next();
-    if (cleanUrls && last !== "" && !ctx.path.endsWith("/")) {
-      const html = [...segments.slice(0, -1), last + ".html"];
-      const file = await findFile(root, html, followSymlinks);
-      if (file?.info.isFile) return send(req, ctx, root, html, file);
-    }
-    if (spaIndex !== undefined) {
-      const file = await findFile(root, [spaIndex], followSymlinks);
-      if (file?.info.isFile) return send(req, ctx, root, [spaIndex], file);
-    }
-    return next();
-  }
-
-  async function send(
-    req: Request,
-    ctx: Context,
-    root: string,
-    segments: readonly string[],
-    file: ResolvedFile,
-  ): Promise<Response> {
+  return async function sendFile(req, ctx, root, segments, file) {
     ctx.served = "/" + segments.join("/");
     const type = contentType(file.path);
     const v = await chooseVariant(
@@ -191,47 +238,5 @@ export function serveStatic(options: ServeStaticOptions = {}): Middleware {
       compress: v.dynamic,
       varyEncoding: v.vary,
     });
-  }
-
-  return async function serveStaticMiddleware(req, ctx, next) {
-    const found = ctx.file;
-    const root = ctx.root;
-    if (root === undefined) return next();
-    if (!found) return fallback(req, ctx, root, ctx.segments, next);
-    if (req.method === "OPTIONS") {
-      return new Response(null, { status: 204, headers: { allow: _ALLOW } });
-    }
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      throw new HttpError(405, `${req.method} not allowed`, {
-        headers: { allow: _ALLOW },
-      });
-    }
-    if (found.info.isFile) {
-      if (ctx.path.endsWith("/")) return next();
-      return send(req, ctx, root, ctx.segments, found);
-    }
-    if (!found.info.isDirectory) return next();
-    if (!ctx.path.endsWith("/")) {
-      const location = "/" + ctx.segments.map(encodeURIComponent).join("/") +
-        "/" + ctx.url.search;
-      return new Response(null, { status: 301, headers: { location } });
-    }
-    for (const name of index) {
-      const candidate = await findFile(
-        root,
-        [...ctx.segments, name],
-        followSymlinks,
-      );
-      if (candidate?.info.isFile) {
-        return send(req, ctx, root, [...ctx.segments, name], candidate);
-      }
-    }
-    if (dirListing) {
-      return renderListing(req, root, ctx.segments, {
-        dotfiles,
-        followSymlinks,
-      });
-    }
-    return next();
   };
 }

@@ -3,30 +3,26 @@
 // land in tests/artifacts/ (git-ignored).
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { type Browser, launch, type Page } from "./_cdp.ts";
-import { tempDir } from "./_helpers.ts";
-import { type ServerProcess, startCli } from "./_process_helpers.ts";
+import { type Browser, launch, type Page } from "./_helpers/cdp.ts";
+import { tempDir } from "./_helpers/fs.ts";
+import { waitFor } from "./_helpers/poll.ts";
+import { type ServerProcess, startCli } from "./_helpers/process.ts";
 
 const ARTIFACTS = fileURLToPath(new URL("./artifacts/", import.meta.url));
 
 /** Polls `expression` in the page until it is truthy. */
-async function until(
+function until(
   page: Page,
   expression: string,
-  timeout = 10_000,
+  timeoutMs = 10_000,
 ): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (true) {
+  return waitFor(async () => {
     try {
-      if (await page.evaluate<boolean>(expression)) return;
+      return Boolean(await page.evaluate<boolean>(expression));
     } catch {
-      // the page is between documents (reloading)
+      return false; // the page is between documents (reloading)
     }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${expression}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  }, { timeoutMs, intervalMs: 100, message: expression });
 }
 
 Deno.test("browser: listing, error page and live reload in headless Chromium", async (t) => {

@@ -1,18 +1,13 @@
 // The CGI flags of the command-line interface, end to end.
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
-import { testdata } from "./_helpers.ts";
-import { parseEnv } from "./_cgi_helpers.ts";
-
-const MOD = fileURLToPath(new URL("../mod.ts", import.meta.url));
+import { parseEnv } from "./_helpers/cgi.ts";
+import { testdata } from "./_helpers/fs.ts";
+import { waitFor } from "./_helpers/poll.ts";
+import { children, commandLine, MOD, startCli } from "./_helpers/process.ts";
 
 Deno.test("serve --cgi runs ROOT/cgi-bin scripts, and each CGI flag takes effect", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--quiet",
-      MOD,
+  const server = await startCli(
+    [
       testdata(),
       "--port",
       "0",
@@ -27,20 +22,13 @@ Deno.test("serve --cgi runs ROOT/cgi-bin scripts, and each CGI flag takes effect
       "--cgi-pass-env",
       "X_SERVE_CLI_PASSED",
     ],
-    env: { X_SERVE_CLI_PASSED: "yes", X_SERVE_CLI_SECRET: "hunter2" },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!/Listening on (\S+)/.test(out)) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += value;
-  }
-  const base = /Listening on (\S+)/.exec(out)?.[1]?.replace(/\/$/, "");
+    ["run", "-A", "--quiet", MOD],
+    {
+      env: { X_SERVE_CLI_PASSED: "yes", X_SERVE_CLI_SECRET: "hunter2" },
+    },
+  );
+  const base = server.base;
   try {
-    assert.ok(base, `server did not start: ${out}`);
     const res = await fetch(`${base}/cgi-bin/env.cgi/x?y=1`);
     const env = parseEnv(await res.text());
     assert.equal(env.get("SCRIPT_NAME"), "/cgi-bin/env.cgi");
@@ -55,7 +43,14 @@ Deno.test("serve --cgi runs ROOT/cgi-bin scripts, and each CGI flag takes effect
     // --cgi-max-concurrent 1: a second script while one runs → 503.
     const started = Date.now();
     const slow = fetch(`${base}/cgi-bin/sleep.cgi?cli-5`);
-    await new Promise((r) => setTimeout(r, 300));
+    // The script runs (a child of the server): it holds the only slot.
+    await waitFor(
+      () =>
+        children(server.pid).some((pid) =>
+          commandLine(pid).some((arg) => arg.endsWith("/sleep.cgi"))
+        ),
+      { message: "sleep.cgi to start" },
+    );
     const busy = await fetch(`${base}/cgi-bin/env.cgi`);
     assert.equal(busy.status, 503);
     assert.ok(busy.headers.get("retry-after"));
@@ -67,10 +62,7 @@ Deno.test("serve --cgi runs ROOT/cgi-bin scripts, and each CGI flag takes effect
     const took = Date.now() - started;
     assert.ok(took >= 900 && took < 3000, `took ${took} ms`);
   } finally {
-    child.kill("SIGTERM");
-    await child.status;
-    await reader.cancel();
-    await child.stderr.cancel();
+    await server.stop();
   }
 });
 

@@ -4,8 +4,8 @@ import { prepareRequestBody } from "../cgi/body.ts";
 import { buildCgiEnv } from "../cgi/env.ts";
 import { killGroup, spawnInGroup } from "../cgi/process.ts";
 import { parseCgiResponse } from "../cgi/response.ts";
-import { tempDir } from "./_helpers.ts";
-import { isAlive, waitFor } from "./_cgi_helpers.ts";
+import { tempDir } from "./_helpers/fs.ts";
+import { isAlive, waitForExit } from "./_helpers/process.ts";
 
 const enc = new TextEncoder();
 
@@ -140,7 +140,7 @@ Deno.test("prepareRequestBody() spills a large chunked body to a temp file and r
     body: streamOf("a".repeat(600), "b".repeat(600)),
   });
   const body = await prepareRequestBody(req, {
-    memoryLimit: 1000,
+    bodyMemoryLimit: 1000,
     tempDir: dir.path,
   });
   assert.equal(body.length, 1200);
@@ -173,11 +173,10 @@ Deno.test("killGroup() kills grandchildren that ignore SIGTERM", async () => {
   );
   assert.ok(await isAlive(grandchild));
   await killGroup(child, 300);
-  await waitFor(
-    async () => !(await isAlive(grandchild)),
-    3000,
-    "grandchild killed",
-  );
+  await waitForExit([grandchild], {
+    timeoutMs: 3000,
+    message: "grandchild killed",
+  });
   assert.equal((await child.status).signal, "SIGKILL");
   reader.releaseLock();
   await child.stdout.cancel();

@@ -1,25 +1,16 @@
 // CGI gateway behaviour over real sockets: raw request targets, framing, disconnects, memory.
 import assert from "node:assert/strict";
-import { rawRequest, tempDir, withServer } from "./_helpers.ts";
+import { cgiHarness, parseEnv } from "./_helpers/cgi.ts";
+import { tempDir } from "./_helpers/fs.ts";
+import { rawExchange, rawRequest, withServer } from "./_helpers/net.ts";
 import {
-  cgiHarness,
-  isAlive,
-  parseEnv,
+  children,
   readPids,
-  settle,
-  waitFor,
-} from "./_cgi_helpers.ts";
+  waitForChildrenReaped,
+  waitForExit,
+} from "./_helpers/process.ts";
 
 const encoder = new TextEncoder();
-
-/** Sends raw bytes, returns everything the server answers until it closes. */
-async function rawExchange(port: number, request: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await conn.write(encoder.encode(request));
-  return new TextDecoder().decode(
-    await new Response(conn.readable).arrayBuffer(),
-  );
-}
 
 Deno.test("cgi() never runs a file outside the CGI directory, whatever the encoding of ..", async () => {
   const { handler } = cgiHarness();
@@ -161,7 +152,8 @@ Deno.test("cgi() aborts the connection, without a final chunk, when a script die
 
 Deno.test("cgi() kills the script and its grandchild when the client disconnects", async () => {
   await using dir = await tempDir();
-  const { handler } = cgiHarness({ killGrace: 500 }, dir.path);
+  const { handler } = cgiHarness({ killGraceMs: 500 }, dir.path);
+  const before = children(Deno.pid);
   await withServer(handler, async (port) => {
     // After the first bytes of the body.
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -179,11 +171,10 @@ Deno.test("cgi() kills the script and its grandchild when the client disconnects
     }
     const [pid, grandchild] = await readPids(dir.path, "s1");
     conn.close();
-    await waitFor(
-      async () => !(await isAlive(pid)) && !(await isAlive(grandchild)),
-      4000,
-      "s1 group killed",
-    );
+    await waitForExit([pid, grandchild], {
+      timeoutMs: 4000,
+      message: "s1 group killed",
+    });
     // Before any header.
     const early = await Deno.connect({ hostname: "127.0.0.1", port });
     await early.write(
@@ -193,19 +184,20 @@ Deno.test("cgi() kills the script and its grandchild when the client disconnects
     );
     const [pid2, grandchild2] = await readPids(dir.path, "s2");
     early.close();
-    await waitFor(
-      async () => !(await isAlive(pid2)) && !(await isAlive(grandchild2)),
-      4000,
-      "s2 group killed",
-    );
-    await settle(200);
+    await waitForExit([pid2, grandchild2], {
+      timeoutMs: 4000,
+      message: "s2 group killed",
+    });
+    await waitForChildrenReaped(before);
   });
+  // Both groups are gone: nothing can write these files any more.
   await assert.rejects(() => Deno.stat(`${dir.path}/s1.finished`));
   await assert.rejects(() => Deno.stat(`${dir.path}/s2.finished`));
 });
 
 Deno.test("cgi() streams 1 GiB to a slow client with flat memory", async () => {
   const { handler } = cgiHarness();
+  const childrenBefore = children(Deno.pid);
   await withServer(handler, async (port) => {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     await conn.write(
@@ -223,6 +215,8 @@ Deno.test("cgi() streams 1 GiB to a slow client with flat memory", async () => {
       const n = await conn.read(buf);
       if (n === null) break;
       total += n;
+      // The slow client under test: a pause between reads (not a wait for
+      // some state).
       await new Promise((r) => setTimeout(r, 50));
       slowPeak = Math.max(slowPeak, Deno.memoryUsage().rss);
     }
@@ -253,7 +247,7 @@ Deno.test("cgi() streams 1 GiB to a slow client with flat memory", async () => {
     // Chunked framing adds a little on top of the 1 GiB body.
     assert.ok(total > 1024 * 1024 * 1024, `got ${total} bytes`);
     assert.ok(growth < 128, `rss grew by ${growth.toFixed(1)} MiB`);
-    await settle(100);
+    await waitForChildrenReaped(childrenBefore);
   });
 });
 
@@ -272,9 +266,10 @@ Deno.test("cgi() passes the raw request target as REQUEST_URI and the canonical 
 Deno.test("cgi() kills a script whose client stops reading (without closing) after the timeout", async () => {
   await using dir = await tempDir();
   const { handler, logs } = cgiHarness(
-    { timeout: 1, killGrace: 300 },
+    { timeoutMs: 1000, killGraceMs: 300 },
     dir.path,
   );
+  const before = children(Deno.pid);
   await withServer(handler, async (port) => {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
@@ -288,7 +283,7 @@ Deno.test("cgi() kills a script whose client stops reading (without closing) aft
       assert.ok(n !== null && n > 0);
       const [pid] = await readPids(dir.path, "st");
       const started = Date.now();
-      await waitFor(async () => !(await isAlive(pid)), 6000, "flood killed");
+      await waitForExit([pid], { timeoutMs: 6000, message: "flood killed" });
       assert.ok(Date.now() - started < 5000);
       assert.ok(
         logs.some((l) => l.includes("client took no bytes")),
@@ -297,6 +292,6 @@ Deno.test("cgi() kills a script whose client stops reading (without closing) aft
     } finally {
       conn.close();
     }
-    await settle(200);
+    await waitForChildrenReaped(before);
   });
 });

@@ -4,27 +4,29 @@ import { cgi } from "../cgi/cgi.ts";
 import { compose } from "../server/compose.ts";
 import { resolvePath } from "../server/resolve.ts";
 import { serveStatic } from "../static/serve_static.ts";
-import { tempDir, testdata } from "./_helpers.ts";
+import { cgiHarness, parseEnv } from "./_helpers/cgi.ts";
+import { tempDir, testdata } from "./_helpers/fs.ts";
+import { eventually, waitFor } from "./_helpers/poll.ts";
 import {
-  cgiHarness,
-  isAlive,
-  parseEnv,
+  children,
   readPids,
-  settle,
-  waitFor,
+  waitForChildrenReaped,
+  waitForExit,
   zombieChildren,
-} from "./_cgi_helpers.ts";
+} from "./_helpers/process.ts";
 
 const BASE = "http://localhost:8000";
 
+/** One request to its end: the body read, the processes it started reaped. */
 async function get(
   handler: (req: Request) => Promise<Response>,
   path: string,
   init?: RequestInit,
 ): Promise<{ res: Response; text: string }> {
+  const before = children(Deno.pid);
   const res = await handler(new Request(BASE + path, init));
   const text = await res.text();
-  await settle();
+  await waitForChildrenReaped(before);
   return { res, text };
 }
 
@@ -87,9 +89,10 @@ Deno.test("cgi() leaves PATH_TRANSLATED unset without PATH_INFO and sets PATH_IN
 
 Deno.test("cgi() sets HTTPS=on and REQUEST_SCHEME=https under TLS", async () => {
   const { handler } = cgiHarness();
+  const before = children(Deno.pid);
   const res = await handler(new Request("https://example.org/cgi-bin/env.cgi"));
   const env = parseEnv(await res.text());
-  await settle();
+  await waitForChildrenReaped(before);
   assert.equal(env.get("HTTPS"), "on");
   assert.equal(env.get("REQUEST_SCHEME"), "https");
   assert.equal(env.get("SERVER_PORT"), "443");
@@ -309,6 +312,7 @@ Deno.test("cgi() streams a large POST to a script that echoes it without deadloc
   const size = 8 * 1024 * 1024;
   const body = new Uint8Array(size);
   for (let i = 0; i < size; i++) body[i] = i % 251;
+  const before = children(Deno.pid);
   const res = await handler(
     new Request(BASE + "/cgi-bin/echo.py", {
       method: "POST",
@@ -318,7 +322,7 @@ Deno.test("cgi() streams a large POST to a script that echoes it without deadloc
   );
   assert.equal(res.headers.get("x-content-length"), String(size));
   const echoed = new Uint8Array(await res.arrayBuffer());
-  await settle();
+  await waitForChildrenReaped(before);
   assert.equal(echoed.length, size);
   assert.deepEqual(echoed, body);
 });
@@ -495,13 +499,14 @@ Deno.test("cgi() re-dispatches a local redirect inside the server as GET", async
 
 Deno.test("cgi() stops a local redirect loop with 500", async () => {
   const { handler } = cgiHarness();
+  // get() also waits for every script of the loop to be reaped.
   const { res } = await get(handler, "/cgi-bin/redirect.cgi?loop");
   assert.equal(res.status, 500);
-  await settle(200);
 });
 
 Deno.test("cgi() sends no body for HEAD or for 204", async () => {
   const { handler } = cgiHarness();
+  const before = children(Deno.pid);
   const head = await handler(
     new Request(BASE + "/cgi-bin/badhdr.cgi?head", { method: "HEAD" }),
   );
@@ -513,7 +518,8 @@ Deno.test("cgi() sends no body for HEAD or for 204", async () => {
   );
   assert.equal(none.status, 204);
   assert.equal(none.body, null);
-  await settle(200);
+  // The scripts whose output was discarded end on their own.
+  await waitForChildrenReaped(before);
 });
 
 Deno.test("cgi() passes an nph- script's own status line and headers", async () => {
@@ -543,8 +549,9 @@ Deno.test("cgi() cuts the response off when a script fails after its headers", a
     assert.equal(res.status, 200);
     await assert.rejects(() => res.text(), mode);
   }
-  await settle();
-  assert.ok(logs.some((l) => l.includes("crash.cgi: exited with code 3")));
+  await eventually(() =>
+    assert.ok(logs.some((l) => l.includes("crash.cgi: exited with code 3")))
+  );
 });
 
 Deno.test("cgi() answers 502 when the program cannot start", async () => {
@@ -575,6 +582,7 @@ Deno.test("cgi() sends stderr to the log, never to the client", async () => {
 
 Deno.test("cgi() streams output before the script ends", async () => {
   const { handler } = cgiHarness();
+  const before = children(Deno.pid);
   const started = Date.now();
   const res = await handler(new Request(BASE + "/cgi-bin/stream.cgi"));
   const reader = res.body!.getReader();
@@ -585,7 +593,7 @@ Deno.test("cgi() streams output before the script ends", async () => {
     rest += new TextDecoder().decode(r.value);
   }
   const lastAt = Date.now() - started;
-  await settle();
+  await waitForChildrenReaped(before);
   assert.equal(first, "first\n");
   assert.equal(rest, "second\n");
   assert.ok(
@@ -596,39 +604,39 @@ Deno.test("cgi() streams output before the script ends", async () => {
 
 Deno.test("cgi() kills the process group on timeout and answers 504", async () => {
   await using dir = await tempDir();
-  const { handler } = cgiHarness({ timeout: 0.5, killGrace: 500 }, dir.path);
+  const { handler } = cgiHarness(
+    { timeoutMs: 500, killGraceMs: 500 },
+    dir.path,
+  );
   const started = Date.now();
   const { res } = await get(handler, "/cgi-bin/sleep.cgi?t1-30");
   assert.equal(res.status, 504);
   assert.ok(Date.now() - started < 3000);
   const [pid, grandchild] = await readPids(dir.path, "t1");
-  await waitFor(
-    async () => !(await isAlive(pid)) && !(await isAlive(grandchild)),
-    3000,
-    "group killed",
-  );
+  await waitForExit([pid, grandchild], { timeoutMs: 3000 });
 });
 
 Deno.test("cgi() cuts the response off when a script goes silent after its headers", async () => {
   await using dir = await tempDir();
-  const { handler } = cgiHarness({ timeout: 0.5, killGrace: 500 }, dir.path);
+  const { handler } = cgiHarness(
+    { timeoutMs: 500, killGraceMs: 500 },
+    dir.path,
+  );
+  const before = children(Deno.pid);
   const res = await handler(
     new Request(BASE + "/cgi-bin/sleep.cgi?t2-30-after"),
   );
   assert.equal(res.status, 200);
   await assert.rejects(() => res.text());
   const [pid, grandchild] = await readPids(dir.path, "t2");
-  await waitFor(
-    async () => !(await isAlive(pid)) && !(await isAlive(grandchild)),
-    3000,
-    "group killed",
-  );
-  await settle();
+  await waitForExit([pid, grandchild], { timeoutMs: 3000 });
+  await waitForChildrenReaped(before);
 });
 
 Deno.test("cgi() kills the process group when the client leaves before the headers", async () => {
   await using dir = await tempDir();
-  const { handler } = cgiHarness({ killGrace: 500 }, dir.path);
+  const { handler } = cgiHarness({ killGraceMs: 500 }, dir.path);
+  const before = children(Deno.pid);
   const controller = new AbortController();
   const pending = handler(
     new Request(BASE + "/cgi-bin/sleep.cgi?d1-30", {
@@ -637,19 +645,17 @@ Deno.test("cgi() kills the process group when the client leaves before the heade
   );
   const [pid, grandchild] = await readPids(dir.path, "d1");
   controller.abort();
-  await waitFor(
-    async () => !(await isAlive(pid)) && !(await isAlive(grandchild)),
-    3000,
-    "group killed",
-  );
+  await waitForExit([pid, grandchild], { timeoutMs: 3000 });
   await (await pending).body?.cancel();
-  await settle();
+  await waitForChildrenReaped(before);
+  // The whole group is gone: nothing can write the file any more.
   await assert.rejects(() => Deno.stat(`${dir.path}/d1.finished`));
 });
 
 Deno.test("cgi() kills the process group when the client stops reading the body", async () => {
   await using dir = await tempDir();
-  const { handler } = cgiHarness({ killGrace: 500 }, dir.path);
+  const { handler } = cgiHarness({ killGraceMs: 500 }, dir.path);
+  const before = children(Deno.pid);
   const res = await handler(
     new Request(BASE + "/cgi-bin/sleep.cgi?d2-30-after"),
   );
@@ -660,12 +666,9 @@ Deno.test("cgi() kills the process group when the client stops reading the body"
   );
   const [pid, grandchild] = await readPids(dir.path, "d2");
   await reader.cancel();
-  await waitFor(
-    async () => !(await isAlive(pid)) && !(await isAlive(grandchild)),
-    3000,
-    "group killed",
-  );
-  await settle();
+  await waitForExit([pid, grandchild], { timeoutMs: 3000 });
+  await waitForChildrenReaped(before);
+  // The whole group is gone: nothing can write the file any more.
   await assert.rejects(() => Deno.stat(`${dir.path}/d2.finished`));
 });
 
@@ -673,8 +676,8 @@ Deno.test("cgi() answers 503 with Retry-After over the concurrency limit", async
   await using dir = await tempDir();
   const { handler } = cgiHarness({
     maxConcurrent: 1,
-    retryAfter: 7,
-    killGrace: 200,
+    retryAfterMs: 7000,
+    killGraceMs: 200,
   }, dir.path);
   const controller = new AbortController();
   const first = handler(
@@ -688,9 +691,10 @@ Deno.test("cgi() answers 503 with Retry-After over the concurrency limit", async
   assert.equal(res.headers.get("retry-after"), "7");
   controller.abort();
   await (await first).body?.cancel();
-  await settle(400);
-  // The slot is free again once the script is gone.
-  assert.equal((await get(handler, "/cgi-bin/env.cgi")).res.status, 200);
+  // The slot is free again once the script is gone (503 until then).
+  await eventually(async () =>
+    assert.equal((await get(handler, "/cgi-bin/env.cgi")).res.status, 200)
+  );
 });
 
 Deno.test("cgi() runs 64 concurrent requests and leaves no zombies", async () => {
@@ -708,9 +712,11 @@ Deno.test("cgi() runs 64 concurrent requests and leaves no zombies", async () =>
     assert.equal(res.status, 200);
     assert.equal(parseEnv(text).get("QUERY_STRING"), `n=${i}`);
   });
-  await settle(200);
-  assert.deepEqual(await zombieChildren(), []);
-  assert.equal(await _openFds(), fdsBefore, "no leaked file descriptors");
+  // The last pipes close just after the scripts are reaped.
+  await eventually(async () => {
+    assert.deepEqual(await zombieChildren(), []);
+    assert.equal(await _openFds(), fdsBefore, "no leaked file descriptors");
+  });
 });
 
 async function _openFds(): Promise<number> {
@@ -725,9 +731,7 @@ Deno.test("cgi() can mount a directory at any prefix, in a custom chain", async 
     cgi({ dirs: { "/app/run/": testdata("cgi-bin") } }),
     serveStatic(),
   ], { log: () => {} });
-  const res = await handler(new Request(BASE + "/app/run/env.cgi/z"));
-  const env = parseEnv(await res.text());
-  await settle();
+  const env = parseEnv((await get(handler, "/app/run/env.cgi/z")).text);
   assert.equal(env.get("SCRIPT_NAME"), "/app/run/env.cgi");
   assert.equal(env.get("PATH_INFO"), "/z");
   assert.equal(env.get("DOCUMENT_ROOT"), await Deno.realPath(testdata("www")));
@@ -739,22 +743,20 @@ Deno.test("cgi() can mount a directory at any prefix, in a custom chain", async 
 Deno.test("cgi() frees the slot when a background child keeps stderr open after the script exited", async () => {
   await using dir = await tempDir();
   const { handler, logs } = cgiHarness(
-    { maxConcurrent: 1, killGrace: 200 },
+    { maxConcurrent: 1, killGraceMs: 200 },
     dir.path,
   );
   const first = await get(handler, "/cgi-bin/bgerr.cgi");
   assert.equal(first.text, "ok\n");
   const [, background] = await readPids(dir.path, "bg");
   // Within the short grace after the exit, then the group is killed.
-  await waitFor(
-    async () => !(await isAlive(background)),
-    4000,
-    "background job killed",
-  );
+  await waitForExit([background], {
+    timeoutMs: 4000,
+    message: "background job killed",
+  });
   await waitFor(
     async () => (await get(handler, "/cgi-bin/env.cgi")).res.status === 200,
-    2000,
-    "slot freed",
+    { timeoutMs: 2000, message: "slot freed" },
   );
   assert.ok(
     logs.some((l) => l.includes("pipes stayed open")),
@@ -762,21 +764,26 @@ Deno.test("cgi() frees the slot when a background child keeps stderr open after 
   );
 });
 
-Deno.test("cgi() buffers a slow chunked body before taking a slot, and answers 408 past bodyTimeout", async () => {
-  const { handler } = cgiHarness({ maxConcurrent: 1, bodyTimeout: 0.5 });
+Deno.test("cgi() buffers a slow chunked body before taking a slot, and answers 408 past bodyTimeoutMs", async () => {
+  const { handler } = cgiHarness({ maxConcurrent: 1, bodyTimeoutMs: 500 });
   // A chunked upload that stalls after one chunk.
   let stall!: ReadableStreamDefaultController<Uint8Array>;
+  // Asked for more once the gateway took the first chunk: it is buffering.
+  const buffering = Promise.withResolvers<void>();
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
       stall = controller;
       controller.enqueue(new TextEncoder().encode("part"));
+    },
+    pull() {
+      buffering.resolve();
     },
   });
   const started = Date.now();
   const slow = handler(
     new Request(BASE + "/cgi-bin/env.cgi", { method: "POST", body }),
   );
-  await settle(100);
+  await buffering.promise;
   // The slow upload holds no slot: another script runs meanwhile.
   const other = await get(handler, "/cgi-bin/env.cgi");
   assert.equal(other.res.status, 200);
@@ -809,10 +816,9 @@ Deno.test("cgi() notices a CGI directory created after the first request", async
     "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhi'\n",
     { mode: 0o755 },
   );
-  const after = await handler(new Request(BASE + "/run/hi.cgi"));
-  assert.equal(after.status, 200);
-  assert.equal(await after.text(), "hi");
-  await settle();
+  const after = await get(handler, "/run/hi.cgi");
+  assert.equal(after.res.status, 200);
+  assert.equal(after.text, "hi");
 });
 
 Deno.test("cgi() leaves a static file that vanished after path resolution to static serving", async () => {

@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
-import { _children, MOD, REPO, runCli, startCli } from "./_process_helpers.ts";
-import { makeCert, tempDir, testdata } from "./_helpers.ts";
+import { tempDir, testdata } from "./_helpers/fs.ts";
+import { freePort, makeCert } from "./_helpers/net.ts";
+import { waitFor } from "./_helpers/poll.ts";
+import {
+  cleanEnv,
+  MOD,
+  REPO,
+  runCli,
+  startCli,
+  startProcess,
+} from "./_helpers/process.ts";
 
 const www = testdata("www");
 
@@ -266,9 +275,7 @@ Deno.test("cli keeps serving when the log file fails, and says so once", async (
 });
 
 Deno.test("cli accepts --allow-net scoped to the exact host and port", async () => {
-  using probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = probe.addr.port;
-  probe.close();
+  const port = freePort();
   const server = await startCli([www, "--port", String(port), "--quiet"], [
     "run",
     "--no-prompt",
@@ -305,57 +312,28 @@ Deno.test("cli rejects a bad --host or --cache-control value with exit 2", async
   }
 });
 
-/** PATH and Deno's cache location only, for children that need a clean environment. */
-function _baseEnv(): Record<string, string> {
-  const env: Record<string, string> = {
-    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-  };
-  for (const name of ["HOME", "DENO_DIR", "XDG_CACHE_HOME"]) {
-    const value = Deno.env.get(name);
-    if (value !== undefined) env[name] = value;
-  }
-  return env;
-}
-
 /** Runs the CLI (on a pseudo-terminal via `script`, or piped) without NO_COLOR; returns stdout after one request. */
 async function _logOutput(tty: boolean): Promise<string> {
-  const env = _baseEnv();
   const args = ["run", "-A", MOD, www, "--port", "0"];
-  const child = new Deno.Command(tty ? "script" : Deno.execPath(), {
-    args: tty
-      ? ["-qfec", [Deno.execPath(), ...args].join(" "), "/dev/null"]
-      : args,
-    clearEnv: true,
-    env,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const server = await startProcess(
+    tty ? ["-qfec", [Deno.execPath(), ...args].join(" "), "/dev/null"] : args,
+    {
+      program: tty ? "script" : Deno.execPath(),
+      clearEnv: true,
+      env: cleanEnv(),
+      stdin: "piped",
+    },
+  );
   try {
-    let base: string | undefined;
-    while (base === undefined) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`server did not start: ${out}`);
-      out += value;
-      base = /Listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
-    }
-    await (await fetch(`${base}/hello.txt`)).text();
-    while (!/GET \/hello\.txt.*ms/.test(out)) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      out += value;
-    }
+    await (await fetch(`${server.base}/hello.txt`)).text();
+    await waitFor(
+      () => server.lines.some((l) => /GET \/hello\.txt.*ms/.test(l)),
+      { message: "the access-log line" },
+    );
   } finally {
-    clearTimeout(killer);
-    child.kill("SIGTERM");
-    await child.status;
-    await reader.cancel().catch(() => {});
-    await child.stdin.close().catch(() => {});
+    await server.stop();
   }
-  return out;
+  return server.lines.join("\n");
 }
 
 Deno.test("cli colours the access-log status on a terminal only", async () => {
@@ -374,52 +352,30 @@ Deno.test("deno task start resolves a relative ROOT from the caller's folder", a
   await using dir = await tempDir();
   await Deno.mkdir(`${dir.path}/site`);
   await Deno.writeTextFile(`${dir.path}/site/where.txt`, "caller's folder");
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "task",
-      "--quiet",
-      "--config",
-      `${REPO}deno.json`,
-      "start",
-      "./site",
-      "--port",
-      "0",
-      "--quiet",
-    ],
+  const server = await startProcess([
+    "task",
+    "--quiet",
+    "--config",
+    `${REPO}deno.json`,
+    "start",
+    "./site",
+    "--port",
+    "0",
+    "--quiet",
+  ], {
     cwd: dir.path,
     // `deno task` keeps an INIT_CWD it inherits (this suite may itself run
     // under `deno task test`): start from a clean environment.
     clearEnv: true,
-    env: _baseEnv(),
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  let base: string | undefined;
-  const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    env: cleanEnv(),
+  });
   try {
-    while (base === undefined) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      out += value;
-      base = /Listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
-    }
-    if (base === undefined) {
-      const stderr = await new Response(child.stderr).text();
-      throw new Error(`did not start: ${out}${stderr}`);
-    }
     assert.equal(
-      await (await fetch(`${base}/where.txt`)).text(),
+      await (await fetch(`${server.base}/where.txt`)).text(),
       "caller's folder",
     );
   } finally {
-    clearTimeout(killer);
-    // `deno task` does not forward SIGTERM: stop the server it runs.
-    for (const pid of _children(child.pid)) Deno.kill(pid, "SIGTERM");
-    await child.status;
-    await reader.cancel().catch(() => {});
-    if (!child.stderr.locked) await child.stderr.cancel().catch(() => {});
+    await server.stop();
   }
 });
 

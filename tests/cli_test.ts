@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { tempDir, testdata } from "./_helpers/fs.ts";
+import { makeCert } from "./_helpers/net.ts";
 import {
   MOD as mod,
   REPO as repo,
   runCli,
   startCli,
-} from "./_process_helpers.ts";
-import { makeCert, tempDir, testdata } from "./_helpers.ts";
+} from "./_helpers/process.ts";
 
 Deno.test("cli prints the listening URL on --port 0 and serves the root", async () => {
   const server = await startCli([testdata("www"), "--port", "0"]);
@@ -223,7 +225,7 @@ Deno.test("cli serves HTTPS with --cert and --key", async () => {
   await server.stop();
 });
 
-Deno.test("deno serve mod.ts serves the current directory with the default export", async () => {
+Deno.test("deno serve serve.ts serves the current directory with the default export", async () => {
   for (const parallel of [false, true]) {
     const child = new Deno.Command(Deno.execPath(), {
       args: [
@@ -234,7 +236,7 @@ Deno.test("deno serve mod.ts serves the current directory with the default expor
         "--port",
         "0",
         ...(parallel ? ["--parallel"] : []),
-        mod,
+        fileURLToPath(new URL("../serve.ts", import.meta.url)),
       ],
       cwd: testdata("www"),
       stdout: "piped",
@@ -300,4 +302,32 @@ Deno.test("deno serve mod.ts serves the current directory with the default expor
       "no second server",
     );
   }
+});
+
+Deno.test("deno run mod.ts --help prints the usage and no warning", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", mod, "--help"],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, stderr);
+  assert.equal(stderr, "", "nothing on stderr: no Deno warning");
+  assert.match(new TextDecoder().decode(out.stdout), /Usage:/);
+});
+
+Deno.test("importing mod.ts runs nothing and serves nothing", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `const m = await import(${JSON.stringify(mod)});` +
+      `console.log(typeof m.createHandler, "default" in m);`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.equal(new TextDecoder().decode(out.stdout), "function false\n");
 });

@@ -7,7 +7,7 @@ import {
   HttpError,
   type Middleware,
 } from "../mod.ts";
-import { tempDir, testdata } from "./_helpers.ts";
+import { tempDir, testdata } from "./_helpers/fs.ts";
 
 Deno.test("compose() refuses a second next() call", async () => {
   const logs: string[] = [];
@@ -30,15 +30,15 @@ Deno.test("compose() refuses a second next() call", async () => {
 Deno.test("compose() gives every request a fresh context", async () => {
   const seen: Context[] = [];
   const handler = compose([(_req, ctx) => {
-    ctx.state.set(
-      "count",
-      ((ctx.state.get("count") as number | undefined) ?? 0) + 1,
-    );
+    const before = ctx.served;
+    ctx.served = "/mutated";
     seen.push(ctx);
-    return new Response(String(ctx.state.get("count")));
+    return new Response(String(before));
   }]);
-  assert.equal(await (await handler(new Request("http://x/a"))).text(), "1");
-  assert.equal(await (await handler(new Request("http://x/b"))).text(), "1");
+  const first = await (await handler(new Request("http://x/a"))).text();
+  const second = await (await handler(new Request("http://x/b"))).text();
+  assert.equal(first, "undefined");
+  assert.equal(second, "undefined", "nothing carries over");
   assert.notEqual(seen[0], seen[1]);
   assert.equal(seen[1]!.url.pathname, "/b");
 });
@@ -168,7 +168,12 @@ Deno.test("createHandler() adds CORS and custom headers to errors and redirects"
   const handler = createHandler({
     root: testdata("www"),
     cors: true,
-    headers: [["x-frame-options", "DENY"], ["content-type", "text/x-override"]],
+    setHeaders: {
+      headers: [["x-frame-options", "DENY"], [
+        "content-type",
+        "text/x-override",
+      ]],
+    },
   });
   for (const path of ["/nope", "/sub", "/hello.txt"]) {
     const res = await handler(new Request(`http://x${path}`));
@@ -236,4 +241,61 @@ Deno.test("accessLog() writes one line for a request that was re-dispatched inte
   );
   assert.equal(lines.length, 1);
   assert.match(lines[0]!, / GET \/start 200 6 /);
+});
+
+Deno.test("compose() shows the README's timing middleware the final 404 and 500", async () => {
+  const timing: Middleware = async (_req, _ctx, next) => {
+    const started = performance.now();
+    const res = await next();
+    res.headers.set("server-timing", `app;dur=${performance.now() - started}`);
+    return res;
+  };
+  const handler = compose([
+    timing,
+    errorPages(),
+    (req) => {
+      if (new URL(req.url).pathname === "/boom") throw new Error("boom");
+      throw new HttpError(404);
+    },
+  ], { log: () => {} });
+  for (const [path, status] of [["/missing", 404], ["/boom", 500]] as const) {
+    const res = await handler(new Request(`http://x${path}`));
+    assert.equal(res.status, status, path);
+    assert.match(res.headers.get("server-timing") ?? "", /^app;dur=/, path);
+    await res.body?.cancel();
+  }
+});
+
+Deno.test("accessLog() logs the real status of an error thrown inside errorPages()", async () => {
+  const { accessLog } = await import("../mod.ts");
+  const lines: string[] = [];
+  const handler = compose([
+    errorPages(),
+    accessLog({ write: (l) => lines.push(l) }),
+    () => {
+      throw new HttpError(404);
+    },
+  ]);
+  const res = await handler(new Request("http://x/nope"));
+  assert.equal(res.status, 404);
+  await res.body?.cancel();
+  assert.match(lines[0]!, / GET \/nope 404 /);
+});
+
+Deno.test("errorPages() leaves an application's own error response alone", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/404.html`, "<h1>custom 404</h1>");
+  const { resolvePath } = await import("../mod.ts");
+  const handler = compose([
+    errorPages(),
+    resolvePath({ root: dir.path }),
+    (_req, ctx) =>
+      ctx.path === "/app"
+        ? new Response("app says no", { status: 404 })
+        : Promise.reject(new HttpError(404)),
+  ]);
+  const app = await handler(new Request("http://x/app"));
+  assert.equal(await app.text(), "app says no");
+  const ours = await handler(new Request("http://x/other"));
+  assert.equal(await ours.text(), "<h1>custom 404</h1>");
 });

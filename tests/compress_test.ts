@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { createHandler, type HandlerOptions } from "../mod.ts";
-import { rawRequest, tempDir, withServer } from "./_helpers.ts";
+import { tempDir } from "./_helpers/fs.ts";
+import { rawRequest, withServer } from "./_helpers/net.ts";
 
 const text = "body { color: red; }\n".repeat(200); // 4200 bytes, compressible
 
@@ -80,7 +81,7 @@ Deno.test("serveStatic() compresses on the fly only with compress on, above the 
   });
   assert.equal(off.headers.get("content-encoding"), null, "off by default");
   await off.body?.cancel();
-  const o = { root: dir.path, compress: true };
+  const o = { root: dir.path, serveStatic: { compress: true } };
   const gz = await get(o, "/plain.txt", { "accept-encoding": "gzip" });
   assert.equal(gz.headers.get("content-encoding"), "gzip");
   assert.equal(gz.headers.get("content-length"), null);
@@ -115,7 +116,7 @@ Deno.test("serveStatic() compresses on the fly only with compress on, above the 
 
 Deno.test("serveStatic() never compresses ranges and keeps HEAD consistent with GET", async () => {
   await using dir = await site();
-  const o = { root: dir.path, compress: true };
+  const o = { root: dir.path, serveStatic: { compress: true } };
   const range = await get(o, "/plain.txt", {
     "accept-encoding": "gzip",
     range: "bytes=0-9",
@@ -153,9 +154,13 @@ Deno.test("serveStatic() never compresses ranges and keeps HEAD consistent with 
 
 Deno.test("serveStatic() never compresses twice (a stored .gz file is sent as is)", async () => {
   await using dir = await site();
-  const res = await get({ root: dir.path, compress: true }, "/app.css.gz", {
-    "accept-encoding": "gzip",
-  });
+  const res = await get(
+    { root: dir.path, serveStatic: { compress: true } },
+    "/app.css.gz",
+    {
+      "accept-encoding": "gzip",
+    },
+  );
   assert.equal(res.headers.get("content-encoding"), null);
   assert.equal(res.headers.get("content-type"), "application/gzip");
   assert.deepEqual(
@@ -170,9 +175,13 @@ Deno.test("serveStatic() sends .svgz as gzip-encoded SVG and never compresses it
     "<g/>".repeat(500)
   }</svg>`;
   await Deno.writeFile(`${dir.path}/logo.svgz`, gzipSync(svg));
-  const res = await get({ root: dir.path, compress: true }, "/logo.svgz", {
-    "accept-encoding": "gzip, br",
-  });
+  const res = await get(
+    { root: dir.path, serveStatic: { compress: true } },
+    "/logo.svgz",
+    {
+      "accept-encoding": "gzip, br",
+    },
+  );
   assert.equal(res.headers.get("content-type"), "image/svg+xml");
   assert.equal(res.headers.get("content-encoding"), "gzip");
   assert.equal(
@@ -184,7 +193,7 @@ Deno.test("serveStatic() sends .svgz as gzip-encoded SVG and never compresses it
 Deno.test("serveStatic() answers HEAD of a compressed response without a Content-Length on the wire", async () => {
   await using dir = await site();
   await withServer(
-    createHandler({ root: dir.path, compress: true }),
+    createHandler({ root: dir.path, serveStatic: { compress: true } }),
     async (port) => {
       const head = await rawRequest(port, "/plain.txt", {
         method: "HEAD",

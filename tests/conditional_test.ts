@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHandler } from "../mod.ts";
-import { testdata } from "./_helpers.ts";
+import { testdata } from "./_helpers/fs.ts";
 
 const handler = createHandler({ root: testdata("www") });
 
@@ -120,7 +120,7 @@ Deno.test("serveFile() honours If-Range only when it names the current file", as
 });
 
 Deno.test("checkPreconditions() lets If-Match: * match a representation without an ETag", async () => {
-  const { checkPreconditions } = await import("../mod.ts");
+  const { checkPreconditions } = await import("../static/mod.ts");
   const req = new Request("http://x/", { headers: { "if-match": "*" } });
   assert.equal(
     checkPreconditions(req, { etag: undefined, lastModified: new Date() }),

@@ -1,47 +1,21 @@
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
-import { PHP_ROOT } from "./fastcgi_helpers.ts";
-
-const MOD = fileURLToPath(new URL("../mod.ts", import.meta.url));
-
-function alive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { PHP_ROOT } from "./_helpers/php.ts";
+import { MOD, pidExists, runCli, startCli } from "./_helpers/process.ts";
 
 Deno.test("serve --fastcgi-spawn php-cgi serves PHP and stops its workers on SIGTERM", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      MOD,
-      PHP_ROOT,
-      "--port",
-      "0",
-      "--quiet",
-      "--fastcgi-spawn",
-      "php-cgi",
-      "--fastcgi-workers",
-      "2",
-    ],
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const server = await startCli([
+    PHP_ROOT,
+    "--port",
+    "0",
+    "--quiet",
+    "--fastcgi-spawn",
+    "php-cgi",
+    "--fastcgi-workers",
+    "2",
+  ], ["run", "-A", MOD]);
   let stopped = false;
   try {
-    let out = "";
-    while (!out.includes("Listening on")) {
-      const { value, done } = await lines.read();
-      if (done) break;
-      out += value;
-    }
-    const url = out.match(/Listening on (http:\/\/\S+?)\/?$/m)?.[1];
-    assert.ok(url, out);
+    const url = server.base;
     const pids = new Set<number>();
     for (let i = 0; i < 4; i++) {
       const res: Response = await fetch(`${url}/info.php?i=${i}`);
@@ -52,15 +26,12 @@ Deno.test("serve --fastcgi-spawn php-cgi serves PHP and stops its workers on SIG
     const missing = await fetch(`${url}/nope.php`);
     assert.equal(missing.status, 404);
     await missing.body?.cancel();
-    child.kill("SIGTERM");
     stopped = true;
-    assert.equal((await child.status).code, 0);
-    assert.ok(![...pids].some(alive), "php-cgi workers are stopped");
+    assert.equal((await server.stop("SIGTERM")).code, 0);
+    assert.ok(![...pids].some(pidExists), "php-cgi workers are stopped");
   } finally {
     // SIGTERM (not KILL) even on failure, so the server stops its workers.
-    if (!stopped) child.kill("SIGTERM");
-    await child.status;
-    await lines.cancel();
+    if (!stopped) await server.stop("SIGTERM");
   }
 });
 
@@ -84,7 +55,6 @@ Deno.test("serve rejects invalid --fastcgi flags with a usage error", async () =
 });
 
 Deno.test("serve --fastcgi-pass-env passes only the named variables to spawned workers", async () => {
-  const { startCli } = await import("./_process_helpers.ts");
   Deno.env.set("X_SERVE_PASSED", "passed-value");
   Deno.env.set("X_SERVE_SECRET", "secret-value");
   try {
@@ -117,7 +87,6 @@ Deno.test("serve --fastcgi-pass-env passes only the named variables to spawned w
     Deno.env.delete("X_SERVE_PASSED");
     Deno.env.delete("X_SERVE_SECRET");
   }
-  const { runCli } = await import("./_process_helpers.ts");
   const bad = await runCli([PHP_ROOT, "--fastcgi-pass-env", "X"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /^error: --fastcgi-pass-env needs --fastcgi/);

@@ -13,7 +13,8 @@ import {
   RecordType,
 } from "../cgi/fastcgi/record.ts";
 import { encodeRecord } from "../cgi/fastcgi/record.ts";
-import { freePort } from "./fastcgi_helpers.ts";
+import { freePort, tcpSockets } from "./_helpers/net.ts";
+import { eventually, waitFor } from "./_helpers/poll.ts";
 
 const text = new TextEncoder();
 const END = new Uint8Array(8);
@@ -164,7 +165,19 @@ Deno.test("exchange() writes nothing to a kept connection the responder already 
   const conn = new FastCgiConnection(socket);
   conn.completed = 1; // a kept connection, not watched while idle
   peer.closeWrite(); // the responder dropped it…
-  await new Promise((r) => setTimeout(r, 50)); // …before the next request
+  const { port } = socket.localAddr as Deno.NetAddr;
+  await waitFor( // …its FIN reached the kept connection…
+    () =>
+      tcpSockets().some((s) =>
+        s.localPort === port && s.state === "CLOSE_WAIT"
+      ),
+    { message: "the responder's FIN to reach the kept connection" },
+  );
+  // …which then sits idle before the next request (the scenario, not a wait
+  // for some state): meanwhile the runtime's I/O poll notices the FIN, as
+  // it would between any two requests on a kept connection. One event-loop
+  // turn is not always enough for that.
+  await new Promise((r) => setTimeout(r, 50));
   const late = drain(peer);
   let released: boolean | undefined;
   const error = await exchange(conn, GET, {
@@ -184,7 +197,8 @@ Deno.test("createFastCgiClient() never retries a request the responder read befo
     while (await c.readRequest()) {
       executions++;
       if (executions === 2) {
-        // The script runs a while, then the worker dies without output.
+        // The script runs a while, then the worker dies without output
+        // (the fake's behaviour, not a wait for some state).
         await new Promise((r) => setTimeout(r, 100));
         return;
       }
@@ -213,14 +227,23 @@ Deno.test("createFastCgiClient() never retries a request the responder read befo
 });
 
 Deno.test("createFastCgiClient() keeps the idle connections when a client aborts on a kept one", async () => {
+  // The request to abort reached the responder; then its connection closed.
+  const received = Promise.withResolvers<void>();
+  const dropped = Promise.withResolvers<void>();
   await using fake = fakeResponder(async (c) => {
     while (true) {
       const request = await c.readRequest();
       if (!request) return;
       if (request.stdin > 0) {
-        await c.reader.next(); // hang until the client closes
+        received.resolve();
+        try {
+          await c.reader.next(); // hang until the client closes
+        } finally {
+          dropped.resolve();
+        }
         return;
       }
+      // A script that takes a while (the fake's behaviour).
       await new Promise((r) => setTimeout(r, 20));
       await c.send(
         stdout("Content-Type: text/plain\r\n\r\nok"),
@@ -244,11 +267,13 @@ Deno.test("createFastCgiClient() keeps the idle connections when a client aborts
       body: text.encode("x"),
       signal: controller.signal,
     });
-    await new Promise((r) => setTimeout(r, 50));
+    await received.promise;
     controller.abort();
     const error = await pending.catch((e) => e);
     assert.ok(error instanceof FastCgiError);
-    await new Promise((r) => setTimeout(r, 50));
+    // Once the responder saw the aborted connection close, the abort is
+    // over: the other kept connection must still be there.
+    await dropped.promise;
     assert.equal(client.stats()[0]!.idle, 1, "the other kept one stays");
     assert.equal(fake.accepted(), 2, "no new connection was opened");
     assert.ok(!logs.some((l) => l.includes("stale")), logs.join("\n"));
@@ -257,7 +282,7 @@ Deno.test("createFastCgiClient() keeps the idle connections when a client aborts
   }
 });
 
-Deno.test("createFastCgiClient() sends traffic to a down backend again once downTime passed", async () => {
+Deno.test("createFastCgiClient() sends traffic to a down backend again once downTimeMs passed", async () => {
   const port = freePort();
   await using up = fakeResponder(async (c) => {
     await c.readRequest();
@@ -269,7 +294,7 @@ Deno.test("createFastCgiClient() sends traffic to a down backend again once down
   const client = createFastCgiClient({
     backends: [`127.0.0.1:${port}`, up.address],
     keepAlive: 0,
-    downTime: 400,
+    downTimeMs: 400,
     log: () => {},
   });
   try {
@@ -290,8 +315,10 @@ Deno.test("createFastCgiClient() sends traffic to a down backend again once down
     }
     assert.ok(Date.now() - markedAt < 400, "too slow to check the skipping");
     assert.equal(back.accepted(), 0);
-    // …and once downTime passed it takes its turn, without markUp().
-    await new Promise((r) => setTimeout(r, 450 - (Date.now() - markedAt)));
+    // …and once downTimeMs passed it takes its turn, without markUp().
+    await waitFor(() => !client.stats()[0]!.down, {
+      message: "the down time of backend 0 to pass",
+    });
     const bodies = [];
     for (let i = 0; i < 2; i++) {
       bodies.push(await new Response(await client.request(GET)).text());
@@ -304,7 +331,7 @@ Deno.test("createFastCgiClient() sends traffic to a down backend again once down
   }
 });
 
-Deno.test("createFastCgiClient() answers 504 when connecting takes longer than connectTimeout", async () => {
+Deno.test("createFastCgiClient() answers 504 when connecting takes longer than connectTimeoutMs", async () => {
   // A listener with a backlog of 0, filled: further SYNs are dropped, so a
   // connect hangs (Deno.listen has no backlog option, python3 does).
   const holder = new Deno.Command("python3", {
@@ -329,10 +356,16 @@ sys.stdin.read()`,
   try {
     const port = Number((await lines.read()).value?.trim());
     assert.ok(port > 0);
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(
+      () =>
+        tcpSockets().some((s) =>
+          s.localPort === port && s.state === "LISTEN" && s.rxQueue > s.txQueue
+        ),
+      { message: "the holder's accept queue to be full" },
+    );
     const client = createFastCgiClient({
       backends: [`127.0.0.1:${port}`],
-      connectTimeout: 300,
+      connectTimeoutMs: 300,
       log: () => {},
     });
     try {
@@ -478,11 +511,9 @@ Deno.test("createFastCgiClient() drops a kept connection the responder closed wh
   });
   try {
     await new Response(await client.request(GET)).text();
-    const deadline = Date.now() + 2000;
-    while (client.stats()[0]!.open > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    assert.equal(client.stats()[0]!.open, 0);
+    await eventually(() => assert.equal(client.stats()[0]!.open, 0), {
+      timeoutMs: 2000,
+    });
     assert.equal(
       await new Response(await client.request(GET)).text(),
       "Content-Type: text/plain\r\n\r\nok",
@@ -501,7 +532,7 @@ Deno.test("createFastCgiClient() returns 504 when the response stalls", async ()
   });
   const client = createFastCgiClient({
     backends: [fake.address],
-    readTimeout: 150,
+    readTimeoutMs: 150,
   });
   try {
     const out = await client.request(GET);

@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { compose } from "../server/compose.ts";
-import { errorPages } from "../server/error_page.ts";
+import { errorPages } from "../middleware/error_pages.ts";
 import { resolvePath } from "../server/resolve.ts";
 import type { Handler, Middleware } from "../server/types.ts";
 import { serveStatic } from "../static/serve_static.ts";

@@ -1,25 +1,9 @@
 import assert from "node:assert/strict";
 import { fastcgi } from "../cgi/fastcgi/fastcgi.ts";
 import { spawnFastCgiWorkers, splitCommand } from "../cgi/fastcgi/spawn.ts";
-import { chain, type LogLines } from "./fastcgi_helpers.ts";
-import { isAlive, waitFor } from "./_cgi_helpers.ts";
-
-function alive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function until(check: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("Condition not met in time");
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { chain, type LogLines } from "./_helpers/php.ts";
+import { waitFor } from "./_helpers/poll.ts";
+import { isAlive, pidExists, waitForExit } from "./_helpers/process.ts";
 
 Deno.test("fastcgi() spawns php-cgi workers, serves PHP through them and stops them on close", async () => {
   const logs: LogLines = [];
@@ -32,7 +16,7 @@ Deno.test("fastcgi() spawns php-cgi workers, serves PHP through them and stops t
   await php.workers!.ready;
   const pids = php.workers!.pids() as number[];
   assert.equal(pids.length, 2);
-  assert.ok(pids.every(alive));
+  assert.ok(pids.every(pidExists));
   const sockets = php.workers!.addresses.map((a) =>
     a.transport === "unix" ? a.path : ""
   );
@@ -57,7 +41,7 @@ Deno.test("fastcgi() spawns php-cgi workers, serves PHP through them and stops t
   assert.equal(missing.status, 404);
   await missing.body?.cancel();
   await php.close();
-  assert.ok(!pids.some(alive), "workers are gone after close()");
+  assert.ok(!pids.some(pidExists), "workers are gone after close()");
   for (const socket of sockets) assert.throws(() => Deno.statSync(socket));
 });
 
@@ -84,7 +68,9 @@ Deno.test("fastcgi() restarts a spawned worker killed mid-load", async () => {
       statuses.push(...batch);
     }
   })();
-  await new Promise((r) => setTimeout(r, 100));
+  await waitFor(() => statuses.length > 0, {
+    message: "the first answers of the load",
+  });
   Deno.kill(victim!, "SIGKILL");
   await load;
   // Only what the killed worker held fails: the request it was running and
@@ -95,8 +81,10 @@ Deno.test("fastcgi() restarts a spawned worker killed mid-load", async () => {
     `statuses: ${statuses.join(",")}\n${logs.join("\n")}`,
   );
   assert.ok(statuses.filter((s) => s !== 200).every((s) => s === 502));
-  await until(() =>
-    php.workers!.restarts()[0] === 1 && php.workers!.pids()[0] !== undefined
+  await waitFor(
+    () =>
+      php.workers!.restarts()[0] === 1 && php.workers!.pids()[0] !== undefined,
+    { message: "worker 0 to be restarted" },
   );
   const replacement = php.workers!.pids()[0]!;
   assert.notEqual(replacement, victim);
@@ -105,7 +93,9 @@ Deno.test("fastcgi() restarts a spawned worker killed mid-load", async () => {
     logs.join("\n"),
   );
   // The restarted worker takes traffic again.
-  await until(() => !php.client.stats()[0]!.down);
+  await waitFor(() => !php.client.stats()[0]!.down, {
+    message: "worker 0 to be up again",
+  });
   const pids = new Set<string>();
   for (let i = 0; i < 6; i++) {
     const res = await handler(new Request("http://localhost/sleep.php?ms=1"));
@@ -156,18 +146,25 @@ Deno.test("spawnFastCgiWorkers() kills a worker that never listens and restarts 
   await using workers = spawnFastCgiWorkers({
     command: ["sh", "-c", "exec sleep 30", "{socket}"],
     workers: 1,
-    startTimeout: 300,
-    restartDelay: 50,
+    startTimeoutMs: 300,
+    restartDelayMs: 50,
     log: (_l, m) => logs.push(m),
   });
   const ready = workers.ready.catch((e) => e);
-  await until(() => workers.pids()[0] !== undefined);
+  await waitFor(() => workers.pids()[0] !== undefined, {
+    message: "the worker to start",
+  });
   const first = workers.pids()[0]!;
   assert.ok((await ready) instanceof Error);
-  await until(() => !alive(first), 3000);
-  await until(() =>
-    workers.restarts()[0]! >= 1 && workers.pids()[0] !== undefined &&
-    workers.pids()[0] !== first
+  await waitFor(() => !pidExists(first), {
+    timeoutMs: 3000,
+    message: "the worker that did not listen to be killed",
+  });
+  await waitFor(
+    () =>
+      workers.restarts()[0]! >= 1 && workers.pids()[0] !== undefined &&
+      workers.pids()[0] !== first,
+    { message: "a new worker" },
   );
   assert.ok(
     logs.some((l) => l.includes("did not listen")),
@@ -192,11 +189,11 @@ Deno.test("spawnFastCgiWorkers() stops a wrapper command's children too", async 
     });
     await workers.ready;
     php = Number((await Deno.readTextFile(pidFile)).trim());
-    assert.ok(php > 0 && alive(php));
+    assert.ok(php > 0 && pidExists(php));
     assert.notEqual(workers.pids()[0], php, "php-cgi runs under a wrapper");
     await workers.stop();
     // Gone, or a zombie left to init.
-    await waitFor(async () => !(await isAlive(php!)), 1000, "php-cgi gone");
+    await waitForExit([php], { timeoutMs: 1000, message: "php-cgi gone" });
   } finally {
     if (php && await isAlive(php)) Deno.kill(php, "SIGKILL");
     await Deno.remove(pidFile);
@@ -208,13 +205,15 @@ Deno.test("spawnFastCgiWorkers() restarts a worker that exits at once with growi
   await using workers = spawnFastCgiWorkers({
     command: ["sh", "-c", "exit 3", "{socket}"],
     workers: 1,
-    restartDelay: 50,
-    maxRestartDelay: 400,
+    restartDelayMs: 50,
+    maxRestartDelayMs: 400,
     log: (_l, m) => {
       if (m.includes("exited with")) exits.push(Date.now());
     },
   });
   workers.ready.catch(() => {});
+  // The time window the exits are counted in (what is measured, not a wait
+  // for some state).
   await new Promise((r) => setTimeout(r, 1300));
   // Delays 50, 100, 200, 400, 400…: about 6 exits in 1.3 s, not hundreds.
   assert.ok(exits.length >= 4 && exits.length <= 7, `${exits.length} exits`);

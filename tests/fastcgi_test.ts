@@ -1,14 +1,9 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { fastcgi } from "../cgi/fastcgi/fastcgi.ts";
-import {
-  chain,
-  freePort,
-  type LogLines,
-  PHP_ROOT,
-  serve,
-  startPhpFpm,
-} from "./fastcgi_helpers.ts";
+import { freePort, serve } from "./_helpers/net.ts";
+import { chain, type LogLines, PHP_ROOT, startPhpFpm } from "./_helpers/php.ts";
+import { eventually, waitFor } from "./_helpers/poll.ts";
 
 type Info = {
   server: Record<string, string | null>;
@@ -109,7 +104,7 @@ Deno.test("fastcgi() buffers a chunked upload to set CONTENT_LENGTH, and answers
   await using fpm = await startPhpFpm();
   await using php = fastcgi({
     backends: [fpm.address],
-    memoryLimit: 256 * 1024,
+    bodyMemoryLimit: 256 * 1024,
     maxBodySize: 2 * 1024 * 1024,
   });
   await using server = serve(chain(php));
@@ -267,6 +262,7 @@ Deno.test("fastcgi() keeps memory flat while streaming 16 MiB of output", async 
   let reads = 0;
   for await (const chunk of res.body!) {
     consumed += chunk.length;
+    // The slow client under test: a pause every 8 chunks.
     if (++reads % 8 === 0) await new Promise((r) => setTimeout(r, 2));
     maxAhead = Math.max(maxAhead, php.client.stats()[0]!.received - consumed);
   }
@@ -330,7 +326,7 @@ Deno.test("fastcgi() reuses kept connections and closes idle ones on a timer", a
   await using php = fastcgi({
     backends: [fpm.address],
     keepAlive: 1,
-    keepAliveTimeout: 300,
+    keepAliveTimeoutMs: 300,
   });
   const handler = chain(php);
   for (let i = 0; i < 20; i++) {
@@ -340,9 +336,10 @@ Deno.test("fastcgi() reuses kept connections and closes idle ones on a timer", a
   }
   assert.equal(php.client.stats()[0]!.opened, 1);
   assert.equal(php.client.stats()[0]!.idle, 1);
-  await new Promise((r) => setTimeout(r, 500));
-  assert.equal(php.client.stats()[0]!.idle, 0);
-  assert.equal(php.client.stats()[0]!.open, 0);
+  await eventually(() => {
+    assert.equal(php.client.stats()[0]!.idle, 0);
+    assert.equal(php.client.stats()[0]!.open, 0);
+  }, { message: "the idle timer to close the kept connection" });
 });
 
 Deno.test("fastcgi() returns 502 when php-fpm is stopped and recovers once it is back", async () => {
@@ -378,7 +375,7 @@ Deno.test("fastcgi() round-robins two backends and skips the one that is down", 
   await using php = fastcgi({
     backends: [tcp.address, unix.address],
     keepAlive: 0,
-    downTime: 60_000,
+    downTimeMs: 60_000,
     log: (_level, message) => logs.push(message),
   });
   const handler = chain(php);
@@ -409,7 +406,10 @@ Deno.test("fastcgi() round-robins two backends and skips the one that is down", 
 
 Deno.test("fastcgi() returns 504 when the first byte takes too long", async () => {
   await using fpm = await startPhpFpm();
-  await using php = fastcgi({ backends: [fpm.address], firstByteTimeout: 200 });
+  await using php = fastcgi({
+    backends: [fpm.address],
+    firstByteTimeoutMs: 200,
+  });
   const res = await chain(php)(
     new Request("http://localhost/sleep.php?ms=1500"),
   );
@@ -422,11 +422,13 @@ Deno.test("fastcgi() returns 504 when no connection frees up in time", async () 
   await using php = fastcgi({
     backends: [fpm.address],
     maxConnections: 1,
-    connectTimeout: 200,
+    connectTimeoutMs: 200,
   });
   const handler = chain(php);
   const slow = handler(new Request("http://localhost/sleep.php?ms=800"));
-  await new Promise((r) => setTimeout(r, 50));
+  await waitFor(() => php.client.stats()[0]!.open === 1, {
+    message: "the slow request to take the only connection",
+  });
   const waiting = await handler(new Request("http://localhost/status.php"));
   assert.equal(waiting.status, 504);
   await waiting.body?.cancel();
@@ -448,11 +450,9 @@ Deno.test("fastcgi() closes the responder connection when the client goes away",
   assert.equal(php.client.stats()[0]!.open, 1);
   controller.abort();
   await reader.closed.catch(() => {});
-  const deadline = Date.now() + 2000;
-  while (php.client.stats()[0]!.open > 0 && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assert.equal(php.client.stats()[0]!.open, 0);
+  await eventually(() => assert.equal(php.client.stats()[0]!.open, 0), {
+    timeoutMs: 2000,
+  });
 });
 
 Deno.test("fastcgi() closes the responder connection when the client leaves before the headers", async () => {
@@ -463,21 +463,25 @@ Deno.test("fastcgi() closes the responder connection when the client leaves befo
   const pending = fetch(`${server.url}/sleep.php?ms=3000`, {
     signal: controller.signal,
   });
-  const opened = Date.now() + 2000;
-  while (php.client.stats()[0]!.open === 0 && Date.now() < opened) {
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assert.equal(php.client.stats()[0]!.open, 1, "the request reached php-fpm");
+  await eventually(
+    () =>
+      assert.equal(
+        php.client.stats()[0]!.open,
+        1,
+        "the request reached php-fpm",
+      ),
+    { timeoutMs: 2000 },
+  );
   controller.abort();
   await pending.catch(() => {});
-  const deadline = Date.now() + 1500;
-  while (php.client.stats()[0]!.open > 0 && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assert.equal(
-    php.client.stats()[0]!.open,
-    0,
-    "closed long before the script's 3 s are up",
+  await eventually(
+    () =>
+      assert.equal(
+        php.client.stats()[0]!.open,
+        0,
+        "closed long before the script's 3 s are up",
+      ),
+    { timeoutMs: 1500 },
   );
 });
 

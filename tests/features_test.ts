@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHandler, type HandlerOptions } from "../mod.ts";
-import { tempDir } from "./_helpers.ts";
+import { tempDir } from "./_helpers/fs.ts";
 
 async function spaSite() {
   const dir = await tempDir();
@@ -19,7 +19,7 @@ function get(options: HandlerOptions, path: string, method = "GET") {
 
 Deno.test("serveStatic() with spa answers unknown extension-less paths with index.html", async () => {
   await using dir = await spaSite();
-  const o = { root: dir.path, spa: true };
+  const o = { root: dir.path, serveStatic: { spa: true } };
   for (const path of ["/users/42", "/deep/route/here", "/settings"]) {
     const res = await get(o, path);
     assert.equal(res.status, 200, path);
@@ -38,7 +38,7 @@ Deno.test("serveStatic() with spa answers unknown extension-less paths with inde
 
 Deno.test("serveStatic() with cleanUrls serves about.html for /about", async () => {
   await using dir = await spaSite();
-  const o = { root: dir.path, cleanUrls: true };
+  const o = { root: dir.path, serveStatic: { cleanUrls: true } };
   assert.equal(await (await get(o, "/about")).text(), "<h1>about</h1>");
   assert.equal(await (await get(o, "/docs/intro")).text(), "<h1>intro</h1>");
   const missing = await get(o, "/nope");
@@ -56,14 +56,16 @@ Deno.test("setHeaders() applies Cache-Control rules by glob, later rules winning
   await using dir = await spaSite();
   const o: HandlerOptions = {
     root: dir.path,
-    headerRules: [
-      {
-        path: "/assets/**",
-        headers: [["cache-control", "public, max-age=31536000, immutable"]],
-      },
-      { path: "*.html", headers: [["cache-control", "no-cache"]] },
-      { path: "/docs/**", headers: [["x-section", "docs"]] },
-    ],
+    setHeaders: {
+      rules: [
+        {
+          path: "/assets/**",
+          headers: [["cache-control", "public, max-age=31536000, immutable"]],
+        },
+        { path: "*.html", headers: [["cache-control", "no-cache"]] },
+        { path: "/docs/**", headers: [["x-section", "docs"]] },
+      ],
+    },
   };
   const asset = await get(o, "/assets/app.1234.js");
   assert.equal(
@@ -92,11 +94,13 @@ Deno.test("setHeaders() rules follow the file served: an SPA route under /assets
   await using dir = await spaSite();
   const o: HandlerOptions = {
     root: dir.path,
-    spa: true,
-    headerRules: [
-      { path: "/assets/**", headers: [["cache-control", "immutable"]] },
-      { path: "*.html", headers: [["cache-control", "no-cache"]] },
-    ],
+    serveStatic: { spa: true },
+    setHeaders: {
+      rules: [
+        { path: "/assets/**", headers: [["cache-control", "immutable"]] },
+        { path: "*.html", headers: [["cache-control", "no-cache"]] },
+      ],
+    },
   };
   const route = await get(o, "/assets/some-route");
   assert.equal(await route.text(), "<h1>app</h1>");
@@ -106,7 +110,7 @@ Deno.test("setHeaders() rules follow the file served: an SPA route under /assets
     "the rule for index.html, not /assets/**",
   );
   const redirect = await get(o, "/assets");
-  assert.equal(redirect.status, 301);
+  assert.equal(redirect.status, 308);
   assert.equal(
     redirect.headers.get("cache-control"),
     null,

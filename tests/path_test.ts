@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
-import { createHandler, decodePath } from "../mod.ts";
-import { rawRequest, tempDir, testdata, withServer } from "./_helpers.ts";
+import { createHandler } from "../mod.ts";
+import { decodePath } from "../server/resolve.ts";
+import { tempDir, testdata } from "./_helpers/fs.ts";
+import { rawRequest, withServer } from "./_helpers/net.ts";
 
 // A root inside a parent that holds a secret: any escape would reach it.
 async function sandbox() {

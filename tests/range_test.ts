@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHandler } from "../mod.ts";
-import { testdata } from "./_helpers.ts";
+import { testdata } from "./_helpers/fs.ts";
 
 const handler = createHandler({ root: testdata("www") });
 const content = await Deno.readTextFile(testdata("www", "range.txt"));

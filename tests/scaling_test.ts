@@ -1,13 +1,9 @@
 // The README's "Scaling out" example, run for real: two instances behind
 // nginx as a round-robin load balancer.
 import assert from "node:assert/strict";
-import { startCli } from "./_process_helpers.ts";
-import { tempDir, testdata } from "./_helpers.ts";
-
-function freePort(): number {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return listener.addr.port;
-}
+import { tempDir, testdata } from "./_helpers/fs.ts";
+import { freePort, waitForListen } from "./_helpers/net.ts";
+import { startCli } from "./_helpers/process.ts";
 
 Deno.test("two instances behind an nginx load balancer answer alike (README example)", async () => {
   await using dir = await tempDir();
@@ -52,15 +48,7 @@ ${upstream}
     stderr: "piped",
   }).spawn();
   try {
-    let ready = false;
-    for (let i = 0; i < 100 && !ready; i++) {
-      try {
-        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-        ready = true;
-      } catch {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    const ready = await waitForListen(port, 5000).then(() => true, () => false);
     assert.ok(ready, "nginx started");
     const etags = new Set<string | null>();
     for (let i = 0; i < 8; i++) {

@@ -1,9 +1,6 @@
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
-import { tempDir } from "./_helpers.ts";
-
-const mod = fileURLToPath(new URL("../mod.ts", import.meta.url));
-const repo = fileURLToPath(new URL("../", import.meta.url));
+import { tempDir } from "./_helpers/fs.ts";
+import { MOD, startCli } from "./_helpers/process.ts";
 
 function rssKiB(pid: number): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
@@ -18,27 +15,15 @@ Deno.test("serveStatic() keeps memory flat for a 1 GiB file sent to a slow clien
     write: true,
   });
   await file.truncate(size); // sparse: fast to make, still 512 MiB to send
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", mod, dir.path, "--port", "0", "--quiet"],
-    cwd: repo,
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
+  const server = await startCli(
+    [dir.path, "--port", "0", "--quiet"],
+    ["run", "-A", MOD],
+  );
   try {
-    const reader = child.stdout.pipeThrough(new TextDecoderStream())
-      .getReader();
-    let out = "";
-    let port: number | undefined;
-    while (port === undefined) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error("server exited");
-      out += value;
-      const m = /Listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);
-      if (m) port = Number(m[1]);
-    }
+    const port = Number(new URL(server.base).port);
     // Warm up, then take the baseline.
     await (await fetch(`http://127.0.0.1:${port}/missing`)).body?.cancel();
-    const baseline = rssKiB(child.pid);
+    const baseline = rssKiB(server.pid);
 
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     await conn.write(
@@ -53,8 +38,9 @@ Deno.test("serveStatic() keeps memory flat for a 1 GiB file sent to a slow clien
     // 512 MiB and 2 GiB files); buffering the file would add 1 GiB.
     // Slow phase: 1 MiB, then stall for a second with the socket full.
     while (received < 1024 * 1024) received += (await conn.read(buf)) ?? 0;
+    // The stalling client under test (not a wait for some state).
     await new Promise((r) => setTimeout(r, 1000));
-    const stalled = rssKiB(child.pid);
+    const stalled = rssKiB(server.pid);
     assert.ok(
       (stalled - baseline) / 1024 < 32,
       `RSS grew by ${
@@ -67,7 +53,7 @@ Deno.test("serveStatic() keeps memory flat for a 1 GiB file sent to a slow clien
       const n = await conn.read(buf);
       if (n === null) break;
       received += n;
-      if (++reads % 512 === 0) peak = Math.max(peak, rssKiB(child.pid));
+      if (++reads % 512 === 0) peak = Math.max(peak, rssKiB(server.pid));
     }
     conn.close();
     const headerBytes = received - size;
@@ -81,8 +67,6 @@ Deno.test("serveStatic() keeps memory flat for a 1 GiB file sent to a slow clien
       `server RSS grew by ${growthMiB.toFixed(1)} MiB while sending 1 GiB`,
     );
   } finally {
-    child.kill("SIGTERM");
-    await child.status;
-    await child.stdout.cancel().catch(() => {});
+    await server.stop();
   }
 });

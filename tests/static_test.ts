@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHandler, type HandlerOptions } from "../mod.ts";
-import { tempDir, testdata } from "./_helpers.ts";
+import { tempDir, testdata } from "./_helpers/fs.ts";
 
 const root = testdata("www");
 
@@ -120,14 +120,16 @@ Deno.test("serveStatic() returns 404 for missing files and a file with a trailin
 
 Deno.test("serveStatic() redirects /dir to /dir/ keeping the query", async () => {
   const res = await get("/sub?a=1&b=2");
-  assert.equal(res.status, 301);
+  assert.equal(res.status, 308);
   assert.equal(res.headers.get("location"), "/sub/?a=1&b=2");
 });
 
 Deno.test("serveStatic() serves index.html for a directory and honours custom index names", async () => {
   const res = await get("/sub/");
   assert.equal(await res.text(), "sub index\n");
-  const custom = await get("/sub/", {}, { index: ["nested.txt"] });
+  const custom = await get("/sub/", {}, {
+    serveStatic: { index: ["nested.txt"] },
+  });
   assert.equal(await custom.text(), "nested\n");
 });
 
@@ -149,7 +151,10 @@ Deno.test("serveStatic() lists directories first, escaped, with size, mtime and 
   await Deno.writeTextFile(`${dir.path}/d/x y#%.txt`, "x");
   await Deno.mkdir(`${dir.path}/d/zsub`);
   await Deno.writeTextFile(`${dir.path}/d/.hidden`, "x");
-  const h = createHandler({ root: dir.path, dirListing: true });
+  const h = createHandler({
+    root: dir.path,
+    serveStatic: { dirListing: true },
+  });
   const res = await h(new Request("http://x/d/"));
   assert.equal(res.status, 200);
   assert.equal(res.headers.get("content-type"), "text/html; charset=UTF-8");
@@ -168,7 +173,7 @@ Deno.test("serveStatic() lists directories first, escaped, with size, mtime and 
 
 Deno.test("serveStatic() lists as JSON when the client asks for JSON", async () => {
   const res = await get("/docs/", { headers: { accept: "application/json" } }, {
-    dirListing: true,
+    serveStatic: { dirListing: true },
   });
   assert.equal(
     res.headers.get("content-type"),
@@ -199,7 +204,10 @@ Deno.test("serveStatic() hides dot-directories and their contents, in listings t
   await Deno.mkdir(`${dir.path}/.git`);
   await Deno.writeTextFile(`${dir.path}/.git/config`, "[core]");
   await Deno.writeTextFile(`${dir.path}/visible.txt`, "v");
-  const h = createHandler({ root: dir.path, dirListing: true });
+  const h = createHandler({
+    root: dir.path,
+    serveStatic: { dirListing: true },
+  });
   const res = await h(new Request("http://x/.git/config"));
   assert.equal(res.status, 404);
   await res.body?.cancel();
@@ -211,7 +219,7 @@ Deno.test("serveStatic() hides dot-directories and their contents, in listings t
   assert.ok(listing.includes("visible.txt"));
   const open = createHandler({
     root: dir.path,
-    dirListing: true,
+    serveStatic: { dirListing: true },
     dotfiles: true,
   });
   assert.ok(
@@ -227,7 +235,10 @@ Deno.test("serveStatic() does not follow symlinks out of the root unless allowed
   await Deno.symlink(`${outside.path}/secret.txt`, `${dir.path}/out.txt`);
   await Deno.symlink(outside.path, `${dir.path}/outdir`);
   await Deno.symlink(`${dir.path}/inside.txt`, `${dir.path}/in.txt`);
-  const h = createHandler({ root: dir.path, dirListing: true });
+  const h = createHandler({
+    root: dir.path,
+    serveStatic: { dirListing: true },
+  });
   for (const path of ["/out.txt", "/outdir/secret.txt", "/outdir/"]) {
     const res = await h(new Request(`http://x${path}`));
     assert.equal(res.status, 404, path);
@@ -256,7 +267,8 @@ Deno.test("serveStatic() serves a symlinked root's files", async () => {
 });
 
 Deno.test("listDirectory() caps a huge folder and renderListing() says how many were left out", async () => {
-  const { listDirectory, renderListing } = await import("../mod.ts");
+  const { listDirectory, renderListing } = await import("../static/mod.ts");
+  const { documentRoot } = await import("../server/resolve.ts");
   await using dir = await tempDir();
   for (let i = 0; i < 40; i++) {
     await Deno.writeTextFile(
@@ -265,7 +277,8 @@ Deno.test("listDirectory() caps a huge folder and renderListing() says how many 
     );
   }
   await Deno.mkdir(`${dir.path}/zz-dir`);
-  const entries = await listDirectory(dir.path, [], { maxEntries: 5 });
+  const root = documentRoot(await Deno.realPath(dir.path));
+  const entries = await listDirectory(root, [], { maxEntries: 5 });
   assert.deepEqual(entries.map((e) => e.name), [
     "zz-dir",
     "f00.txt",
@@ -273,17 +286,59 @@ Deno.test("listDirectory() caps a huge folder and renderListing() says how many 
     "f02.txt",
     "f03.txt",
   ]);
-  const html =
-    await (await renderListing(new Request("http://x/"), dir.path, [], {
-      maxEntries: 5,
-    })).text();
+  const html = await (await renderListing(new Request("http://x/"), root, [], {
+    maxEntries: 5,
+  })).text();
   assert.match(html, /36 more entries are not listed/);
   const json = await renderListing(
     new Request("http://x/", { headers: { accept: "application/json" } }),
-    dir.path,
+    root,
     [],
     { maxEntries: 5 },
   );
   assert.equal(json.headers.get("x-listing-omitted"), "36");
   assert.equal((await json.json()).length, 5);
+});
+
+Deno.test("serveStatic() lists what resolution serves: .well-known shown, other dot entries hidden", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/.well-known`);
+  await Deno.writeTextFile(`${dir.path}/.well-known/token.txt`, "t");
+  await Deno.writeTextFile(`${dir.path}/.env`, "SECRET=1");
+  const h = createHandler({
+    root: dir.path,
+    serveStatic: { dirListing: true },
+  });
+  const listing = await (await h(new Request("http://x/"))).text();
+  assert.ok(listing.includes(".well-known/"), "listed, as it is served");
+  assert.ok(!listing.includes(".env"));
+  const token = await h(new Request("http://x/.well-known/token.txt"));
+  assert.equal(await token.text(), "t");
+});
+
+Deno.test("serveStatic() applies the root's symlink policy to index files and precompressed siblings", async () => {
+  await using outside = await tempDir();
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${outside.path}/index.html`, "OUTSIDE-INDEX");
+  await Deno.writeTextFile(`${outside.path}/app.js.gz`, "OUTSIDE-GZ");
+  await Deno.mkdir(`${dir.path}/d`);
+  await Deno.symlink(`${outside.path}/index.html`, `${dir.path}/d/index.html`);
+  await Deno.writeTextFile(`${dir.path}/app.js`, "x".repeat(2000));
+  await Deno.symlink(`${outside.path}/app.js.gz`, `${dir.path}/app.js.gz`);
+  const gzip = { headers: { "accept-encoding": "gzip" } };
+  const closed = createHandler({ root: dir.path });
+  const index = await closed(new Request("http://x/d/"));
+  assert.equal(index.status, 404, "the index symlink leads out");
+  await index.body?.cancel();
+  const js = await closed(new Request("http://x/app.js", gzip));
+  assert.equal(js.headers.get("content-encoding"), null);
+  assert.equal((await js.text()).length, 2000);
+  const open = createHandler({ root: dir.path, followSymlinks: true });
+  assert.equal(
+    await (await open(new Request("http://x/d/"))).text(),
+    "OUTSIDE-INDEX",
+  );
+  const gz = await open(new Request("http://x/app.js", gzip));
+  assert.equal(gz.headers.get("content-encoding"), "gzip");
+  await gz.body?.cancel();
 });

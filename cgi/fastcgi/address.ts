@@ -4,7 +4,20 @@
  * @module
  */
 
-/** Where a FastCGI responder listens: TCP or a unix socket. */
+/**
+ * Where a FastCGI responder listens: TCP or a unix socket.
+ *
+ * @example Giving backends as parsed addresses
+ * ```ts
+ * import { createFastCgiClient, type FastCgiAddress } from "@x/serve/fastcgi";
+ *
+ * const backends: FastCgiAddress[] = [
+ *   { transport: "tcp", hostname: "127.0.0.1", port: 9000 },
+ *   { transport: "unix", path: "/run/php/php8.2-fpm.sock" },
+ * ];
+ * createFastCgiClient({ backends }).close();
+ * ```
+ */
 export type FastCgiAddress =
   | { transport: "tcp"; hostname: string; port: number }
   | { transport: "unix"; path: string };
@@ -16,7 +29,7 @@ export type FastCgiAddress =
  *
  * @example Parsing addresses
  * ```ts
- * import { parseAddress } from "./address.ts";
+ * import { parseAddress } from "@x/serve/fastcgi";
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual(parseAddress("127.0.0.1:9000"), { transport: "tcp", hostname: "127.0.0.1", port: 9000 });

@@ -10,8 +10,13 @@
 import type { FastCgiAddress } from "./address.ts";
 import type { FastCgiConnection } from "./connection.ts";
 import { FastCgiError } from "./errors.ts";
+import { describeError } from "../../server/log.ts";
 import type { LogFn } from "../../server/types.ts";
-import { exchange, type FastCgiRequest } from "./exchange.ts";
+import {
+  exchange,
+  type ExchangeOptions,
+  type FastCgiRequest,
+} from "./exchange.ts";
 import {
   type BackendPool,
   type BackendPoolStats,
@@ -20,7 +25,23 @@ import {
 
 export type { FastCgiRequest } from "./exchange.ts";
 
-/** Options of {@linkcode createFastCgiClient}. */
+/**
+ * Options of {@linkcode createFastCgiClient}. Durations are in milliseconds.
+ *
+ * @example Two backends, short timeouts
+ * ```ts
+ * import { createFastCgiClient, type FastCgiClientOptions } from "@x/serve/fastcgi";
+ *
+ * const options: FastCgiClientOptions = {
+ *   backends: ["10.0.0.5:9000", "10.0.0.6:9000"],
+ *   keepAlive: 1,
+ *   connectTimeoutMs: 1_000,
+ *   readTimeoutMs: 30_000,
+ *   downTimeMs: 10_000,
+ * };
+ * createFastCgiClient(options).close();
+ * ```
+ */
 export interface FastCgiClientOptions {
   /**
    * The backends: `host:port`, `unix:/path` or parsed addresses.
@@ -36,7 +57,7 @@ export interface FastCgiClientOptions {
   keepAlive?: number;
   /**
    * Most open connections per backend (0 = no limit). Requests beyond it
-   * wait (up to `connectTimeout`) for a free connection.
+   * wait (up to `connectTimeoutMs`) for a free connection.
    * @default {0}
    */
   maxConnections?: number;
@@ -44,28 +65,28 @@ export interface FastCgiClientOptions {
    * Milliseconds an idle kept connection stays open.
    * @default {10000}
    */
-  keepAliveTimeout?: number;
+  keepAliveTimeoutMs?: number;
   /**
    * Milliseconds to get a connection (waiting for a free one included), then 504.
    * @default {5000}
    */
-  connectTimeout?: number;
+  connectTimeoutMs?: number;
   /**
    * Milliseconds from sending the request until the first response byte, then 504.
    * @default {60000}
    */
-  firstByteTimeout?: number;
+  firstByteTimeoutMs?: number;
   /**
    * Milliseconds of silence allowed while the response streams in.
    * @default {60000}
    */
-  readTimeout?: number;
+  readTimeoutMs?: number;
   /**
    * Milliseconds a backend that refused a connection is skipped (while
    * another one is available).
    * @default {5000}
    */
-  downTime?: number;
+  downTimeMs?: number;
   /**
    * Where connection problems are logged.
    * @default {undefined} (not logged)
@@ -73,7 +94,20 @@ export interface FastCgiClientOptions {
   log?: LogFn;
 }
 
-/** Per-backend state reported by {@linkcode FastCgiClient.stats}. */
+/**
+ * Per-backend state reported by {@linkcode FastCgiClient.stats}.
+ *
+ * @example Listing the backends that are down
+ * ```ts
+ * import { createFastCgiClient, type FastCgiBackendStats } from "@x/serve/fastcgi";
+ * import assert from "node:assert/strict";
+ *
+ * const client = createFastCgiClient({ backends: ["127.0.0.1:9000"] });
+ * const stats: FastCgiBackendStats[] = client.stats();
+ * assert.deepEqual(stats.filter((b) => b.down).map((b) => b.label), []);
+ * client.close();
+ * ```
+ */
 export interface FastCgiBackendStats extends BackendPoolStats {
   /** The backend address. */
   label: string;
@@ -81,7 +115,22 @@ export interface FastCgiBackendStats extends BackendPoolStats {
   down: boolean;
 }
 
-/** A FastCGI client over several backends; see {@linkcode createFastCgiClient}. */
+/**
+ * A FastCGI client over several backends; see {@linkcode createFastCgiClient}.
+ *
+ * @example Mapping a failure to its status
+ * ```ts
+ * import { createFastCgiClient, type FastCgiClient, FastCgiError } from "@x/serve/fastcgi";
+ * import assert from "node:assert/strict";
+ *
+ * const client: FastCgiClient = createFastCgiClient({ backends: ["unix:/nonexistent.sock"] });
+ * await assert.rejects(
+ *   client.request({ params: [["REQUEST_METHOD", "GET"]] }),
+ *   (error) => error instanceof FastCgiError && error.status === 502,
+ * );
+ * client.close();
+ * ```
+ */
 export interface FastCgiClient {
   /**
    * Runs a request; resolves with STDOUT (a CGI response) once its first
@@ -101,12 +150,186 @@ interface _Backend {
   downUntil: number;
 }
 
+/** What a pass over the backends got: a connection, or the last failure. */
+type _Attempt =
+  | { backend: _Backend; conn: FastCgiConnection }
+  | { error: unknown }
+  | undefined;
+
+/** The backends in turn (round-robin), skipping those that are down. */
+class _Balancer {
+  readonly backends: _Backend[];
+  readonly #waiters: (() => void)[] = [];
+  readonly #options: FastCgiClientOptions;
+  readonly #downTimeMs: number;
+  #next = 0;
+  #closed = false;
+
+  constructor(
+    addresses: readonly (string | FastCgiAddress)[],
+    options: FastCgiClientOptions,
+  ) {
+    this.#options = options;
+    this.#downTimeMs = options.downTimeMs ?? 5_000;
+    this.backends = addresses.map((address) => ({
+      pool: createBackendPool(address, {
+        keepAlive: options.keepAlive ?? 2,
+        maxConnections: options.maxConnections ?? 0,
+        keepAliveTimeoutMs: options.keepAliveTimeoutMs,
+        connectTimeoutMs: options.connectTimeoutMs,
+        onRelease: () => this.wake(),
+        waiting: () => this.#waiters.length,
+      }),
+      downUntil: 0,
+    }));
+  }
+
+  /** Lets the longest waiting request look for a connection again. */
+  wake(): void {
+    this.#waiters.shift()?.();
+  }
+
+  /**
+   * A connection, waiting up to `connectTimeoutMs` for a free one; a
+   * backend that fails is marked down for `downTimeMs`.
+   */
+  async acquire(
+    signal: AbortSignal | undefined,
+  ): Promise<{ backend: _Backend; conn: FastCgiConnection }> {
+    const connectTimeoutMs = this.#options.connectTimeoutMs ?? 5_000;
+    const deadline = Date.now() + connectTimeoutMs;
+    while (true) {
+      if (this.#closed) throw new FastCgiError(502, "FastCGI client is closed");
+      if (signal?.aborted) {
+        throw new FastCgiError(
+          502,
+          "Request aborted while waiting for a connection",
+        );
+      }
+      const { attempt, everyone } = await this.#pass();
+      if (attempt && "conn" in attempt) return attempt;
+      if (attempt && (everyone || Date.now() >= deadline)) {
+        throw attempt.error instanceof FastCgiError
+          ? attempt.error
+          : new FastCgiError(502, "No FastCGI backend is reachable", {
+            cause: attempt.error,
+          });
+      }
+      if (attempt) continue; // the ones tried are now down: look again
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new FastCgiError(
+          504,
+          `No free FastCGI connection within ${connectTimeoutMs} ms`,
+        );
+      }
+      await this.#waitForRelease(Math.min(left, 250));
+    }
+  }
+
+  /** Tries each backend with room once, in turn; `undefined`: none had room. */
+  async #pass(): Promise<{ attempt: _Attempt; everyone: boolean }> {
+    const { backends } = this;
+    const n = backends.length;
+    const order = Array.from(
+      { length: n },
+      (_, i) => backends[(this.#next + i) % n]!,
+    );
+    const now = Date.now();
+    const up = order.filter((b) => b.downUntil <= now);
+    // When every backend is marked down, try them all: one may be back.
+    const everyone = up.length === 0;
+    let attempt: _Attempt;
+    for (const backend of everyone ? order : up) {
+      if (!backend.pool.hasCapacity()) continue;
+      this.#next = (backends.indexOf(backend) + 1) % n;
+      try {
+        const conn = await backend.pool.acquire();
+        backend.downUntil = 0;
+        return { attempt: { backend, conn }, everyone };
+      } catch (error) {
+        attempt = { error };
+        this.#markDown(backend, error);
+      }
+    }
+    return { attempt, everyone };
+  }
+
+  #markDown(backend: _Backend, error: unknown): void {
+    if (backend.downUntil <= Date.now()) {
+      this.#options.log?.(
+        "warn",
+        `FastCGI backend ${backend.pool.label} is down: ${
+          describeError(error)
+        }`,
+      );
+    }
+    backend.downUntil = Date.now() + this.#downTimeMs;
+  }
+
+  /** Waits for a released connection, at most `ms`. */
+  #waitForRelease(ms: number): Promise<void> {
+    const waiters = this.#waiters;
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        const i = waiters.indexOf(done);
+        if (i >= 0) waiters.splice(i, 1);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      waiters.push(done);
+    });
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const b of this.backends) b.pool.close();
+    for (const w of this.#waiters.splice(0)) w();
+  }
+}
+
+/**
+ * Runs a request on a connection from `balancer`; a kept connection found
+ * dead before any byte of it went out is retried once on a fresh one.
+ */
+async function _request(
+  balancer: _Balancer,
+  req: FastCgiRequest,
+  options: Omit<ExchangeOptions, "onDone">,
+  log: LogFn | undefined,
+): Promise<ReadableStream<Uint8Array>> {
+  for (let attempt = 0;; attempt++) {
+    const { backend, conn } = await balancer.acquire(req.signal);
+    try {
+      return await exchange(conn, req, {
+        ...options,
+        onDone: (reusable) => backend.pool.release(conn, reusable),
+      });
+    } catch (error) {
+      // Never a request the responder may have run.
+      if (
+        error instanceof FastCgiError && error.stale && attempt === 0 &&
+        !req.signal?.aborted
+      ) {
+        backend.pool.closeIdle(); // they are likely dead too: retry on a fresh connection
+        log?.(
+          "info",
+          `FastCGI connection to ${backend.pool.label} was stale; retrying on a fresh one`,
+        );
+        continue;
+      }
+      throw error;
+    }
+  }
+}
+
 /**
  * Creates a FastCGI client.
  *
  * @example Running a request against php-fpm
  * ```ts ignore
- * import { createFastCgiClient } from "./client.ts";
+ * import { createFastCgiClient } from "@x/serve/fastcgi";
  *
  * const client = createFastCgiClient({ backends: ["127.0.0.1:9000", "unix:/run/php/php-fpm.sock"] });
  * const stdout = await client.request({
@@ -125,144 +348,26 @@ export function createFastCgiClient(
   const {
     backends: addresses = ["127.0.0.1:9000"],
     keepAlive = 2,
-    maxConnections = 0,
-    keepAliveTimeout = 10_000,
-    connectTimeout = 5_000,
-    firstByteTimeout = 60_000,
-    readTimeout = 60_000,
-    downTime = 5_000,
+    firstByteTimeoutMs,
+    readTimeoutMs,
     log,
   } = options;
   if (addresses.length === 0) {
     throw new TypeError("Cannot create FastCGI client: no backends");
   }
-  const waiters: (() => void)[] = [];
-  const wake = (): void => {
-    waiters.shift()?.();
+  const balancer = new _Balancer(addresses, options);
+
+  const exchangeOptions = {
+    firstByteTimeoutMs,
+    readTimeoutMs,
+    keepConn: keepAlive > 0,
   };
-  const backends: _Backend[] = addresses.map((address) => ({
-    pool: createBackendPool(address, {
-      keepAlive,
-      maxConnections,
-      keepAliveTimeout,
-      connectTimeout,
-      onRelease: wake,
-      waiting: () => waiters.length,
-    }),
-    downUntil: 0,
-  }));
-  let next = 0;
-  let closed = false;
-
-  /** Waits for a released connection, at most `ms`. */
-  function waitForRelease(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        const i = waiters.indexOf(done);
-        if (i >= 0) waiters.splice(i, 1);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      waiters.push(done);
-    });
-  }
-
-  async function acquire(
-    signal: AbortSignal | undefined,
-  ): Promise<{ backend: _Backend; conn: FastCgiConnection }> {
-    const deadline = Date.now() + connectTimeout;
-    while (true) {
-      if (closed) throw new FastCgiError(502, "FastCGI client is closed");
-      if (signal?.aborted) {
-        throw new FastCgiError(
-          502,
-          "Request aborted while waiting for a connection",
-        );
-      }
-      const n = backends.length;
-      const order = Array.from(
-        { length: n },
-        (_, i) => backends[(next + i) % n]!,
-      );
-      const now = Date.now();
-      const up = order.filter((b) => b.downUntil <= now);
-      // When every backend is marked down, try them all: one may be back.
-      const everyone = up.length === 0;
-      let lastError: unknown;
-      for (const backend of everyone ? order : up) {
-        if (!backend.pool.hasCapacity()) continue;
-        next = (backends.indexOf(backend) + 1) % n;
-        try {
-          const conn = await backend.pool.acquire();
-          backend.downUntil = 0;
-          return { backend, conn };
-        } catch (error) {
-          lastError = error;
-          if (backend.downUntil <= Date.now()) {
-            log?.(
-              "warn",
-              `FastCGI backend ${backend.pool.label} is down: ${
-                _message(error)
-              }`,
-            );
-          }
-          backend.downUntil = Date.now() + downTime;
-        }
-      }
-      if (lastError !== undefined && (everyone || Date.now() >= deadline)) {
-        throw lastError instanceof FastCgiError
-          ? lastError
-          : new FastCgiError(502, "No FastCGI backend is reachable", {
-            cause: lastError,
-          });
-      }
-      if (lastError !== undefined) continue; // the ones tried are now down: look again
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        throw new FastCgiError(
-          504,
-          `No free FastCGI connection within ${connectTimeout} ms`,
-        );
-      }
-      await waitForRelease(Math.min(left, 250));
-    }
-  }
-
-  async function request(
-    req: FastCgiRequest,
-  ): Promise<ReadableStream<Uint8Array>> {
-    for (let attempt = 0;; attempt++) {
-      const { backend, conn } = await acquire(req.signal);
-      try {
-        return await exchange(conn, req, {
-          firstByteTimeout,
-          readTimeout,
-          keepConn: keepAlive > 0,
-          onDone: (reusable) => backend.pool.release(conn, reusable),
-        });
-      } catch (error) {
-        // Only a kept connection found dead before any byte of the request
-        // went out is retried (never a request the responder may have run).
-        if (
-          error instanceof FastCgiError && error.stale && attempt === 0 &&
-          !req.signal?.aborted
-        ) {
-          backend.pool.closeIdle(); // they are likely dead too: retry on a fresh connection
-          log?.(
-            "info",
-            `FastCGI connection to ${backend.pool.label} was stale; retrying on a fresh one`,
-          );
-          continue;
-        }
-        throw error;
-      }
-    }
-  }
+  const request = (req: FastCgiRequest) =>
+    _request(balancer, req, exchangeOptions, log);
 
   function stats(): FastCgiBackendStats[] {
     const now = Date.now();
-    return backends.map((b) => ({
+    return balancer.backends.map((b) => ({
       label: b.pool.label,
       down: b.downUntil > now,
       ...b.pool.stats(),
@@ -270,25 +375,10 @@ export function createFastCgiClient(
   }
 
   function markUp(index: number): void {
-    const backend = backends[index];
+    const backend = balancer.backends[index];
     if (backend) backend.downUntil = 0;
-    wake();
+    balancer.wake();
   }
 
-  function close(): void {
-    closed = true;
-    for (const b of backends) b.pool.close();
-    for (const w of waiters.splice(0)) w();
-  }
-
-  return { request, stats, markUp, close };
-}
-
-function _message(error: unknown): string {
-  if (error instanceof Error) {
-    return error.cause instanceof Error
-      ? `${error.message} (${error.cause.message})`
-      : error.message;
-  }
-  return String(error);
+  return { request, stats, markUp, close: () => balancer.close() };
 }

@@ -131,17 +131,16 @@ export class FastCgiConnection {
   }
 
   /**
-   * Reads the next record, or `null` at end of stream. After `timeout`
-   * milliseconds the connection is closed and a 504 {@linkcode FastCgiError}
-   * is thrown.
+   * Reads the next record, or `null` at end of stream. After `timeoutMs`
+   * the connection is closed and a 504 {@linkcode FastCgiError} is thrown.
    *
-   * @param timeout Milliseconds to wait (0 = forever).
+   * @param timeoutMs Milliseconds to wait (0 = forever).
    * @returns The record or `null`.
    */
-  async read(timeout: number): Promise<FastCgiRecord | null> {
+  async read(timeoutMs: number): Promise<FastCgiRecord | null> {
     const next = this.#pending ?? this.#reader.next();
     this.#pending = undefined;
-    if (timeout <= 0) return await next;
+    if (timeoutMs <= 0) return await next;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -149,10 +148,10 @@ export class FastCgiConnection {
         reject(
           new FastCgiError(
             504,
-            `No data from the FastCGI responder for ${timeout} ms`,
+            `No data from the FastCGI responder for ${timeoutMs} ms`,
           ),
         );
-      }, timeout);
+      }, timeoutMs);
     });
     try {
       return await Promise.race([next, expired]);

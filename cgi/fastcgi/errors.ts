@@ -5,7 +5,19 @@
  * @module
  */
 
-/** Options of {@linkcode FastCgiError}. */
+/**
+ * Options of {@linkcode FastCgiError}.
+ *
+ * @example Wrapping a socket error
+ * ```ts
+ * import { FastCgiError, type FastCgiErrorOptions } from "@x/serve/fastcgi";
+ * import assert from "node:assert/strict";
+ *
+ * const options: FastCgiErrorOptions = { cause: new Deno.errors.ConnectionRefused("refused") };
+ * const error = new FastCgiError(502, "Cannot connect", options);
+ * assert.equal(error.stale, false);
+ * ```
+ */
 export interface FastCgiErrorOptions {
   /**
    * A reused connection was found dead before any byte of the request went
@@ -26,7 +38,7 @@ export interface FastCgiErrorOptions {
  *
  * @example Mapping to a status
  * ```ts
- * import { FastCgiError } from "./errors.ts";
+ * import { FastCgiError } from "@x/serve/fastcgi";
  * import assert from "node:assert/strict";
  *
  * const error = new FastCgiError(504, "Timed out waiting for the first byte");

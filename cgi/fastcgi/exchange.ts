@@ -7,6 +7,7 @@
  * @module
  */
 
+import { pullStream } from "../stream.ts";
 import type { FastCgiConnection } from "./connection.ts";
 import { FastCgiError } from "./errors.ts";
 import {
@@ -21,8 +22,28 @@ import {
 
 const _REQUEST_ID = 1;
 const _EMPTY = new Uint8Array();
+const _decoder = new TextDecoder();
 
-/** One request for a FastCGI responder. */
+/**
+ * One request for a FastCGI responder.
+ *
+ * @example A POST with its body
+ * ```ts
+ * import type { FastCgiRequest } from "@x/serve/fastcgi";
+ *
+ * const body = new TextEncoder().encode("a=1");
+ * const request: FastCgiRequest = {
+ *   params: [
+ *     ["REQUEST_METHOD", "POST"],
+ *     ["SCRIPT_FILENAME", "/srv/www/form.php"],
+ *     ["CONTENT_TYPE", "application/x-www-form-urlencoded"],
+ *     ["CONTENT_LENGTH", String(body.length)],
+ *   ],
+ *   body,
+ *   onStderr: (text) => console.error(text),
+ * };
+ * ```
+ */
 export interface FastCgiRequest {
   /** The params (CGI meta-variables), sent in this order. */
   params: Iterable<readonly [string, string]>;
@@ -38,18 +59,27 @@ export interface FastCgiRequest {
   signal?: AbortSignal;
 }
 
-/** Options of {@linkcode exchange}. */
+/**
+ * Options of {@linkcode exchange}. Durations are in milliseconds.
+ *
+ * @example Giving a slow script more time
+ * ```ts
+ * import type { ExchangeOptions } from "./exchange.ts";
+ *
+ * const options: ExchangeOptions = { firstByteTimeoutMs: 300_000, keepConn: false };
+ * ```
+ */
 export interface ExchangeOptions {
   /**
    * Milliseconds from sending the request until the first response record.
    * @default {60000}
    */
-  firstByteTimeout?: number;
+  firstByteTimeoutMs?: number;
   /**
    * Milliseconds of silence allowed between records once the response started.
    * @default {60000}
    */
-  readTimeout?: number;
+  readTimeoutMs?: number;
   /**
    * Ask the responder to keep the connection (FCGI_KEEP_CONN).
    * @default {true}
@@ -152,49 +182,101 @@ export async function exchange(
   options: ExchangeOptions = {},
 ): Promise<ReadableStream<Uint8Array>> {
   const {
-    firstByteTimeout = 60_000,
-    readTimeout = 60_000,
+    firstByteTimeoutMs = 60_000,
+    readTimeoutMs = 60_000,
     keepConn = true,
-    onDone,
   } = options;
   const reused = conn.completed > 0;
-  const decoder = new TextDecoder();
-  let settled = false;
-  let bodyDone = false;
-  let bodyError: unknown;
+  const finish = _finisher(conn, request.signal, options.onDone);
+  await _refuseStale(conn, request.signal, reused, finish);
+  await _sendHead(conn, request, keepConn, reused, finish);
+  const body = _sendBody(conn, request.body);
+  const read = (timeoutMs: number): Promise<Uint8Array | null> =>
+    _nextChunk(conn, request, timeoutMs, body).catch((error) => {
+      finish(false);
+      throw error;
+    });
+  const first = await read(firstByteTimeoutMs);
+  if (first === null) {
+    finish(body.done);
+    return new ReadableStream({
+      start(controller) {
+        controller.close();
+      },
+    });
+  }
+  return pullStream({
+    first,
+    read: async () => {
+      const chunk = await read(readTimeoutMs);
+      if (chunk === null) finish(body.done);
+      return chunk;
+    },
+    cancel: () => finish(false),
+  });
+}
 
+/** Ends the request once: `reusable` keeps the connection for another. */
+type _Finish = (reusable: boolean) => void;
+
+/**
+ * The request's one way to end: it frees the connection (kept or closed)
+ * and tells `onDone`. An abort of `signal` ends it at once; an abort before
+ * the start throws.
+ */
+function _finisher(
+  conn: FastCgiConnection,
+  signal: AbortSignal | undefined,
+  onDone: ((reusable: boolean) => void) | undefined,
+): _Finish {
+  let settled = false;
   const finish = (reusable: boolean): void => {
     if (settled) return;
     settled = true;
-    request.signal?.removeEventListener("abort", onAbort);
+    signal?.removeEventListener("abort", onAbort);
     if (reusable && !conn.closed) conn.completed++;
     else conn.close();
     onDone?.(reusable && !conn.closed);
   };
-  function onAbort(): void {
-    finish(false);
-  }
-  if (request.signal?.aborted) {
+  const onAbort = (): void => finish(false);
+  if (signal?.aborted) {
     finish(false);
     throw new FastCgiError(502, "Request aborted before it was sent");
   }
-  request.signal?.addEventListener("abort", onAbort, { once: true });
+  signal?.addEventListener("abort", onAbort, { once: true });
+  return finish;
+}
 
-  // A kept connection the responder closed while it was idle: nothing was
-  // sent, so the caller may retry on a fresh one.
-  if (reused && await conn.probe()) {
-    const aborted = request.signal?.aborted ?? false;
-    finish(false);
-    throw new FastCgiError(
-      502,
-      aborted
-        ? "Request aborted before it was sent"
-        : "Kept FastCGI connection was closed by the responder",
-      { stale: !aborted },
-    );
-  }
+/**
+ * Throws a `stale` error for a kept connection the responder closed while
+ * it was idle: nothing was sent, so the caller may retry on a fresh one.
+ */
+async function _refuseStale(
+  conn: FastCgiConnection,
+  signal: AbortSignal | undefined,
+  reused: boolean,
+  finish: _Finish,
+): Promise<void> {
+  if (!reused || !await conn.probe()) return;
+  const aborted = signal?.aborted ?? false;
+  finish(false);
+  throw new FastCgiError(
+    502,
+    aborted
+      ? "Request aborted before it was sent"
+      : "Kept FastCGI connection was closed by the responder",
+    { stale: !aborted },
+  );
+}
 
-  // Headers first: a failure of the first write means nothing was sent.
+/** Sends BEGIN_REQUEST and the params: a failure here means nothing was sent. */
+async function _sendHead(
+  conn: FastCgiConnection,
+  request: FastCgiRequest,
+  keepConn: boolean,
+  reused: boolean,
+  finish: _Finish,
+): Promise<void> {
   const sentBefore = conn.sent;
   try {
     await conn.write(
@@ -218,109 +300,99 @@ export async function exchange(
       },
     );
   }
-  _writeBody(conn, request.body).then(
+}
+
+/** How the STDIN stream, written in the background, is doing. */
+interface _BodyState {
+  done: boolean;
+  error: unknown;
+}
+
+/** Writes the body in the background; a failure closes the connection. */
+function _sendBody(
+  conn: FastCgiConnection,
+  body: FastCgiRequest["body"],
+): _BodyState {
+  const state: _BodyState = { done: false, error: undefined };
+  _writeBody(conn, body).then(
     () => {
-      bodyDone = true;
+      state.done = true;
     },
     (error) => {
-      bodyError = error;
+      state.error = error;
       conn.close();
     },
   );
+  return state;
+}
 
-  /** Reads until STDOUT data (returned) or END_REQUEST (`null`). */
-  const nextChunk = async (timeout: number): Promise<Uint8Array | null> => {
-    while (true) {
-      let record: FastCgiRecord | null;
-      try {
-        record = await conn.read(timeout);
-      } catch (error) {
-        if (error instanceof FastCgiError) throw error;
-        if (error instanceof SyntaxError) {
-          throw new FastCgiError(
-            502,
-            `Malformed FastCGI record: ${error.message}`,
-            { cause: error },
-          );
-        }
-        // Never stale: the request went out, the script may have run.
-        throw new FastCgiError(502, "FastCGI connection failed", {
-          cause: bodyError ?? error,
-        });
-      }
-      if (record === null) {
-        throw new FastCgiError(
-          502,
-          "FastCGI responder closed the connection before END_REQUEST",
-          { cause: bodyError },
-        );
-      }
-      if (record.requestId !== _REQUEST_ID) continue; // management records and inactive ids
-      switch (record.type) {
-        case RecordType.STDOUT:
-          if (record.content.length > 0) return record.content;
-          continue;
-        case RecordType.STDERR:
-          if (record.content.length > 0) {
-            request.onStderr?.(decoder.decode(record.content));
-          }
-          continue;
-        case RecordType.END_REQUEST: {
-          const protocolStatus = record.content[4];
-          if (record.content.length < 8 || protocolStatus !== 0) {
-            throw new FastCgiError(
-              502,
-              `FastCGI responder rejected the request (protocol status ${protocolStatus})`,
-            );
-          }
-          return null;
-        }
-        default:
-          throw new FastCgiError(
-            502,
-            `Unexpected FastCGI record type ${record.type}`,
-          );
-      }
-    }
-  };
-
-  let first: Uint8Array | null;
+/** Reads the next record, as a {@linkcode FastCgiError} on failure. */
+async function _readRecord(
+  conn: FastCgiConnection,
+  timeoutMs: number,
+  body: _BodyState,
+): Promise<FastCgiRecord> {
+  let record: FastCgiRecord | null;
   try {
-    first = await nextChunk(firstByteTimeout);
+    record = await conn.read(timeoutMs);
   } catch (error) {
-    finish(false);
-    throw error;
-  }
-  if (first === null) {
-    finish(bodyDone);
-    return new ReadableStream({
-      start(controller) {
-        controller.close();
-      },
+    if (error instanceof FastCgiError) throw error;
+    if (error instanceof SyntaxError) {
+      throw new FastCgiError(
+        502,
+        `Malformed FastCGI record: ${error.message}`,
+        { cause: error },
+      );
+    }
+    // Never stale: the request went out, the script may have run.
+    throw new FastCgiError(502, "FastCGI connection failed", {
+      cause: body.error ?? error,
     });
   }
-  let pending: Uint8Array | null = first;
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (pending) {
-        controller.enqueue(pending);
-        pending = null;
-        return;
-      }
-      try {
-        const chunk = await nextChunk(readTimeout);
-        if (chunk) controller.enqueue(chunk);
-        else {
-          finish(bodyDone);
-          controller.close();
+  if (record === null) {
+    throw new FastCgiError(
+      502,
+      "FastCGI responder closed the connection before END_REQUEST",
+      { cause: body.error },
+    );
+  }
+  return record;
+}
+
+/** Reads until STDOUT data (returned) or END_REQUEST (`null`). */
+async function _nextChunk(
+  conn: FastCgiConnection,
+  request: FastCgiRequest,
+  timeoutMs: number,
+  body: _BodyState,
+): Promise<Uint8Array | null> {
+  while (true) {
+    const record = await _readRecord(conn, timeoutMs, body);
+    if (record.requestId !== _REQUEST_ID) continue; // management records and inactive ids
+    switch (record.type) {
+      case RecordType.STDOUT:
+        if (record.content.length > 0) return record.content;
+        continue;
+      case RecordType.STDERR:
+        if (record.content.length > 0) {
+          request.onStderr?.(_decoder.decode(record.content));
         }
-      } catch (error) {
-        finish(false);
-        controller.error(error);
+        continue;
+      case RecordType.END_REQUEST: {
+        const protocolStatus = record.content[4];
+        if (record.content.length < 8 || protocolStatus !== 0) {
+          throw new FastCgiError(
+            502,
+            `FastCGI responder rejected the request (protocol status ${protocolStatus})`,
+          );
+        }
+        return null;
       }
-    },
-    cancel() {
-      finish(false);
-    },
-  }, { highWaterMark: 0 });
+      default:
+        throw new FastCgiError(
+          502,
+          `Unexpected FastCGI record type ${record.type}`,
+        );
+    }
+  }
 }

@@ -7,14 +7,28 @@
  * @module
  */
 
-import { buildCgiEnv } from "../env.ts";
-import { prepareRequestBody } from "../body.ts";
-import { parseCgiResponse, toHttpResponse } from "../response.ts";
-import { findFile } from "../../server/resolve.ts";
+import { defaultLog, errorMessage } from "../../server/log.ts";
 import { HttpError } from "../../server/errors.ts";
-import { defaultLog } from "../../server/compose.ts";
-import type { Context, Middleware, ResolvedFile } from "../../server/types.ts";
+import { directoryRedirect } from "../../server/http.ts";
+import type {
+  Context,
+  LogFn,
+  Middleware,
+  ResolvedFile,
+} from "../../server/types.ts";
+import {
+  type PreparedBody,
+  prepareRequestBody,
+  type RequestBodyOptions,
+} from "../body.ts";
+import { buildCgiEnv } from "../env.ts";
 import { dispatchLocalRedirect } from "../redirect.ts";
+import {
+  type CgiResponse,
+  parseCgiResponse,
+  toHttpResponse,
+} from "../response.ts";
+import { pullStream, readChunk } from "../stream.ts";
 import type { FastCgiAddress } from "./address.ts";
 import {
   createFastCgiClient,
@@ -24,13 +38,30 @@ import {
 import { FastCgiError } from "./errors.ts";
 import { type FastCgiWorkers, spawnFastCgiWorkers } from "./spawn.ts";
 
-/** Options of {@linkcode fastcgi}. */
+/**
+ * Options of {@linkcode fastcgi}. Durations are in milliseconds.
+ *
+ * @example A Laravel-style app behind php-fpm
+ * ```ts
+ * import { fastcgi, type FastCgiOptions } from "@x/serve/fastcgi";
+ *
+ * const options: FastCgiOptions = {
+ *   backends: ["unix:/run/php/php8.2-fpm.sock"],
+ *   frontController: "/index.php",
+ *   readTimeoutMs: 120_000,
+ *   maxBodySize: 16 * 1024 * 1024,
+ * };
+ * await using php = fastcgi(options);
+ * ```
+ */
 export interface FastCgiOptions
-  extends Omit<FastCgiClientOptions, "backends" | "maxConnections"> {
+  extends
+    Omit<FastCgiClientOptions, "backends" | "maxConnections">,
+    RequestBodyOptions {
   /**
    * The responders: `host:port`, `unix:/path` or parsed addresses. Several
    * take turns (round-robin); one that refuses connections is skipped for
-   * {@linkcode FastCgiOptions.downTime}. Ignored when
+   * {@linkcode FastCgiOptions.downTimeMs}. Ignored when
    * {@linkcode FastCgiOptions.spawn} is set.
    * @default {["127.0.0.1:9000"]}
    */
@@ -62,7 +93,7 @@ export interface FastCgiOptions
   spawnPassEnv?: readonly string[];
   /**
    * `PATH` of spawned workers (also used to find the command).
-   * @default {undefined} (the server's `PATH` when readable, else "/usr/local/bin:/usr/bin:/bin")
+   * @default {undefined} (the server's `PATH` when readable, else `DEFAULT_PATH`)
    */
   spawnPath?: string;
   /**
@@ -107,34 +138,26 @@ export interface FastCgiOptions
    */
   maxConnections?: number;
   /**
-   * Milliseconds a chunked request body may take to arrive in full (it is
-   * buffered before the request is sent), then 408.
-   * @default {60000}
-   */
-  bodyTimeout?: number;
-  /**
-   * Largest request body in bytes (over → 413).
-   * @default {67108864} (64 MiB)
-   */
-  maxBodySize?: number;
-  /**
-   * Bytes of a chunked body buffered in memory before a temporary file is used.
-   * @default {1048576} (1 MiB)
-   */
-  memoryLimit?: number;
-  /**
-   * Where temporary files for chunked bodies go.
-   * @default {undefined} (the system temporary directory)
-   */
-  tempDir?: string;
-  /**
    * Largest response header block in bytes (over → 502).
    * @default {65536}
    */
   maxHeaderBytes?: number;
 }
 
-/** The {@linkcode fastcgi} middleware, plus shutdown. */
+/**
+ * The {@linkcode fastcgi} middleware, plus shutdown.
+ *
+ * @example Reading the client's counters, then shutting down
+ * ```ts
+ * import { fastcgi, type FastCgiMiddleware } from "@x/serve/fastcgi";
+ * import assert from "node:assert/strict";
+ *
+ * const php: FastCgiMiddleware = fastcgi({ backends: ["127.0.0.1:9000"] });
+ * assert.equal(php.client.stats()[0]?.label, "127.0.0.1:9000");
+ * assert.equal(php.workers, undefined);
+ * await php.close();
+ * ```
+ */
 export interface FastCgiMiddleware extends Middleware, AsyncDisposable {
   /** Closes idle connections and stops spawned workers. */
   close(): Promise<void>;
@@ -151,6 +174,239 @@ interface _Script {
   pathInfo: string;
 }
 
+/** The responders: a client, and the workers when they are spawned. */
+interface _Backend {
+  client: FastCgiClient;
+  workers: FastCgiWorkers | undefined;
+  /** Settles once the spawned workers first started (requests wait for it). */
+  started: Promise<void> | undefined;
+}
+
+function _backend(options: FastCgiOptions, log: LogFn): _Backend {
+  if (options.spawn === undefined) {
+    return {
+      client: createFastCgiClient({ ...options, log }),
+      workers: undefined,
+      started: undefined,
+    };
+  }
+  // Workers get ready asynchronously, once the client below exists.
+  const link: { client?: FastCgiClient } = {};
+  const workers = spawnFastCgiWorkers({
+    command: options.spawn,
+    workers: options.workers,
+    env: options.spawnEnv,
+    passEnv: options.spawnPassEnv,
+    path: options.spawnPath,
+    log,
+    onReady: (i) => link.client?.markUp(i),
+  });
+  workers.ready.catch((error) =>
+    log("error", `FastCGI workers did not start: ${errorMessage(error)}`)
+  );
+  const client = link.client = createFastCgiClient({
+    ...options,
+    backends: workers.addresses,
+    keepAlive: Math.min(options.keepAlive ?? 1, 1),
+    maxConnections: 1,
+    downTimeMs: options.downTimeMs ?? 1_000,
+    log,
+  });
+  // One worker failing to start does not block requests.
+  return { client, workers, started: workers.ready.catch(() => {}) };
+}
+
+/** Which path names are scripts, the directory index and the front controller. */
+interface _Routing {
+  isScript(name: string): boolean;
+  index: string;
+  front: string[] | undefined;
+}
+
+function _routing(options: FastCgiOptions): _Routing {
+  const { extensions = [".php"], index = "index.php", frontController } =
+    options;
+  if (frontController !== undefined && !frontController.startsWith("/")) {
+    throw new TypeError(
+      `Cannot use front controller "${frontController}": it must start with "/"`,
+    );
+  }
+  return {
+    isScript: (name) =>
+      extensions.some((ext) => name.length > ext.length && name.endsWith(ext)),
+    index,
+    front: frontController?.split("/").filter((s) => s !== ""),
+  };
+}
+
+/**
+ * The script that answers a request (rules 1 to 3 of {@linkcode fastcgi}),
+ * or `undefined` for `next()`. A path naming a missing script → 404.
+ */
+async function _route(
+  ctx: Context,
+  routing: _Routing,
+): Promise<_Script | undefined> {
+  const found = await _findScript(ctx, routing);
+  if (found === "missing") {
+    throw new HttpError(404, `No script for ${ctx.path}`);
+  }
+  if (found || !routing.front || ctx.file) return found;
+  const file = await ctx.root!.find(routing.front);
+  if (!file?.info.isFile) return undefined;
+  return { segments: routing.front, file, pathInfo: "" };
+}
+
+/**
+ * The script a request names (rules 1 and 2 of {@linkcode fastcgi}), or
+ * `"missing"` when its path names a script that is not there.
+ */
+async function _findScript(
+  ctx: Context,
+  routing: _Routing,
+): Promise<_Script | "missing" | undefined> {
+  const root = ctx.root!;
+  const { segments } = ctx;
+  for (let i = 1; i <= segments.length; i++) {
+    if (!routing.isScript(segments[i - 1]!)) continue;
+    const scriptSegments = segments.slice(0, i);
+    const file = i === segments.length
+      ? ctx.file
+      : await root.find(scriptSegments);
+    if (!file?.info.isFile) continue;
+    const scriptName = "/" + scriptSegments.join("/");
+    return {
+      segments: scriptSegments,
+      file,
+      pathInfo: ctx.path.slice(scriptName.length),
+    };
+  }
+  if (ctx.file?.info.isDirectory && routing.index) {
+    const indexSegments = [...segments, routing.index];
+    const file = await root.find(indexSegments);
+    if (file?.info.isFile) {
+      return { segments: indexSegments, file, pathInfo: "" };
+    }
+  }
+  return segments.some(routing.isScript) ? "missing" : undefined;
+}
+
+/** What {@linkcode _forward} needs besides the request. */
+interface _Forwarding {
+  backend: _Backend;
+  documentRoot: string | undefined;
+  params: Record<string, string>;
+  passAuthorization: boolean;
+  body: RequestBodyOptions;
+  maxHeaderBytes: number | undefined;
+}
+
+function _forwarding(options: FastCgiOptions, backend: _Backend): _Forwarding {
+  const { maxBodySize, bodyMemoryLimit, tempDir, bodyTimeoutMs } = options;
+  return {
+    backend,
+    documentRoot: options.documentRoot,
+    params: options.params ?? {},
+    passAuthorization: options.passAuthorization ?? true,
+    body: { maxBodySize, bodyMemoryLimit, tempDir, bodyTimeoutMs },
+    maxHeaderBytes: options.maxHeaderBytes,
+  };
+}
+
+/** The params of a script request (its CGI environment). */
+function _params(
+  req: Request,
+  ctx: Context,
+  script: _Script,
+  body: PreparedBody,
+  settings: _Forwarding,
+): [string, string][] {
+  const scriptName = "/" + script.segments.join("/");
+  const { documentRoot } = settings;
+  const docRoot = documentRoot?.replace(/\/+$/, "") ?? ctx.root!.path;
+  const env = buildCgiEnv(req, ctx, {
+    scriptName,
+    scriptFilename: documentRoot === undefined
+      ? script.file.path
+      : docRoot + scriptName,
+    pathInfo: script.pathInfo,
+    documentRoot: docRoot,
+    contentLength: body.length,
+    passAuthorization: settings.passAuthorization,
+    extra: { DOCUMENT_URI: scriptName, ...settings.params },
+  });
+  return Object.entries(env);
+}
+
+/** Sends the request and reads the response's header block (502/504 on failure). */
+async function _exchange(
+  req: Request,
+  ctx: Context,
+  scriptName: string,
+  params: [string, string][],
+  body: PreparedBody,
+  settings: _Forwarding,
+): Promise<CgiResponse> {
+  try {
+    const stdout = await settings.backend.client.request({
+      params,
+      body: body.stream,
+      // Aborts when the client goes away, before or during the response
+      // (deno.json opts into --unstable-no-legacy-abort, so a finished
+      // response does not count as an abort).
+      signal: req.signal,
+      onStderr: (text) =>
+        ctx.log("warn", `FastCGI stderr (${scriptName}): ${text.trimEnd()}`),
+    });
+    return await parseCgiResponse(stdout, {
+      maxHeaderBytes: settings.maxHeaderBytes,
+    });
+  } catch (error) {
+    if (!(error instanceof FastCgiError)) throw error;
+    throw new HttpError(
+      error.status,
+      `FastCGI ${scriptName}: ${error.message}`,
+      { cause: error },
+    );
+  }
+}
+
+/** Runs `script` on a responder and answers with its response. */
+async function _forward(
+  req: Request,
+  ctx: Context,
+  script: _Script,
+  settings: _Forwarding,
+): Promise<Response> {
+  const scriptName = "/" + script.segments.join("/");
+  if (/[\r\n]/.test(ctx.path)) {
+    throw new HttpError(400, "Line break in a script path");
+  }
+  await settings.backend.started;
+  const body = await prepareRequestBody(req, settings.body);
+  let handedOver = false;
+  try {
+    const params = _params(req, ctx, script, body, settings);
+    const parsed = await _exchange(
+      req,
+      ctx,
+      scriptName,
+      params,
+      body,
+      settings,
+    );
+    if (parsed.localRedirect !== undefined) {
+      await parsed.body.cancel().catch(() => {});
+      return await dispatchLocalRedirect(req, ctx, parsed.localRedirect);
+    }
+    const disposing = _onSettled(parsed.body, () => body.dispose());
+    handedOver = true;
+    return toHttpResponse({ ...parsed, body: disposing }, req.method);
+  } finally {
+    if (!handedOver) await body.dispose();
+  }
+}
+
 /**
  * Creates the FastCGI gateway. Routing, per request:
  *
@@ -164,16 +420,21 @@ interface _Script {
  * 4. Anything else calls `next()`: a missing script answers our own 404
  *    further down, and is never forwarded.
  *
+ * Every lookup goes through `ctx.root` (set by `resolvePath()`), so its
+ * dotfile and symlink policy holds for scripts, index scripts and the
+ * front controller too.
+ *
  * Errors: connect failures → 502, timeouts → 504, a malformed response →
  * 502, a body over the limit → 413, a chunked body slower than
- * `bodyTimeout` → 408. The responder's STDERR goes to `ctx.log`, never to
- * the client; its own statuses pass through. A local redirect
+ * `bodyTimeoutMs` → 408. The responder's STDERR goes to `ctx.log`, never
+ * to the client; its own statuses pass through. A local redirect
  * (`Location: /path` without `Status`) is re-dispatched inside the server
  * as GET (HEAD stays HEAD), like the CGI gateway does.
  *
  * @example Fronting php-fpm
  * ```ts ignore
- * import { compose, errorPages, fastcgi, resolvePath, serveStatic } from "@x/serve";
+ * import { compose, errorPages, resolvePath, serveStatic } from "@x/serve";
+ * import { fastcgi } from "@x/serve/fastcgi";
  *
  * const php = fastcgi({ backends: ["unix:/run/php/php8.2-fpm.sock"], frontController: "/index.php" });
  * Deno.serve(compose([errorPages(), resolvePath({ root: "/srv/app/public" }), php, serveStatic()]));
@@ -181,7 +442,8 @@ interface _Script {
  *
  * @example Passing non-script requests on
  * ```ts
- * import { compose, fastcgi, resolvePath } from "@x/serve";
+ * import { compose, resolvePath } from "@x/serve";
+ * import { fastcgi } from "@x/serve/fastcgi";
  * import assert from "node:assert/strict";
  *
  * const root = await Deno.makeTempDir();
@@ -197,197 +459,37 @@ interface _Script {
  * @returns The middleware, with `close()` for shutdown.
  */
 export function fastcgi(options: FastCgiOptions = {}): FastCgiMiddleware {
-  const {
-    extensions = [".php"],
-    index = "index.php",
-    frontController,
-    documentRoot,
-    params = {},
-    passAuthorization = true,
-    maxBodySize,
-    memoryLimit,
-    tempDir,
-    maxHeaderBytes,
-    bodyTimeout = 60_000,
-    log = defaultLog,
-  } = options;
-  if (frontController !== undefined && !frontController.startsWith("/")) {
-    throw new TypeError(
-      `Cannot use front controller "${frontController}": it must start with "/"`,
-    );
-  }
-  const frontSegments = frontController?.split("/").filter((s) => s !== "");
-  let client: FastCgiClient;
-  let workers: FastCgiWorkers | undefined;
-  let started: Promise<void> | undefined;
-  if (options.spawn !== undefined) {
-    workers = spawnFastCgiWorkers({
-      command: options.spawn,
-      workers: options.workers,
-      env: options.spawnEnv,
-      passEnv: options.spawnPassEnv,
-      path: options.spawnPath,
-      log,
-      onReady: (i) => client?.markUp(i),
-    });
-    // Requests wait for the first start; one worker failing does not block them.
-    started = workers.ready.catch(() => {});
-    workers.ready.catch((error) =>
-      log("error", `FastCGI workers did not start: ${error?.message ?? error}`)
-    );
-    client = createFastCgiClient({
-      ...options,
-      backends: workers.addresses,
-      keepAlive: Math.min(options.keepAlive ?? 1, 1),
-      maxConnections: 1,
-      downTime: options.downTime ?? 1_000,
-      log,
-    });
-  } else {
-    client = createFastCgiClient({ ...options, log });
-  }
+  const routing = _routing(options);
+  const backend = _backend(options, options.log ?? defaultLog);
+  const forwarding = _forwarding(options, backend);
 
-  const isScript = (name: string): boolean =>
-    extensions.some((ext) => name.length > ext.length && name.endsWith(ext));
-
-  async function findScript(
-    ctx: Context,
-  ): Promise<_Script | "missing" | undefined> {
-    const root = ctx.root!;
-    const { segments } = ctx;
-    for (let i = 1; i <= segments.length; i++) {
-      if (!isScript(segments[i - 1]!)) continue;
-      const scriptSegments = segments.slice(0, i);
-      const file = i === segments.length
-        ? ctx.file
-        : await findFile(root, scriptSegments);
-      if (!file?.info.isFile) continue;
-      const scriptName = "/" + scriptSegments.join("/");
-      return {
-        segments: scriptSegments,
-        file,
-        pathInfo: ctx.path.slice(scriptName.length),
-      };
-    }
-    if (ctx.file?.info.isDirectory && index) {
-      const file = await findFile(root, [...segments, index]);
-      if (file?.info.isFile) {
-        return { segments: [...segments, index], file, pathInfo: "" };
-      }
-    }
-    if (segments.some(isScript)) return "missing";
-    return undefined;
-  }
-
-  async function run(
-    req: Request,
-    ctx: Context,
-    script: _Script,
-  ): Promise<Response> {
-    const scriptName = "/" + script.segments.join("/");
-    if (/[\r\n]/.test(ctx.path)) {
-      throw new HttpError(400, "Line break in a script path");
-    }
-    const docRoot = documentRoot?.replace(/\/+$/, "") ?? ctx.root!;
-    const scriptFilename = documentRoot === undefined
-      ? script.file.path
-      : docRoot + scriptName;
-    if (started) await started;
-    const body = await prepareRequestBody(req, {
-      maxBodySize,
-      memoryLimit,
-      tempDir,
-      timeout: bodyTimeout,
-    });
-    let handedOver = false;
-    try {
-      const env = buildCgiEnv(req, ctx, {
-        scriptName,
-        scriptFilename,
-        pathInfo: script.pathInfo,
-        documentRoot: docRoot,
-        contentLength: body.length,
-        passAuthorization,
-        extra: { DOCUMENT_URI: scriptName, ...params },
-      });
-      // Connect/protocol failures (FastCgiError) become 502/504 pages.
-      let parsed;
-      try {
-        const stdout = await client.request({
-          params: Object.entries(env),
-          body: body.stream,
-          // Aborts when the client goes away, before or during the response
-          // (deno.json opts into --unstable-no-legacy-abort, so a finished
-          // response does not count as an abort).
-          signal: req.signal,
-          onStderr: (text) =>
-            ctx.log(
-              "warn",
-              `FastCGI stderr (${scriptName}): ${text.trimEnd()}`,
-            ),
-        });
-        parsed = await parseCgiResponse(stdout, { maxHeaderBytes });
-      } catch (error) {
-        if (error instanceof FastCgiError) {
-          throw new HttpError(
-            error.status,
-            `FastCGI ${scriptName}: ${error.message}`,
-            { cause: error },
-          );
-        }
-        throw error;
-      }
-      if (parsed.localRedirect !== undefined) {
-        await parsed.body.cancel().catch(() => {});
-        return await dispatchLocalRedirect(req, ctx, parsed.localRedirect);
-      }
-      const disposing = _onSettled(parsed.body, () => body.dispose());
-      handedOver = true;
-      return toHttpResponse({ ...parsed, body: disposing }, req.method);
-    } finally {
-      if (!handedOver) await body.dispose();
-    }
-  }
-
-  const middleware = async function fastcgiMiddleware(
-    req: Request,
-    ctx: Context,
-    next: () => Promise<Response>,
-  ): Promise<Response> {
+  const middleware: Middleware = async function fastcgiMiddleware(
+    req,
+    ctx,
+    next,
+  ) {
     if (ctx.root === undefined) return next();
-    const found = await findScript(ctx);
-    if (found === "missing") {
-      throw new HttpError(404, `No script for ${ctx.path}`);
+    const script = await _route(ctx, routing);
+    if (!script) return next();
+    if (
+      script.pathInfo === "" && ctx.file?.info.isDirectory &&
+      !ctx.path.endsWith("/")
+    ) {
+      return directoryRedirect(ctx.segments, ctx.url.search);
     }
-    if (found) {
-      if (
-        found.pathInfo === "" && ctx.file?.info.isDirectory &&
-        !ctx.path.endsWith("/")
-      ) {
-        const location = ctx.url.pathname + "/" + ctx.url.search;
-        return new Response(null, { status: 308, headers: { location } });
-      }
-      return run(req, ctx, found);
-    }
-    if (frontSegments && ctx.file === undefined) {
-      const file = await findFile(ctx.root, frontSegments);
-      if (file?.info.isFile) {
-        return run(req, ctx, { segments: frontSegments, file, pathInfo: "" });
-      }
-    }
-    return next();
+    return _forward(req, ctx, script, forwarding);
   };
 
   async function close(): Promise<void> {
-    client.close();
-    await workers?.stop();
+    backend.client.close();
+    await backend.workers?.stop();
   }
 
   return Object.assign(middleware, {
     close,
     [Symbol.asyncDispose]: close,
-    workers,
-    client,
+    workers: backend.workers,
+    client: backend.client,
   });
 }
 
@@ -403,22 +505,20 @@ function _onSettled(
     finished = true;
     done().catch(() => {});
   };
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
+  return pullStream({
+    read: async () => {
       try {
-        const { done: end, value } = await reader.read();
-        if (end) {
-          finish();
-          controller.close();
-        } else controller.enqueue(value);
+        const chunk = await readChunk(reader);
+        if (chunk === null) finish();
+        return chunk;
       } catch (error) {
         finish();
-        controller.error(error);
+        throw error;
       }
     },
-    async cancel(reason) {
+    cancel: async (reason) => {
       finish();
       await reader.cancel(reason);
     },
-  }, { highWaterMark: 0 });
+  });
 }

@@ -10,7 +10,17 @@ import { type FastCgiAddress, formatAddress, parseAddress } from "./address.ts";
 import { FastCgiConnection } from "./connection.ts";
 import { FastCgiError } from "./errors.ts";
 
-/** Options of {@linkcode createBackendPool}. */
+/**
+ * Options of {@linkcode createBackendPool}. Durations are in milliseconds.
+ *
+ * @example A pool of at most 4 connections
+ * ```ts
+ * import { createBackendPool, type BackendPoolOptions } from "./pool.ts";
+ *
+ * const options: BackendPoolOptions = { keepAlive: 2, maxConnections: 4, keepAliveTimeoutMs: 5_000 };
+ * createBackendPool("127.0.0.1:9000", options).close();
+ * ```
+ */
 export interface BackendPoolOptions {
   /**
    * Idle connections kept open for reuse. Each one pins a responder worker
@@ -31,12 +41,12 @@ export interface BackendPoolOptions {
    * `request_terminate_timeout`, which also kills idle kept workers.
    * @default {10000}
    */
-  keepAliveTimeout?: number;
+  keepAliveTimeoutMs?: number;
   /**
    * Milliseconds allowed to establish a connection (then 504).
    * @default {5000}
    */
-  connectTimeout?: number;
+  connectTimeoutMs?: number;
   /**
    * Called whenever a connection becomes free or closes (so waiters retry).
    * @default {undefined}
@@ -50,7 +60,20 @@ export interface BackendPoolOptions {
   waiting?: () => number;
 }
 
-/** Counters of a {@linkcode BackendPool}. */
+/**
+ * Counters of a {@linkcode BackendPool}.
+ *
+ * @example A fresh pool's counters
+ * ```ts
+ * import { type BackendPoolStats, createBackendPool } from "./pool.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const pool = createBackendPool("127.0.0.1:9000");
+ * const stats: BackendPoolStats = pool.stats();
+ * assert.deepEqual(stats, { open: 0, idle: 0, opened: 0, received: 0 });
+ * pool.close();
+ * ```
+ */
 export interface BackendPoolStats {
   /** Connections open (busy + idle). */
   open: number;
@@ -62,7 +85,20 @@ export interface BackendPoolStats {
   received: number;
 }
 
-/** The connections to one backend; see {@linkcode createBackendPool}. */
+/**
+ * The connections to one backend; see {@linkcode createBackendPool}.
+ *
+ * @example Labelling a backend
+ * ```ts
+ * import { type BackendPool, createBackendPool } from "./pool.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const pool: BackendPool = createBackendPool("[::1]:9000");
+ * assert.equal(pool.label, "[::1]:9000");
+ * assert.equal(pool.hasCapacity(), true);
+ * pool.close();
+ * ```
+ */
 export interface BackendPool {
   /** The backend address. */
   readonly address: FastCgiAddress;
@@ -84,7 +120,7 @@ export interface BackendPool {
 
 async function _connect(
   address: FastCgiAddress,
-  timeout: number,
+  timeoutMs: number,
 ): Promise<Deno.Conn> {
   const controller = new AbortController();
   let timedOut = false;
@@ -105,10 +141,10 @@ async function _connect(
           504,
           `Timed out connecting to ${
             formatAddress(address)
-          } after ${timeout} ms`,
+          } after ${timeoutMs} ms`,
         ),
       );
-    }, timeout);
+    }, timeoutMs);
   });
   try {
     return await Promise.race([connecting, expired]);
@@ -154,8 +190,8 @@ export function createBackendPool(
   const {
     keepAlive = 2,
     maxConnections = 0,
-    keepAliveTimeout = 10_000,
-    connectTimeout = 5_000,
+    keepAliveTimeoutMs = 10_000,
+    connectTimeoutMs = 5_000,
     onRelease,
   } = options;
   const waiting = options.waiting ?? (() => 0);
@@ -192,7 +228,7 @@ export function createBackendPool(
     open++;
     let conn: FastCgiConnection;
     try {
-      conn = new FastCgiConnection(await _connect(parsed, connectTimeout));
+      conn = new FastCgiConnection(await _connect(parsed, connectTimeoutMs));
     } catch (error) {
       open--;
       onRelease?.();
@@ -229,7 +265,7 @@ export function createBackendPool(
       return;
     }
     idle.push(conn);
-    timers.set(conn, setTimeout(() => conn.close(), keepAliveTimeout));
+    timers.set(conn, setTimeout(() => conn.close(), keepAliveTimeoutMs));
     conn.watch();
     onRelease?.();
   }

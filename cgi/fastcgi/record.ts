@@ -6,7 +6,18 @@
  * @module
  */
 
-/** FastCGI record types (FastCGI 1.0 §8). */
+/**
+ * FastCGI record types (FastCGI 1.0 §8).
+ *
+ * @example Telling STDOUT from STDERR
+ * ```ts
+ * import { RecordType } from "./record.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(RecordType.STDOUT, 6);
+ * assert.equal(RecordType.STDERR, 7);
+ * ```
+ */
 export const RecordType = {
   BEGIN_REQUEST: 1,
   ABORT_REQUEST: 2,
@@ -21,16 +32,55 @@ export const RecordType = {
   UNKNOWN_TYPE: 11,
 } as const;
 
-/** Length of a record header. */
+/**
+ * Length of a record header.
+ *
+ * @example The header of an empty record is the whole record
+ * ```ts
+ * import { encodeRecord, HEADER_LENGTH, RecordType } from "./record.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(encodeRecord(RecordType.STDIN, 1, new Uint8Array()).length, HEADER_LENGTH);
+ * ```
+ */
 export const HEADER_LENGTH = 8;
 /**
  * Largest chunk of stream data per record. It is a multiple of 8, so records
  * need no padding and `content + padding` stays within php-fpm's 65535 limit.
+ *
+ * @example Cutting a body into records
+ * ```ts
+ * import { MAX_CHUNK } from "./record.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const body = new Uint8Array(100_000);
+ * assert.equal(Math.ceil(body.length / MAX_CHUNK), 2);
+ * ```
  */
 export const MAX_CHUNK = 0xfff8;
-/** `FCGI_RESPONDER`: the CGI/1.1-like role. */
+/**
+ * `FCGI_RESPONDER`: the CGI/1.1-like role.
+ *
+ * @example The role in a BEGIN_REQUEST record
+ * ```ts
+ * import { encodeBeginRequest, HEADER_LENGTH, ROLE_RESPONDER } from "./record.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(encodeBeginRequest(1, false)[HEADER_LENGTH + 1], ROLE_RESPONDER);
+ * ```
+ */
 export const ROLE_RESPONDER = 1;
-/** `FCGI_KEEP_CONN`: the responder keeps the connection open after the request. */
+/**
+ * `FCGI_KEEP_CONN`: the responder keeps the connection open after the request.
+ *
+ * @example The flag in a BEGIN_REQUEST record
+ * ```ts
+ * import { encodeBeginRequest, FLAG_KEEP_CONN, HEADER_LENGTH } from "./record.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(encodeBeginRequest(1, true)[HEADER_LENGTH + 2], FLAG_KEEP_CONN);
+ * ```
+ */
 export const FLAG_KEEP_CONN = 1;
 
 const _MAX_CONTENT = 0xffff;
@@ -286,7 +336,18 @@ export function concatBytes(
   return out;
 }
 
-/** Something bytes can be read from (a `Deno.Conn`, for instance). */
+/**
+ * Something bytes can be read from (a `Deno.Conn`, for instance).
+ *
+ * @example A source that is at its end
+ * ```ts
+ * import { type ByteSource, RecordReader } from "./record.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const empty: ByteSource = { read: () => Promise.resolve(null) };
+ * assert.equal(await new RecordReader(empty).next(), null);
+ * ```
+ */
 export interface ByteSource {
   /** Reads into `p`; resolves to the count, or `null` at end of stream. */
   read(p: Uint8Array): Promise<number | null>;

@@ -6,8 +6,9 @@
  */
 
 import { relative, resolve, sep } from "node:path";
-import { HttpError } from "./errors.ts";
-import type { Context, Middleware, Next } from "./types.ts";
+import { HttpError } from "../server/errors.ts";
+import { errorMessage } from "../server/log.ts";
+import type { Context, Middleware, Next } from "../server/types.ts";
 
 /**
  * Options of {@linkcode liveReload}.
@@ -19,9 +20,9 @@ import type { Context, Middleware, Next } from "./types.ts";
  *
  * const stopping = new AbortController();
  * const options: LiveReloadOptions = {
- *   root: ".",
+ *   dir: ".",
  *   path: "/_reload",
- *   debounce: 250,
+ *   debounceMs: 250,
  *   signal: stopping.signal,
  * };
  * const handler = compose([liveReload(options), () => new Response("ok")]);
@@ -36,7 +37,7 @@ export interface LiveReloadOptions {
    * (`.git/`) and to dotfiles or editor backups (`name~`) are ignored.
    * @default {"."}
    */
-  root?: string;
+  dir?: string;
   /**
    * The URL path of the server-sent events endpoint pages connect to.
    * @default {"/__serve/live-reload"}
@@ -47,7 +48,7 @@ export interface LiveReloadOptions {
    * that one save or build causes one reload.
    * @default {100}
    */
-  debounce?: number;
+  debounceMs?: number;
   /**
    * HTML responses larger than this many bytes are sent as they are
    * (without the script).
@@ -72,7 +73,7 @@ export interface LiveReloadOptions {
  * ```ts ignore
  * import { compose, liveReload, resolvePath, serveStatic } from "@x/serve";
  *
- * const reload = liveReload({ root: "./site" });
+ * const reload = liveReload({ dir: "./site" });
  * const server = Deno.serve(compose([reload, resolvePath({ root: "./site" }), serveStatic()]));
  * Deno.addSignalListener("SIGINT", async () => {
  *   await reload.close(); // ends the event streams, so shutdown can finish
@@ -120,7 +121,7 @@ function _bodyEnd(bytes: Uint8Array): number {
  * - answers `GET {path}` (default `/__serve/live-reload`) with a
  *   server-sent events stream. While at least one page is connected, it
  *   watches the root with `Deno.watchFs` and, once changes stop for
- *   `debounce` ms, sends each page a `reload` event. The watcher starts with
+ *   `debounceMs`, sends each page a `reload` event. The watcher starts with
  *   the first page and stops when the last one leaves (or on `close()`).
  * - adds a small `<script>` to `200` `text/html` responses to `GET` (before
  *   `</body>`, or at the end), which connects to that endpoint and reloads
@@ -137,7 +138,7 @@ function _bodyEnd(bytes: Uint8Array): number {
  * import { compose, liveReload } from "@x/serve";
  * import assert from "node:assert/strict";
  *
- * await using reload = liveReload({ root: "." });
+ * await using reload = liveReload({ dir: "." });
  * const handler = compose([reload, () =>
  *   new Response("<body><p>hi</p></body>", {
  *     headers: { "content-type": "text/html; charset=UTF-8" },
@@ -148,16 +149,16 @@ function _bodyEnd(bytes: Uint8Array): number {
  * assert.equal(res.headers.get("content-length"), String(new TextEncoder().encode(html).length));
  * ```
  *
- * @param options The root to watch, the endpoint path, the debounce delay.
+ * @param options The folder to watch, the endpoint path, the debounce delay.
  * @returns The middleware, with `close()`.
  */
 export function liveReload(
   options: LiveReloadOptions = {},
 ): LiveReloadMiddleware {
   const {
-    root = ".",
+    dir = ".",
     path = "/__serve/live-reload",
-    debounce = 100,
+    debounceMs = 100,
     maxInjectSize = 16 * 1024 * 1024,
     signal,
   } = options;
@@ -166,21 +167,62 @@ export function liveReload(
       `Cannot use live-reload path "${path}": it must start with "/"`,
     );
   }
-  const script = _encoder.encode(_script(path));
-  // Tells a reconnecting page whether the server restarted in between.
-  const instance = crypto.randomUUID();
-  const clients = new Set<ReadableStreamDefaultController<Uint8Array>>();
+  const hub = _reloadHub(resolve(dir), debounceMs);
+  const inject = _injector(_encoder.encode(_script(path)), maxInjectSize);
+  signal?.addEventListener("abort", () => void hub.close(), { once: true });
+  if (signal?.aborted) void hub.close();
+
+  async function liveReloadMiddleware(
+    req: Request,
+    ctx: Context,
+    next: Next,
+  ): Promise<Response> {
+    if (ctx.url.pathname === path) {
+      return _eventStream(
+        req,
+        hub,
+        (m) => ctx.log("error", `live reload: ${m}`),
+      );
+    }
+    // A re-dispatched request (CGI local redirect) is injected once, by the
+    // outer call.
+    if (ctx.depth > 0) return await next();
+    const res = await next();
+    return _injectable(req, res) ? await inject(res) : res;
+  }
+
+  return Object.defineProperties(liveReloadMiddleware, {
+    close: { value: hub.close },
+    [Symbol.asyncDispose]: { value: hub.close },
+    clients: { get: () => hub.clients.size },
+  }) as LiveReloadMiddleware;
+}
+
+type _Client = ReadableStreamDefaultController<Uint8Array>;
+
+/** The connected pages and the file watcher that tells them to reload. */
+interface _Hub {
+  /** Tells a reconnecting page whether the server restarted in between. */
+  readonly instance: string;
+  readonly clients: Set<_Client>;
+  readonly closed: boolean;
+  /** Starts the watcher, unless it runs already (throws when it cannot). */
+  watch(log: (message: string) => void): void;
+  /** Adds a page. */
+  connect(client: _Client): void;
+  /** Removes a page (stopping the watcher with the last one). */
+  disconnect(client: _Client): void;
+  /** Ends every page's stream and stops watching. */
+  close(): Promise<void>;
+}
+
+function _reloadHub(base: string, debounceMs: number): _Hub {
+  const clients = new Set<_Client>();
   const changed = new Set<string>();
   let watcher: Deno.FsWatcher | undefined;
   let watching: Promise<void> = Promise.resolve();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
-
-  function ignored(file: string, base: string): boolean {
-    const rel = relative(base, file);
-    if (rel === "" || rel === ".." || rel.startsWith(`..${sep}`)) return false;
-    return rel.split(sep).some((s) => s.startsWith(".") || s.endsWith("~"));
-  }
 
   function broadcast(): void {
     timer = undefined;
@@ -198,27 +240,12 @@ export function liveReload(
     }
   }
 
-  async function watch(
-    w: Deno.FsWatcher,
-    base: string,
-    log: (message: string) => void,
-  ): Promise<void> {
-    try {
-      for await (const event of w) {
-        if (event.kind === "access") continue;
-        const files = event.paths.filter((p) => !ignored(p, base));
-        if (files.length === 0) continue;
-        for (const file of files) {
-          changed.add("/" + relative(base, file).split(sep).join("/"));
-        }
-        if (timer !== undefined) clearTimeout(timer);
-        timer = setTimeout(broadcast, debounce);
-      }
-    } catch (error) {
-      if (!(error instanceof Deno.errors.BadResource)) {
-        log(error instanceof Error ? error.message : String(error));
-      }
+  function changedFiles(files: string[]): void {
+    for (const file of files) {
+      changed.add("/" + relative(base, file).split(sep).join("/"));
     }
+    if (timer !== undefined) clearTimeout(timer);
+    timer = setTimeout(broadcast, debounceMs);
   }
 
   function stopWatching(): void {
@@ -233,57 +260,131 @@ export function liveReload(
     watcher = undefined;
   }
 
-  function startWatching(log: (message: string) => void): void {
+  function watch(log: (message: string) => void): void {
     if (watcher) return;
-    const base = resolve(root);
     const w = Deno.watchFs(base, { recursive: true });
     watcher = w;
-    watching = Promise.all([watching, watch(w, base, log)]).then(() => {});
+    const done = _watch(w, base, changedFiles, log);
+    watching = Promise.all([watching, done]).then(() => {});
   }
 
-  function disconnect(
-    client: ReadableStreamDefaultController<Uint8Array>,
-  ): void {
+  function connect(client: _Client): void {
+    clients.add(client);
+  }
+
+  function disconnect(client: _Client): void {
     if (clients.delete(client) && clients.size === 0) stopWatching();
   }
 
-  function eventStream(req: Request, log: (m: string) => void): Response {
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      throw new HttpError(405, `${req.method} on the live-reload endpoint`, {
-        headers: { allow: "GET, HEAD" },
-      });
+  async function close(): Promise<void> {
+    closed = true;
+    for (const client of clients) {
+      try {
+        client.close();
+      } catch {
+        // the page already left
+      }
     }
-    if (closed) throw new HttpError(503, "live reload is closed");
-    const headers = {
-      "content-type": "text/event-stream; charset=UTF-8",
-      "cache-control": "no-store",
-      "x-content-type-options": "nosniff",
-    };
-    if (req.method === "HEAD") return new Response(null, { headers });
-    try {
-      startWatching(log);
-    } catch (error) {
-      throw new HttpError(500, "Cannot watch the root for live reload", {
-        cause: error,
-      });
-    }
-    let self: ReadableStreamDefaultController<Uint8Array>;
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        self = controller;
-        clients.add(controller);
-        controller.enqueue(
-          _encoder.encode(`retry: 1000\nevent: hello\ndata: ${instance}\n\n`),
-        );
-      },
-      cancel() {
-        disconnect(self);
-      },
-    });
-    return new Response(body, { headers });
+    clients.clear();
+    stopWatching();
+    await watching;
   }
 
-  async function inject(res: Response): Promise<Response> {
+  return {
+    instance: crypto.randomUUID(),
+    clients,
+    get closed() {
+      return closed;
+    },
+    watch,
+    connect,
+    disconnect,
+    close,
+  };
+}
+
+/** Whether `file` lies under a dot-directory or is a dotfile or backup (`name~`). */
+function _ignored(file: string, base: string): boolean {
+  const rel = relative(base, file);
+  if (rel === "" || rel === ".." || rel.startsWith(`..${sep}`)) return false;
+  return rel.split(sep).some((s) => s.startsWith(".") || s.endsWith("~"));
+}
+
+/** Feeds the watcher's changes (minus ignored files) to `onChange`. */
+async function _watch(
+  w: Deno.FsWatcher,
+  base: string,
+  onChange: (files: string[]) => void,
+  log: (message: string) => void,
+): Promise<void> {
+  try {
+    for await (const event of w) {
+      if (event.kind === "access") continue;
+      const files = event.paths.filter((p) => !_ignored(p, base));
+      if (files.length > 0) onChange(files);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.BadResource)) log(errorMessage(error));
+  }
+}
+
+/** The server-sent events endpoint. */
+function _eventStream(
+  req: Request,
+  hub: _Hub,
+  log: (message: string) => void,
+): Response {
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    throw new HttpError(405, `${req.method} on the live-reload endpoint`, {
+      headers: { allow: "GET, HEAD" },
+    });
+  }
+  if (hub.closed) throw new HttpError(503, "live reload is closed");
+  const headers = {
+    "content-type": "text/event-stream; charset=UTF-8",
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+  };
+  if (req.method === "HEAD") return new Response(null, { headers });
+  try {
+    hub.watch(log);
+  } catch (error) {
+    throw new HttpError(500, "Cannot watch the root for live reload", {
+      cause: error,
+    });
+  }
+  let self: _Client;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      self = controller;
+      hub.connect(controller);
+      controller.enqueue(
+        _encoder.encode(
+          `retry: 1000\nevent: hello\ndata: ${hub.instance}\n\n`,
+        ),
+      );
+    },
+    cancel() {
+      hub.disconnect(self);
+    },
+  });
+  return new Response(body, { headers });
+}
+
+/** A whole `200` HTML answer to GET, not partial, not encoded. */
+function _injectable(req: Request, res: Response): boolean {
+  return req.method === "GET" && res.status === 200 && res.body !== null &&
+    !res.headers.has("content-range") &&
+    (res.headers.get("content-encoding") ?? "identity") === "identity" &&
+    /^text\/html\s*(?:;|$)/i.test(res.headers.get("content-type") ?? "");
+}
+
+/** Adds `script` before `</body>` of pages up to `maxInjectSize` bytes. */
+function _injector(
+  script: Uint8Array,
+  maxInjectSize: number,
+): (res: Response) => Promise<Response> {
+  return async function inject(res) {
     const length = Number(res.headers.get("content-length") ?? 0);
     if (length > maxInjectSize) return res;
     // Read at most maxInjectSize: a longer (e.g. streamed CGI) page is sent
@@ -306,53 +407,7 @@ export function liveReload(
       statusText: res.statusText,
       headers,
     });
-  }
-
-  async function close(): Promise<void> {
-    closed = true;
-    for (const client of clients) {
-      try {
-        client.close();
-      } catch {
-        // the page already left
-      }
-    }
-    clients.clear();
-    stopWatching();
-    await watching;
-  }
-
-  signal?.addEventListener("abort", () => void close(), { once: true });
-  if (signal?.aborted) closed = true;
-
-  async function liveReloadMiddleware(
-    req: Request,
-    ctx: Context,
-    next: Next,
-  ): Promise<Response> {
-    if (ctx.url.pathname === path) {
-      return eventStream(req, (m) => ctx.log("error", `live reload: ${m}`));
-    }
-    // A re-dispatched request (CGI local redirect) is injected once, by the
-    // outer call.
-    if (ctx.depth > 0) return await next();
-    const res = await next();
-    if (
-      req.method !== "GET" || res.status !== 200 || res.body === null ||
-      res.headers.has("content-range") ||
-      (res.headers.get("content-encoding") ?? "identity") !== "identity" ||
-      !/^text\/html\s*(?:;|$)/i.test(res.headers.get("content-type") ?? "")
-    ) {
-      return res;
-    }
-    return await inject(res);
-  }
-
-  return Object.defineProperties(liveReloadMiddleware, {
-    close: { value: close },
-    [Symbol.asyncDispose]: { value: close },
-    clients: { get: () => clients.size },
-  }) as LiveReloadMiddleware;
+  };
 }
 
 /**

@@ -6,9 +6,12 @@
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import denoConfig from "../deno.json" with { type: "json" };
-import { createHandler, type HandlerOptions } from "./handler.ts";
-import { type HeaderRule, parseHeader } from "./headers.ts";
-import type { AccessLogFormat } from "./access_log.ts";
+import {
+  createHandler,
+  type HandlerOptions,
+} from "../handler/create_handler.ts";
+import { headerOptionsFromFlags } from "./header_flags.ts";
+import type { AccessLogFormat } from "../middleware/access_log.ts";
 import { bannerLines } from "./banner.ts";
 import {
   type ConfigArgs,
@@ -16,11 +19,9 @@ import {
   configToArgs,
   readConfig,
 } from "./config.ts";
-import {
-  FASTCGI_USAGE,
-  fastCgiOptionsFromFlags,
-} from "../cgi/fastcgi/flags.ts";
-import { CGI_USAGE, cgiOptionsFromFlags } from "../cgi/flags.ts";
+import { FASTCGI_USAGE, fastCgiOptionsFromFlags } from "./fastcgi_flags.ts";
+import { CGI_USAGE, cgiOptionsFromFlags } from "./cgi_flags.ts";
+import { errorMessage } from "../server/log.ts";
 
 const _USAGE = `Usage: serve [ROOT] [flags]
 
@@ -67,6 +68,15 @@ interface _Config {
 
 /** A usage error: message + usage, exit 2. */
 class _UsageError extends Error {}
+
+/** Runs a flag parser; what it throws is a usage error (exit 2). */
+function _usage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new _UsageError(errorMessage(error));
+  }
+}
 
 /** Every flag; a config file's keys are these names. */
 const _FLAGS = {
@@ -129,7 +139,7 @@ function _parseFlags(args: string[]) {
       throw new _UsageError(`Unknown flag "${flag}"`);
     }
     throw new _UsageError(
-      error instanceof Error ? error.message : String(error),
+      errorMessage(error),
     );
   }
 }
@@ -170,22 +180,10 @@ async function _parse(args: string[]): Promise<_Config | "help" | "version"> {
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new _UsageError("--cert and --key must be given together");
   }
-  let headers: Array<[string, string]>;
-  try {
-    headers = values.header.map(parseHeader);
-  } catch (error) {
-    throw new _UsageError(
-      error instanceof Error ? error.message : String(error),
-    );
-  }
-  let fastcgi;
-  try {
-    fastcgi = fastCgiOptionsFromFlags(values);
-  } catch (error) {
-    throw new _UsageError(
-      error instanceof Error ? error.message : String(error),
-    );
-  }
+  const setHeaders = _usage(() =>
+    headerOptionsFromFlags(values, fromFile.rules)
+  );
+  const fastcgi = _usage(() => fastCgiOptionsFromFlags(values));
   const root = positionals[0] ?? fromFile.root ?? ".";
   const logFormat = values["log-format"] as AccessLogFormat;
   if (!_LOG_FORMATS.includes(logFormat)) {
@@ -195,35 +193,7 @@ async function _parse(args: string[]): Promise<_Config | "help" | "version"> {
       }`,
     );
   }
-  const rules: HeaderRule[] = [...fromFile.rules];
-  for (const spec of values["cache-control"]) {
-    const eq = spec.indexOf("=");
-    if (eq < 1 || spec.slice(eq + 1).trim() === "") {
-      throw new _UsageError(
-        `Invalid --cache-control "${spec}": expected GLOB=VALUE`,
-      );
-    }
-    const value = spec.slice(eq + 1).trim();
-    try {
-      new Headers([["cache-control", value]]);
-    } catch {
-      throw new _UsageError(
-        `Invalid --cache-control "${spec}": the value is not a valid header value`,
-      );
-    }
-    rules.push({
-      path: spec.slice(0, eq).trim(),
-      headers: [["cache-control", value]],
-    });
-  }
-  let cgi;
-  try {
-    cgi = cgiOptionsFromFlags(values, root);
-  } catch (error) {
-    throw new _UsageError(
-      error instanceof Error ? error.message : String(error),
-    );
-  }
+  const cgi = _usage(() => cgiOptionsFromFlags(values, root));
   return {
     root,
     host,
@@ -235,16 +205,17 @@ async function _parse(args: string[]): Promise<_Config | "help" | "version"> {
     logFile: values["log-file"],
     handler: {
       root,
-      dirListing: values["dir-listing"],
       dotfiles: values.dotfiles,
       followSymlinks: values["follow-symlinks"],
+      serveStatic: {
+        dirListing: values["dir-listing"],
+        compress: values.compress,
+        precompressed: values.precompressed,
+        spa: values.spa,
+        cleanUrls: values["clean-urls"],
+      },
       cors: values.cors,
-      headers,
-      headerRules: rules,
-      compress: values.compress,
-      precompressed: values.precompressed,
-      spa: values.spa,
-      cleanUrls: values["clean-urls"],
+      ...(setHeaders ? { setHeaders } : {}),
       liveReload: values["live-reload"],
       ...(cgi ? { cgi } : {}),
       ...(fastcgi ? { fastcgi } : {}),
@@ -292,12 +263,18 @@ async function _missingPermission(
   return undefined;
 }
 
+/** Whole access-log lines to a file, in order. */
+interface _LogWriter {
+  write(line: string): void;
+  flush(): Promise<void>;
+}
+
 /**
  * Appends access-log lines to a file, one write after another (whole lines,
  * in order). If the file fails (disk full, …) the server keeps running: one
  * error line on stderr, and the log goes on on stdout.
  */
-function _logWriter(file: Deno.FsFile, name: string) {
+function _logWriter(file: Deno.FsFile, name: string): _LogWriter {
   const encoder = new TextEncoder();
   let chain = Promise.resolve();
   let failed = false;
@@ -312,7 +289,7 @@ function _logWriter(file: Deno.FsFile, name: string) {
           }
         } catch (error) {
           failed = true;
-          const why = error instanceof Error ? error.message : String(error);
+          const why = errorMessage(error);
           console.error(
             `error: cannot write to --log-file "${name}" (${why}); logging to stdout`,
           );
@@ -338,7 +315,7 @@ function _fail(message: string): number {
  *
  * @example Printing the version
  * ```ts ignore
- * import { main } from "./server/cli.ts";
+ * import { main } from "./main.ts";
  * Deno.exit(await main(["--version"]));
  * ```
  *
@@ -346,17 +323,7 @@ function _fail(message: string): number {
  * @returns The exit code.
  */
 export async function main(args: string[]): Promise<number> {
-  // `deno task` runs in the folder of deno.json and keeps the user's own
-  // folder in INIT_CWD: relative ROOT, --config, --cert, … mean the latter.
-  const env = { name: "env", variable: "INIT_CWD" } as const;
-  if ((await Deno.permissions.query(env)).state === "granted") {
-    const initCwd = Deno.env.get("INIT_CWD");
-    if (initCwd) {
-      try {
-        Deno.chdir(initCwd);
-      } catch { /* keep the task's folder */ }
-    }
-  }
+  await _useCallerFolder();
   let config: _Config | "help" | "version";
   try {
     config = await _parse(args);
@@ -375,57 +342,96 @@ export async function main(args: string[]): Promise<number> {
   }
   const missing = await _missingPermission(config);
   if (missing) return _fail(`missing permission: run with ${missing} (or -A)`);
+  const problem = await _rootProblem(config.root);
+  if (problem) return _fail(problem);
+  const tls = await _readTls(config);
+  if (typeof tls === "string") return _fail(tls);
+  const log = await _openAccessLog(config);
+  if (typeof log === "string") return _fail(log);
   try {
-    const info = await Deno.stat(config.root);
-    if (!info.isDirectory) {
-      return _fail(`root "${config.root}" is not a directory`);
-    }
-    for await (const _ of Deno.readDir(config.root)) break;
+    return await _serve(config, tls);
+  } finally {
+    await log?.writer.flush();
+    log?.file.close();
+  }
+}
+
+/**
+ * `deno task` runs in the folder of deno.json and keeps the user's own
+ * folder in INIT_CWD: relative ROOT, --config, --cert, … mean the latter.
+ */
+async function _useCallerFolder(): Promise<void> {
+  const env = { name: "env", variable: "INIT_CWD" } as const;
+  if ((await Deno.permissions.query(env)).state !== "granted") return;
+  const initCwd = Deno.env.get("INIT_CWD");
+  if (!initCwd) return;
+  try {
+    Deno.chdir(initCwd);
+  } catch { /* keep the task's folder */ }
+}
+
+/** Why ROOT cannot be served, or `undefined` when it can. */
+async function _rootProblem(root: string): Promise<string | undefined> {
+  try {
+    const info = await Deno.stat(root);
+    if (!info.isDirectory) return `root "${root}" is not a directory`;
+    for await (const _ of Deno.readDir(root)) break;
+    return undefined;
   } catch (error) {
     const why = error instanceof Deno.errors.NotFound
       ? "does not exist"
       : "cannot be read";
-    return _fail(`root "${config.root}" ${why}`);
+    return `root "${root}" ${why}`;
   }
-  let tls: { cert: string; key: string } | undefined;
-  if (config.cert !== undefined && config.key !== undefined) {
-    try {
-      tls = {
-        cert: await Deno.readTextFile(config.cert),
-        key: await Deno.readTextFile(config.key),
-      };
-    } catch {
-      return _fail(
-        `cannot read --cert "${config.cert}" or --key "${config.key}"`,
-      );
-    }
-  }
+}
 
-  let logFile: Deno.FsFile | undefined;
-  let logWriter: ReturnType<typeof _logWriter> | undefined;
-  // --quiet silences stdout (access log and banner); a --log-file still
-  // gets the access log.
-  if (!config.quiet || config.logFile !== undefined) {
-    let write: ((line: string) => void) | undefined;
-    if (config.logFile !== undefined) {
-      // (logWriter is flushed and the file closed on shutdown.)
-      try {
-        logFile = await Deno.open(config.logFile, {
-          append: true,
-          create: true,
-        });
-      } catch {
-        return _fail(`cannot open --log-file "${config.logFile}"`);
-      }
-      logWriter = _logWriter(logFile, config.logFile);
-      write = logWriter.write;
-    }
-    config.handler.accessLog = {
-      format: config.logFormat,
-      color: write === undefined && Deno.stdout.isTerminal() && !Deno.noColor,
-      ...(write ? { write } : {}),
+type _Tls = { cert: string; key: string } | undefined;
+
+/** The certificate and key, or the error message when they cannot be read. */
+async function _readTls(config: _Config): Promise<_Tls | string> {
+  if (config.cert === undefined || config.key === undefined) return undefined;
+  try {
+    return {
+      cert: await Deno.readTextFile(config.cert),
+      key: await Deno.readTextFile(config.key),
     };
+  } catch {
+    return `cannot read --cert "${config.cert}" or --key "${config.key}"`;
   }
+}
+
+/**
+ * Sets up the access log on `config.handler` (stdout, or `--log-file`):
+ * the open file, or the error message. `--quiet` silences stdout (access
+ * log and banner); a `--log-file` still gets the access log.
+ */
+async function _openAccessLog(
+  config: _Config,
+): Promise<{ file: Deno.FsFile; writer: _LogWriter } | undefined | string> {
+  if (config.quiet && config.logFile === undefined) return undefined;
+  let opened: { file: Deno.FsFile; writer: _LogWriter } | undefined;
+  if (config.logFile !== undefined) {
+    try {
+      const file = await Deno.open(config.logFile, {
+        append: true,
+        create: true,
+      });
+      opened = { file, writer: _logWriter(file, config.logFile) };
+    } catch {
+      return `cannot open --log-file "${config.logFile}"`;
+    }
+  }
+  const write = opened?.writer.write;
+  config.handler.accessLog = {
+    format: config.logFormat,
+    color: write === undefined && Deno.stdout.isTerminal() && !Deno.noColor,
+    ...(write ? { write } : {}),
+  };
+  return opened;
+}
+
+/** Listens, prints the banner, and serves until SIGINT/SIGTERM. */
+async function _serve(config: _Config, tls: _Tls): Promise<number> {
   // Aborted on SIGINT/SIGTERM: ends live-reload event streams, which would
   // otherwise keep server.shutdown() waiting for the open pages.
   const stopping = new AbortController();
@@ -451,11 +457,10 @@ export async function main(args: string[]): Promise<number> {
       },
     }, handler);
   } catch (error) {
-    const why = error instanceof Error ? error.message : String(error);
+    const why = errorMessage(error);
     await handler.close();
     return _fail(`cannot listen on ${config.host}:${config.port}: ${why}`);
   }
-
   const stop = () => {
     // Stop accepting; in-flight requests get a bounded grace period.
     const grace = setTimeout(() => controller.abort(), 10_000);
@@ -470,8 +475,6 @@ export async function main(args: string[]): Promise<number> {
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);
     await handler.close(); // stops spawned FastCGI workers
-    await logWriter?.flush();
-    logFile?.close();
   }
   return 0;
 }

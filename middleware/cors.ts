@@ -5,7 +5,7 @@
  */
 
 import { _withMutableHeaders } from "./mutable.ts";
-import type { Middleware } from "./types.ts";
+import type { Middleware } from "../server/types.ts";
 
 /**
  * Options of {@linkcode cors}.
@@ -15,7 +15,7 @@ import type { Middleware } from "./types.ts";
  * import { compose, cors, type CorsOptions } from "@x/serve";
  * import assert from "node:assert/strict";
  *
- * const options: CorsOptions = { origin: "https://app.example", maxAge: 600 };
+ * const options: CorsOptions = { origin: "https://app.example", maxAgeMs: 600_000 };
  * const handler = compose([cors(options), () => new Response("ok")]);
  * const res = await handler(new Request("http://localhost/"));
  * assert.equal(res.headers.get("access-control-allow-origin"), "https://app.example");
@@ -40,10 +40,11 @@ export interface CorsOptions {
    */
   exposeHeaders?: string[];
   /**
-   * How long (seconds) a browser may cache a preflight answer.
-   * @default {86400}
+   * How long (milliseconds) a browser may cache a preflight answer
+   * (`Access-Control-Max-Age`, sent in whole seconds, rounded up).
+   * @default {86400000} (one day)
    */
-  maxAge?: number;
+  maxAgeMs?: number;
 }
 
 /**
@@ -78,7 +79,7 @@ export function cors(options: CorsOptions = {}): Middleware {
       "Accept-Ranges",
       "Last-Modified",
     ],
-    maxAge = 86400,
+    maxAgeMs = 86_400_000,
   } = options;
 
   return async function corsMiddleware(req, _ctx, next) {
@@ -88,7 +89,7 @@ export function cors(options: CorsOptions = {}): Middleware {
       const headers = new Headers({
         "access-control-allow-origin": origin,
         "access-control-allow-methods": methods.join(", "),
-        "access-control-max-age": String(maxAge),
+        "access-control-max-age": String(Math.ceil(maxAgeMs / 1000)),
       });
       const requested = req.headers.get("access-control-request-headers");
       if (requested) headers.set("access-control-allow-headers", requested);

@@ -5,20 +5,33 @@
  * @module
  */
 
-import { accessLog, type AccessLogOptions } from "./access_log.ts";
-import { compose } from "./compose.ts";
-import { cors, type CorsOptions } from "./cors.ts";
-import { errorPages, type ErrorPagesOptions } from "./error_page.ts";
-import { liveReload } from "./live_reload.ts";
-import { type HeaderRule, setHeaders } from "./headers.ts";
-import { resolvePath } from "./resolve.ts";
-import type { Handler, LogFn, Middleware } from "./types.ts";
-import { serveStatic } from "../static/serve_static.ts";
+import { accessLog, type AccessLogOptions } from "../middleware/access_log.ts";
+import { cors, type CorsOptions } from "../middleware/cors.ts";
+import {
+  errorPages,
+  type ErrorPagesOptions,
+} from "../middleware/error_pages.ts";
+import { setHeaders, type SetHeadersOptions } from "../middleware/headers.ts";
+import {
+  liveReload,
+  type LiveReloadMiddleware,
+  type LiveReloadOptions,
+} from "../middleware/live_reload.ts";
+import { compose } from "../server/compose.ts";
+import { resolvePath, type ResolvePathOptions } from "../server/resolve.ts";
+import type { Handler, LogFn, Middleware } from "../server/types.ts";
+import {
+  serveStatic,
+  type ServeStaticOptions,
+} from "../static/serve_static.ts";
 import { fastcgi, type FastCgiOptions } from "../cgi/fastcgi/fastcgi.ts";
 import { cgi, type CgiOptions } from "../cgi/cgi.ts";
 
 /**
- * Options of {@linkcode createHandler}.
+ * Options of {@linkcode createHandler}: the root and its path policy
+ * (given once, to path resolution; every later step uses it), and one
+ * entry per middleware, named after its factory and holding that
+ * middleware's own options (their defaults are documented there).
  *
  * @example A single-page app with long-lived asset caching
  * ```ts
@@ -29,11 +42,13 @@ import { cgi, type CgiOptions } from "../cgi/cgi.ts";
  * await Deno.writeTextFile(`${root}/index.html`, "<h1>app</h1>");
  * const options: HandlerOptions = {
  *   root,
- *   spa: true,
- *   headerRules: [{
- *     path: "/assets/**",
- *     headers: [["cache-control", "public, max-age=31536000, immutable"]],
- *   }],
+ *   serveStatic: { spa: true },
+ *   setHeaders: {
+ *     rules: [{
+ *       path: "/assets/**",
+ *       headers: [["cache-control", "public, max-age=31536000, immutable"]],
+ *     }],
+ *   },
  * };
  * await using handler = createHandler(options);
  * const res = await handler(new Request("http://localhost/settings/profile"));
@@ -42,83 +57,36 @@ import { cgi, type CgiOptions } from "../cgi/cgi.ts";
  * await Deno.remove(root, { recursive: true });
  * ```
  */
-export interface HandlerOptions {
+export interface HandlerOptions extends ResolvePathOptions {
   /**
-   * The folder to serve.
-   * @default {"."}
+   * Static files: index names, listings, codings, SPA and clean-URL
+   * fallbacks (see {@linkcode ServeStaticOptions}).
+   * @default {{}}
    */
-  root?: string;
+  serveStatic?: ServeStaticOptions;
   /**
-   * List directories without an index file.
-   * @default {false}
+   * Custom error pages (`<status>.html` from the root unless turned off).
+   * @default {{}}
    */
-  dirListing?: boolean;
+  errorPages?: ErrorPagesOptions;
   /**
-   * Serve and list dotfiles (`.env`, `.git/`).
-   * @default {false}
+   * Headers on every response and per-path rules.
+   * @default {undefined} (off)
    */
-  dotfiles?: boolean;
-  /**
-   * Follow symlinks that lead out of the root.
-   * @default {false}
-   */
-  followSymlinks?: boolean;
-  /**
-   * Compress text-like files on the fly (brotli or gzip, by
-   * `Accept-Encoding`).
-   * @default {false}
-   */
-  compress?: boolean;
-  /**
-   * Serve precompressed siblings (`file.br`, `file.zst`, `file.gz`).
-   * @default {true}
-   */
-  precompressed?: boolean;
-  /**
-   * Single-page app fallback: unknown extension-less paths answer 200 with
-   * this file (`true`: `index.html`).
-   * @default {false}
-   */
-  spa?: boolean | string;
-  /**
-   * Clean URLs: `/about` serves `about.html` when `/about` does not exist.
-   * @default {false}
-   */
-  cleanUrls?: boolean;
-  /**
-   * Per-path headers by glob (e.g. `Cache-Control` for `/assets/**`), on
-   * successful responses.
-   * @default {[]}
-   */
-  headerRules?: HeaderRule[];
-  /**
-   * Index file names for directories.
-   * @default {["index.html"]}
-   */
-  index?: string[];
+  setHeaders?: SetHeadersOptions;
   /**
    * Add CORS headers and answer preflights (`true` for the defaults).
    * @default {false}
    */
   cors?: boolean | CorsOptions;
   /**
-   * Headers set on every response.
-   * @default {[]}
-   */
-  headers?: Array<[string, string]>;
-  /**
-   * Custom error pages; `<status>.html` in the root is used by default.
-   * @default {{ root }}
-   */
-  errorPages?: ErrorPagesOptions;
-  /**
-   * Access log (`true` logs to stdout).
+   * Access log (`true` logs text lines to stdout).
    * @default {false}
    */
   accessLog?: boolean | AccessLogOptions;
   /**
-   * Where server-side messages (errors) go.
-   * @default {defaultLog} (stderr)
+   * Where server-side messages (errors, script stderr) go.
+   * @default {defaultLog} (timestamped lines on stderr)
    */
   log?: LogFn;
   /**
@@ -134,13 +102,13 @@ export interface HandlerOptions {
    */
   cgi?: CgiOptions;
   /**
-   * Developer mode: watch the root and reload open HTML pages when files
-   * change (see {@linkcode liveReload}). Abort
-   * {@linkcode HandlerOptions.signal} (or call `close()`) to end the pages'
-   * event streams, or `server.shutdown()` waits for them.
+   * Developer mode: reload open HTML pages when files change (`true`
+   * watches the root). Abort {@linkcode HandlerOptions.signal} (or call
+   * `close()`) to end the pages' event streams, or `server.shutdown()`
+   * waits for them.
    * @default {false}
    */
-  liveReload?: boolean;
+  liveReload?: boolean | LiveReloadOptions;
   /**
    * Abort it when the server starts shutting down: ends long-lived
    * responses (live-reload event streams) so in-flight requests can finish.
@@ -177,7 +145,8 @@ export interface ClosableHandler extends Handler, AsyncDisposable {
 /**
  * Builds the default handler: access log → CORS → headers → error pages →
  * live reload → path resolution → CGI → FastCGI → static files (the
- * optional steps only when configured). Call `close()` on shutdown to end
+ * optional steps only when configured). Errors become responses where they
+ * are thrown, so every step outside sees the real status. Call `close()` on shutdown to end
  * live-reload event streams and stop spawned FastCGI workers.
  *
  * @example Serving a folder
@@ -200,53 +169,51 @@ export interface ClosableHandler extends Handler, AsyncDisposable {
  * @returns A `Deno.serve` handler.
  */
 export function createHandler(options: HandlerOptions = {}): ClosableHandler {
-  const root = options.root ?? ".";
-  const chain: Middleware[] = [];
-  if (options.accessLog) {
-    chain.push(accessLog(options.accessLog === true ? {} : options.accessLog));
-  }
-  if (options.cors) chain.push(cors(options.cors === true ? {} : options.cors));
-  if (options.headers?.length || options.headerRules?.length) {
-    chain.push(setHeaders({
-      headers: options.headers ?? [],
-      rules: options.headerRules ?? [],
-    }));
-  }
-  chain.push(errorPages(options.errorPages ?? { root }));
-  const reload = options.liveReload
-    ? liveReload({
-      root,
-      ...(options.signal ? { signal: options.signal } : {}),
-    })
-    : undefined;
-  if (reload) chain.push(reload);
-  chain.push(resolvePath({
-    root,
-    dotfiles: options.dotfiles ?? false,
-    followSymlinks: options.followSymlinks ?? false,
-  }));
-  if (options.cgi) chain.push(cgi(options.cgi));
+  const reload = _liveReload(options);
   const php = options.fastcgi
     ? fastcgi({
       ...(options.log ? { log: options.log } : {}),
       ...options.fastcgi,
     })
     : undefined;
-  if (php) chain.push(php);
-  chain.push(serveStatic({
-    index: options.index ?? ["index.html"],
-    dirListing: options.dirListing ?? false,
-    compress: options.compress ?? false,
-    precompressed: options.precompressed ?? true,
-    spa: options.spa ?? false,
-    cleanUrls: options.cleanUrls ?? false,
-    dotfiles: options.dotfiles ?? false,
-    followSymlinks: options.followSymlinks ?? false,
-  }));
+  const chain: Middleware[] = [
+    ..._outer(options),
+    errorPages(options.errorPages),
+    ...(reload ? [reload] : []),
+    resolvePath({
+      root: options.root ?? ".",
+      dotfiles: options.dotfiles ?? false,
+      followSymlinks: options.followSymlinks ?? false,
+    }),
+    ...(options.cgi ? [cgi(options.cgi)] : []),
+    ...(php ? [php] : []),
+    serveStatic(options.serveStatic),
+  ];
   const handler = compose(chain, options.log ? { log: options.log } : {});
   const close = async (): Promise<void> => {
     await reload?.close();
     await php?.close();
   };
   return Object.assign(handler, { close, [Symbol.asyncDispose]: close });
+}
+
+/** The middlewares outside error pages: they see every final response. */
+function _outer(options: HandlerOptions): Middleware[] {
+  const chain: Middleware[] = [];
+  const { accessLog: log, cors: allow, setHeaders: headers } = options;
+  if (log) chain.push(accessLog(log === true ? {} : log));
+  if (allow) chain.push(cors(allow === true ? {} : allow));
+  if (headers) chain.push(setHeaders(headers));
+  return chain;
+}
+
+function _liveReload(
+  options: HandlerOptions,
+): LiveReloadMiddleware | undefined {
+  if (!options.liveReload) return undefined;
+  return liveReload({
+    dir: options.root ?? ".",
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.liveReload === true ? {} : options.liveReload),
+  });
 }

@@ -8,7 +8,7 @@
 // @ts-types="@types/picomatch"
 import picomatch from "picomatch";
 import { _withMutableHeaders } from "./mutable.ts";
-import type { Middleware } from "./types.ts";
+import type { Middleware } from "../server/types.ts";
 
 /**
  * Options of {@linkcode setHeaders}.
@@ -66,41 +66,6 @@ export interface HeaderRule {
   path: string;
   /** Headers to set when it matches. */
   headers: Array<[string, string]>;
-}
-
-/**
- * Parses `"Name: value"` as given to `--header`. Throws a `TypeError` naming
- * the problem when the name or value is invalid.
- *
- * @example Parsing a header flag
- * ```ts
- * import { parseHeader } from "@x/serve";
- * import assert from "node:assert/strict";
- *
- * assert.deepEqual(parseHeader("X-Frame-Options: DENY"), ["X-Frame-Options", "DENY"]);
- * assert.throws(() => parseHeader("no colon"));
- * ```
- *
- * @param text `Name: value`.
- * @returns The name and the trimmed value.
- */
-export function parseHeader(text: string): [string, string] {
-  const colon = text.indexOf(":");
-  const name = colon > 0 ? text.slice(0, colon).trim() : "";
-  const value = colon > 0 ? text.slice(colon + 1).trim() : "";
-  try {
-    new Headers([[name, value]]);
-  } catch {
-    throw new TypeError(
-      `Cannot parse header "${text}": expected "Name: value"`,
-    );
-  }
-  if (name === "") {
-    throw new TypeError(
-      `Cannot parse header "${text}": expected "Name: value"`,
-    );
-  }
-  return [name, value];
 }
 
 /**

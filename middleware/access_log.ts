@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Middleware } from "./types.ts";
+import type { Middleware } from "../server/types.ts";
 
 /**
  * Access-log line formats: `text` (readable), `common` / `combined`
@@ -180,13 +180,9 @@ export function accessLog(options: AccessLogOptions = {}): Middleware {
             `${color ? _colored(status) : status} ${bytes} ${ms.toFixed(1)}ms`;
       }
     };
-    let res: Response;
-    try {
-      res = await next();
-    } catch (error) {
-      write(line(500, "-"));
-      throw error;
-    }
+    // next() always resolves: an error further in is already its error
+    // response, with its real status.
+    const res = await next();
     write(line(res.status, res.headers.get("content-length") ?? "-"));
     return res;
   };

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { HandlerOptions } from "./handler.ts";
+import type { HandlerOptions } from "../handler/create_handler.ts";
 
 /** What the banner describes. Internal to the CLI (not exported from `mod.ts`). */
 export interface BannerInfo {
@@ -43,15 +43,17 @@ function _networkAddresses(family: "IPv4" | "IPv6" | "any"): string[] {
 
 function _features(o: HandlerOptions): string[] {
   const on: string[] = [];
-  if (o.dirListing) on.push("directory listing");
+  const files = o.serveStatic ?? {};
+  if (files.dirListing) on.push("directory listing");
   if (o.dotfiles) on.push("dotfiles");
   if (o.followSymlinks) on.push("symlinks out of root");
   if (o.cors) on.push("CORS");
-  if (o.compress) on.push("compression");
-  if (o.precompressed ?? true) on.push("precompressed files");
-  if (o.spa) on.push("SPA fallback");
-  if (o.cleanUrls) on.push("clean URLs");
-  if (o.headers?.length || o.headerRules?.length) on.push("custom headers");
+  if (files.compress) on.push("compression");
+  // Siblings are served unless turned off (serveStatic's own default).
+  if (files.precompressed !== false) on.push("precompressed files");
+  if (files.spa) on.push("SPA fallback");
+  if (files.cleanUrls) on.push("clean URLs");
+  if (o.setHeaders) on.push("custom headers");
   if (o.cgi) on.push("CGI");
   if (o.fastcgi) on.push("FastCGI");
   if (o.liveReload) on.push("live reload");
@@ -94,7 +96,7 @@ function _permissions(root: string, host: string, port: number): string[] {
  *   hostname: "127.0.0.1",
  *   port: 8000,
  *   root: "/srv/www",
- *   options: { dirListing: true, cors: true },
+ *   options: { serveStatic: { dirListing: true }, cors: true },
  * });
  * assert.match(lines.join("\n"), /Local:\s+http:\/\/127\.0\.0\.1:8000\//);
  * assert.match(lines.join("\n"), /Features:.*directory listing, CORS/);

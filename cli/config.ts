@@ -7,7 +7,8 @@
  */
 
 import { dirname, resolve } from "node:path";
-import type { HeaderRule } from "./headers.ts";
+import type { HeaderRule } from "../middleware/headers.ts";
+import { errorMessage } from "../server/log.ts";
 
 /**
  * How a flag takes its value (as in `node:util` `parseArgs`). Internal to the CLI (not exported from `mod.ts`).
@@ -206,9 +207,7 @@ export async function readConfig(file: string): Promise<unknown> {
     return JSON.parse(text);
   } catch (error) {
     throw new ConfigError(
-      `${file}: invalid JSON (${
-        error instanceof Error ? error.message : error
-      })`,
+      `${file}: invalid JSON (${errorMessage(error)})`,
     );
   }
 }
