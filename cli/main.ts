@@ -438,7 +438,18 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
   const handler = createHandler({ ...config.handler, signal: stopping.signal });
   const root = await Deno.realPath(config.root);
   const controller = new AbortController();
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  const stop = () => {
+    stopping.abort();
+    if (!server) return controller.abort();
+    // Stop accepting; in-flight requests get a bounded grace period.
+    const grace = setTimeout(() => controller.abort(), 10_000);
+    server.shutdown().finally(() => clearTimeout(grace));
+  };
+  // Listening before `Listening on` is printed: a signal right after that
+  // line must stop the server, not kill the process.
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
   try {
     server = Deno.serve({
       hostname: config.host,
@@ -456,21 +467,11 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
         }
       },
     }, handler);
-  } catch (error) {
-    const why = errorMessage(error);
-    await handler.close();
-    return _fail(`cannot listen on ${config.host}:${config.port}: ${why}`);
-  }
-  const stop = () => {
-    // Stop accepting; in-flight requests get a bounded grace period.
-    const grace = setTimeout(() => controller.abort(), 10_000);
-    stopping.abort();
-    server.shutdown().finally(() => clearTimeout(grace));
-  };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
-  try {
     await server.finished;
+  } catch (error) {
+    return _fail(
+      `cannot listen on ${config.host}:${config.port}: ${errorMessage(error)}`,
+    );
   } finally {
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);

@@ -133,6 +133,11 @@ Deno.test("cli prints a banner with URLs, root, features and permissions", async
     "--host",
     "0.0.0.0",
   ]);
+  // The banner follows the Listening line (its last line is Permissions):
+  // stop once it is all out.
+  await waitFor(() => server.lines.some((l) => l.includes("Permissions:")), {
+    message: "the whole banner",
+  });
   await server.stop();
   const text = server.lines.join("\n");
   assert.match(

@@ -101,6 +101,14 @@ function stdout(body: string, id = 1): Uint8Array {
   return encodeRecord(RecordType.STDOUT, id, text.encode(body));
 }
 
+/** A whole text/plain answer: `body` on STDOUT, then END_REQUEST. */
+function answer(body: string): Uint8Array[] {
+  return [
+    stdout(`Content-Type: text/plain\r\n\r\n${body}`),
+    encodeRecord(RecordType.END_REQUEST, 1, END),
+  ];
+}
+
 const GET: FastCgiRequest = {
   params: [["REQUEST_METHOD", "GET"], ["SCRIPT_FILENAME", "/x.php"]],
 };
@@ -121,20 +129,14 @@ Deno.test("createFastCgiClient() retries on a fresh connection when a kept one w
   const fake = fakeResponder(async (c) => {
     await c.readRequest();
     if (c.index === 0) {
-      await c.send(
-        stdout("Content-Type: text/plain\r\n\r\nfirst"),
-        encodeRecord(RecordType.END_REQUEST, 1, END),
-      );
+      await c.send(...answer("first"));
       // The worker drops the kept connection right after answering (as a
       // recycled php-fpm worker does), but still counts what arrives.
       c.conn.closeWrite();
       lateBytes = await drain(c.conn);
       return;
     }
-    await c.send(
-      stdout("Content-Type: text/plain\r\n\r\nsecond"),
-      encodeRecord(RecordType.END_REQUEST, 1, END),
-    );
+    await c.send(...answer("second"));
     await c.readRequest();
   });
   const client = createFastCgiClient({ backends: [fake.address] });
@@ -202,10 +204,7 @@ Deno.test("createFastCgiClient() never retries a request the responder read befo
         await new Promise((r) => setTimeout(r, 100));
         return;
       }
-      await c.send(
-        stdout("Content-Type: text/plain\r\n\r\nok"),
-        encodeRecord(RecordType.END_REQUEST, 1, END),
-      );
+      await c.send(...answer("ok"));
     }
   });
   const logs: string[] = [];
@@ -245,10 +244,7 @@ Deno.test("createFastCgiClient() keeps the idle connections when a client aborts
       }
       // A script that takes a while (the fake's behaviour).
       await new Promise((r) => setTimeout(r, 20));
-      await c.send(
-        stdout("Content-Type: text/plain\r\n\r\nok"),
-        encodeRecord(RecordType.END_REQUEST, 1, END),
-      );
+      await c.send(...answer("ok"));
     }
   });
   const logs: string[] = [];
@@ -286,10 +282,7 @@ Deno.test("createFastCgiClient() sends traffic to a down backend again once down
   const port = freePort();
   await using up = fakeResponder(async (c) => {
     await c.readRequest();
-    await c.send(
-      stdout("Content-Type: text/plain\r\n\r\nup"),
-      encodeRecord(RecordType.END_REQUEST, 1, END),
-    );
+    await c.send(...answer("up"));
   });
   const client = createFastCgiClient({
     backends: [`127.0.0.1:${port}`, up.address],
@@ -304,10 +297,7 @@ Deno.test("createFastCgiClient() sends traffic to a down backend again once down
     const markedAt = Date.now();
     await using back = fakeResponder(async (c) => {
       await c.readRequest();
-      await c.send(
-        stdout("Content-Type: text/plain\r\n\r\nback"),
-        encodeRecord(RecordType.END_REQUEST, 1, END),
-      );
+      await c.send(...answer("back"));
     }, port);
     // While it is down it is skipped, although it listens again…
     for (let i = 0; i < 3; i++) {
@@ -388,17 +378,11 @@ Deno.test("createFastCgiClient() does not retry once a streamed body was sent", 
   await using fake = fakeResponder(async (c) => {
     await c.readRequest();
     if (c.index === 0) {
-      await c.send(
-        stdout("Content-Type: text/plain\r\n\r\nfirst"),
-        encodeRecord(RecordType.END_REQUEST, 1, END),
-      );
+      await c.send(...answer("first"));
       await c.readRequest(); // the whole second request, body included, then die
       return;
     }
-    await c.send(
-      stdout("Content-Type: text/plain\r\n\r\nretried"),
-      encodeRecord(RecordType.END_REQUEST, 1, END),
-    );
+    await c.send(...answer("retried"));
   });
   const client = createFastCgiClient({ backends: [fake.address] });
   try {
@@ -497,10 +481,7 @@ Deno.test("createFastCgiClient() errors the body stream when the responder dies 
 Deno.test("createFastCgiClient() drops a kept connection the responder closed while idle", async () => {
   await using fake = fakeResponder(async (c) => {
     await c.readRequest();
-    await c.send(
-      stdout("Content-Type: text/plain\r\n\r\nok"),
-      encodeRecord(RecordType.END_REQUEST, 1, END),
-    );
+    await c.send(...answer("ok"));
     if (c.index === 0) return; // closes while the client keeps it idle
     await c.readRequest();
   });

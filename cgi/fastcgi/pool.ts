@@ -147,7 +147,12 @@ async function _connect(
     }, timeoutMs);
   });
   try {
-    return await Promise.race([connecting, expired]);
+    const conn = await Promise.race([connecting, expired]);
+    // A request goes out as a few small writes: without TCP_NODELAY, Nagle's
+    // algorithm holds the last one until the responder's delayed ACK
+    // (~40 ms per request over TCP; unix sockets have no such wait).
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+    return conn;
   } catch (error) {
     if (error instanceof FastCgiError) throw error;
     if (timedOut) {
