@@ -69,7 +69,7 @@ export interface ServeFileOptions {
    * `Accept-Ranges: none`; no `Content-Length`; a distinct, weak ETag).
    * @default {undefined}
    */
-  compress?: "br" | "gzip";
+  dynamicEncoding?: "br" | "gzip";
   /**
    * Add `Vary: Accept-Encoding` (the variant depended on it).
    * @default {false}
@@ -119,7 +119,7 @@ export async function serveFile(
 
   const size = info.size;
   const ranges =
-    req.method === "GET" && !options.compress && ifRangeAllows(req, v)
+    req.method === "GET" && !options.dynamicEncoding && ifRangeAllows(req, v)
       ? parseRange(req.headers.get("range"), size)
       : undefined;
   if (ranges === "unsatisfiable") {
@@ -134,8 +134,8 @@ export async function serveFile(
     return new Response(mp.body, { status: 206, headers });
   }
   headers.set("content-type", type);
-  if (options.compress) {
-    return await _compressed(req, path, size, options.compress, headers);
+  if (options.dynamicEncoding) {
+    return await _compressed(req, path, size, options.dynamicEncoding, headers);
   }
   return await _identity(req, path, size, ranges?.[0], headers, options);
 }
@@ -145,13 +145,13 @@ function _validators(
   info: Deno.FileInfo,
   options: ServeFileOptions,
 ): Validators {
-  const coding = options.storedEncoding ?? options.compress;
+  const coding = options.storedEncoding ?? options.dynamicEncoding;
   const etag = fileEtag(info);
   return {
     // Strong for a stored sibling (fixed bytes), weak for on-the-fly output
     // (the bytes depend on the compressor's version and settings).
     etag: etag && coding
-      ? `${options.compress ? "W/" : ""}${etag.slice(0, -1)}-${coding}"`
+      ? `${options.dynamicEncoding ? "W/" : ""}${etag.slice(0, -1)}-${coding}"`
       : etag,
     lastModified: info.mtime ?? undefined,
   };
@@ -159,9 +159,9 @@ function _validators(
 
 /** Headers every answer for the file carries (200, 206, 304 alike). */
 function _baseHeaders(v: Validators, options: ServeFileOptions): Headers {
-  const coding = options.storedEncoding ?? options.compress;
+  const coding = options.storedEncoding ?? options.dynamicEncoding;
   const headers = new Headers({
-    "accept-ranges": options.compress ? "none" : "bytes",
+    "accept-ranges": options.dynamicEncoding ? "none" : "bytes",
   });
   if (options.varyEncoding) headers.set("vary", "Accept-Encoding");
   if (coding) headers.set("content-encoding", coding);

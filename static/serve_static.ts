@@ -235,7 +235,7 @@ function _sender(options: ServeStaticOptions): _Send {
       ...fileOptions,
       contentType: type,
       storedEncoding: v.stored,
-      compress: v.dynamic,
+      dynamicEncoding: v.dynamic,
       varyEncoding: v.vary,
     });
   };
