@@ -238,7 +238,9 @@ async function _buffer(
           `Chunked request body over ${maxBodySize} bytes`,
         );
       }
-      await deadline.within(spool.add(chunk));
+      // Not raced against the deadline: a spill to disk that outlived it
+      // would leave its temporary file behind after dispose().
+      await spool.add(chunk);
     }
   } catch (error) {
     await reader.cancel().catch(() => {});

@@ -144,7 +144,7 @@ export interface ClosableHandler extends Handler, AsyncDisposable {
 
 /**
  * Builds the default handler: access log → CORS → headers → error pages →
- * live reload → path resolution → CGI → FastCGI → static files (the
+ * path resolution → live reload → CGI → FastCGI → static files (the
  * optional steps only when configured). Errors become responses where they
  * are thrown, so every step outside sees the real status. Call `close()` on shutdown to end
  * live-reload event streams and stop spawned FastCGI workers.
@@ -179,12 +179,12 @@ export function createHandler(options: HandlerOptions = {}): ClosableHandler {
   const chain: Middleware[] = [
     ..._outer(options),
     errorPages(options.errorPages),
-    ...(reload ? [reload] : []),
     resolvePath({
-      root: options.root ?? ".",
-      dotfiles: options.dotfiles ?? false,
-      followSymlinks: options.followSymlinks ?? false,
+      root: options.root,
+      dotfiles: options.dotfiles,
+      followSymlinks: options.followSymlinks,
     }),
+    ...(reload ? [reload] : []),
     ...(options.cgi ? [cgi(options.cgi)] : []),
     ...(php ? [php] : []),
     serveStatic(options.serveStatic),
@@ -212,7 +212,6 @@ function _liveReload(
 ): LiveReloadMiddleware | undefined {
   if (!options.liveReload) return undefined;
   return liveReload({
-    dir: options.root ?? ".",
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.liveReload === true ? {} : options.liveReload),
   });

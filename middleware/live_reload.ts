@@ -35,7 +35,8 @@ export interface LiveReloadOptions {
   /**
    * The folder to watch (recursively). Changes under dot-directories
    * (`.git/`) and to dotfiles or editor backups (`name~`) are ignored.
-   * @default {"."}
+   * @default {undefined} (the document root, `ctx.root`, when the chain
+   * resolves paths before this middleware; else the working directory)
    */
   dir?: string;
   /**
@@ -156,7 +157,7 @@ export function liveReload(
   options: LiveReloadOptions = {},
 ): LiveReloadMiddleware {
   const {
-    dir = ".",
+    dir,
     path = "/__serve/live-reload",
     debounceMs = 100,
     maxInjectSize = 16 * 1024 * 1024,
@@ -167,7 +168,7 @@ export function liveReload(
       `Cannot use live-reload path "${path}": it must start with "/"`,
     );
   }
-  const hub = _reloadHub(resolve(dir), debounceMs);
+  const hub = _reloadHub(debounceMs);
   const inject = _injector(_encoder.encode(_script(path)), maxInjectSize);
   signal?.addEventListener("abort", () => void hub.close(), { once: true });
   if (signal?.aborted) void hub.close();
@@ -178,9 +179,13 @@ export function liveReload(
     next: Next,
   ): Promise<Response> {
     if (ctx.url.pathname === path) {
+      const base = dir !== undefined
+        ? resolve(dir)
+        : ctx.root?.path ?? resolve(".");
       return _eventStream(
         req,
         hub,
+        base,
         (m) => ctx.log("error", `live reload: ${m}`),
       );
     }
@@ -207,7 +212,7 @@ interface _Hub {
   readonly clients: Set<_Client>;
   readonly closed: boolean;
   /** Starts the watcher, unless it runs already (throws when it cannot). */
-  watch(log: (message: string) => void): void;
+  watch(base: string, log: (message: string) => void): void;
   /** Adds a page. */
   connect(client: _Client): void;
   /** Removes a page (stopping the watcher with the last one). */
@@ -216,10 +221,11 @@ interface _Hub {
   close(): Promise<void>;
 }
 
-function _reloadHub(base: string, debounceMs: number): _Hub {
+function _reloadHub(debounceMs: number): _Hub {
   const clients = new Set<_Client>();
   const changed = new Set<string>();
   let watcher: Deno.FsWatcher | undefined;
+  let base = ".";
   let watching: Promise<void> = Promise.resolve();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
@@ -260,8 +266,9 @@ function _reloadHub(base: string, debounceMs: number): _Hub {
     watcher = undefined;
   }
 
-  function watch(log: (message: string) => void): void {
+  function watch(dir: string, log: (message: string) => void): void {
     if (watcher) return;
+    base = dir;
     const w = Deno.watchFs(base, { recursive: true });
     watcher = w;
     const done = _watch(w, base, changedFiles, log);
@@ -332,6 +339,7 @@ async function _watch(
 function _eventStream(
   req: Request,
   hub: _Hub,
+  base: string,
   log: (message: string) => void,
 ): Response {
   if (req.method !== "GET" && req.method !== "HEAD") {
@@ -347,7 +355,7 @@ function _eventStream(
   };
   if (req.method === "HEAD") return new Response(null, { headers });
   try {
-    hub.watch(log);
+    hub.watch(base, log);
   } catch (error) {
     throw new HttpError(500, "Cannot watch the root for live reload", {
       cause: error,

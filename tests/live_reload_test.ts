@@ -312,3 +312,20 @@ Deno.test("liveReload() passes a streamed page larger than maxInjectSize through
   );
   assert.equal(await res.text(), page, "no script, nothing lost");
 });
+
+Deno.test("createHandler() with liveReload gives the endpoint's errors the root's custom pages", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/405.html`, "<h1>custom 405</h1>");
+  const controller = new AbortController();
+  await using handler = createHandler({
+    root: dir.path,
+    liveReload: true,
+    signal: controller.signal,
+  });
+  const res = await handler(
+    new Request("http://localhost/__serve/live-reload", { method: "POST" }),
+  );
+  assert.equal(res.status, 405);
+  assert.equal(await res.text(), "<h1>custom 405</h1>");
+  controller.abort();
+});
