@@ -66,6 +66,7 @@ export type {
 export { compose, type ComposeOptions } from "./server/compose.ts";
 export { HttpError, type HttpErrorOptions } from "./server/errors.ts";
 export {
+  documentRoot,
   type DocumentRootOptions,
   resolvePath,
   type ResolvePathOptions,

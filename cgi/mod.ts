@@ -30,4 +30,5 @@
  */
 
 export { cgi, type CgiOptions, DEFAULT_CGI_INTERPRETERS } from "./cgi.ts";
+export { DEFAULT_PATH } from "./base_env.ts";
 export type { RequestBodyOptions } from "./body.ts";

@@ -145,7 +145,7 @@ export interface DocumentRootOptions {
  *
  * @example Looking files up under a policy
  * ```ts
- * import { documentRoot } from "./resolve.ts";
+ * import { documentRoot } from "@x/serve";
  * import assert from "node:assert/strict";
  *
  * const dir = await Deno.realPath(await Deno.makeTempDir());

@@ -13,7 +13,7 @@ import type { DocumentRoot } from "../server/types.ts";
  * @example Reading entries
  * ```ts
  * import { listDirectory, type ListingEntry } from "@x/serve/static";
- * import { documentRoot } from "../server/resolve.ts";
+ * import { documentRoot } from "@x/serve";
  * import assert from "node:assert/strict";
  *
  * const dir = await Deno.realPath(await Deno.makeTempDir());
@@ -42,7 +42,7 @@ export interface ListingEntry {
  * @example Showing dotfiles, capped
  * ```ts
  * import { listDirectory, type ListingOptions } from "@x/serve/static";
- * import { documentRoot } from "../server/resolve.ts";
+ * import { documentRoot } from "@x/serve";
  * import assert from "node:assert/strict";
  *
  * const dir = await Deno.realPath(await Deno.makeTempDir());
@@ -73,7 +73,7 @@ export interface ListingOptions {
  * @example Listing a folder
  * ```ts
  * import { listDirectory } from "@x/serve/static";
- * import { documentRoot } from "../server/resolve.ts";
+ * import { documentRoot } from "@x/serve";
  * import assert from "node:assert/strict";
  *
  * const dir = await Deno.realPath(await Deno.makeTempDir());
@@ -212,7 +212,7 @@ function _size(n: number | null): string {
  * @example HTML and JSON listings
  * ```ts
  * import { renderListing } from "@x/serve/static";
- * import { documentRoot } from "../server/resolve.ts";
+ * import { documentRoot } from "@x/serve";
  * import assert from "node:assert/strict";
  *
  * const dir = await Deno.realPath(await Deno.makeTempDir());
