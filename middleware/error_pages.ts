@@ -50,6 +50,9 @@ export interface ErrorPagesOptions {
  * that an application made itself (a CGI script's own 404) pass untouched,
  * like nginx without `fastcgi_intercept_errors`. Pages never contain a
  * path, a message or a stack trace; JSON clients get the custom page too.
+ * The error response is recognised by identity (`ctx.failure.response`):
+ * a middleware between this one and the thrower that replaces the response
+ * object (rather than setting headers on it) keeps its page built-in.
  *
  * @example A custom 404 page
  * ```ts

@@ -156,25 +156,33 @@ type _Attempt =
   | { error: unknown }
   | undefined;
 
+/** The client's options with its defaults filled in once. */
+type _BalancerOptions =
+  & FastCgiClientOptions
+  & Required<
+    Pick<
+      FastCgiClientOptions,
+      "keepAlive" | "maxConnections" | "connectTimeoutMs" | "downTimeMs"
+    >
+  >;
+
 /** The backends in turn (round-robin), skipping those that are down. */
 class _Balancer {
   readonly backends: _Backend[];
   readonly #waiters: (() => void)[] = [];
-  readonly #options: FastCgiClientOptions;
-  readonly #downTimeMs: number;
+  readonly #options: _BalancerOptions;
   #next = 0;
   #closed = false;
 
   constructor(
     addresses: readonly (string | FastCgiAddress)[],
-    options: FastCgiClientOptions,
+    options: _BalancerOptions,
   ) {
     this.#options = options;
-    this.#downTimeMs = options.downTimeMs ?? 5_000;
     this.backends = addresses.map((address) => ({
       pool: createBackendPool(address, {
-        keepAlive: options.keepAlive ?? 2,
-        maxConnections: options.maxConnections ?? 0,
+        keepAlive: options.keepAlive,
+        maxConnections: options.maxConnections,
         keepAliveTimeoutMs: options.keepAliveTimeoutMs,
         connectTimeoutMs: options.connectTimeoutMs,
         onRelease: () => this.wake(),
@@ -196,7 +204,7 @@ class _Balancer {
   async acquire(
     signal: AbortSignal | undefined,
   ): Promise<{ backend: _Backend; conn: FastCgiConnection }> {
-    const connectTimeoutMs = this.#options.connectTimeoutMs ?? 5_000;
+    const { connectTimeoutMs } = this.#options;
     const deadline = Date.now() + connectTimeoutMs;
     while (true) {
       if (this.#closed) throw new FastCgiError(502, "FastCGI client is closed");
@@ -264,7 +272,7 @@ class _Balancer {
         }`,
       );
     }
-    backend.downUntil = Date.now() + this.#downTimeMs;
+    backend.downUntil = Date.now() + this.#options.downTimeMs;
   }
 
   /** Waits for a released connection, at most `ms`. */
@@ -348,6 +356,9 @@ export function createFastCgiClient(
   const {
     backends: addresses = ["127.0.0.1:9000"],
     keepAlive = 2,
+    maxConnections = 0,
+    connectTimeoutMs = 5_000,
+    downTimeMs = 5_000,
     firstByteTimeoutMs,
     readTimeoutMs,
     log,
@@ -355,7 +366,13 @@ export function createFastCgiClient(
   if (addresses.length === 0) {
     throw new TypeError("Cannot create FastCGI client: no backends");
   }
-  const balancer = new _Balancer(addresses, options);
+  const balancer = new _Balancer(addresses, {
+    ...options,
+    keepAlive,
+    maxConnections,
+    connectTimeoutMs,
+    downTimeMs,
+  });
 
   const exchangeOptions = {
     firstByteTimeoutMs,
