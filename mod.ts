@@ -66,11 +66,14 @@ export type {
 export { compose, type ComposeOptions } from "./server/compose.ts";
 export { HttpError, type HttpErrorOptions } from "./server/errors.ts";
 export {
+  type ClosableDocumentRoot,
   documentRoot,
   type DocumentRootOptions,
   resolvePath,
+  type ResolvePathMiddleware,
   type ResolvePathOptions,
 } from "./server/resolve.ts";
+export type { FileCacheOptions } from "./server/file_cache.ts";
 export {
   errorPages,
   type ErrorPagesOptions,

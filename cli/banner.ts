@@ -47,6 +47,7 @@ function _features(o: HandlerOptions): string[] {
   if (files.dirListing) on.push("directory listing");
   if (o.dotfiles) on.push("dotfiles");
   if (o.followSymlinks) on.push("symlinks out of root");
+  if (o.cache) on.push(`file cache (${o.cache.validMs ?? 1000} ms)`);
   if (o.cors) on.push("CORS");
   if (files.compress) on.push("compression");
   // Siblings are served unless turned off (serveStatic's own default).

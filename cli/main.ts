@@ -33,6 +33,9 @@ Flags:
   --no-dir-listing       Answer 404 for directories without index.html
   --dotfiles             Serve dotfiles and dot-directories (.env, .git/)
   --follow-symlinks      Follow symlinks that lead out of ROOT
+  --file-cache-valid SECONDS
+                         Trust cached lookups (stat, real path, misses) this long; the
+                         root is watched, so changes show at once (default 1; 0 = off)
   --cors                 Add CORS headers and answer preflight requests
   --header "Name: value" Set a header on every response (repeatable)
   --cert FILE            TLS certificate (PEM); needs --key; enables HTTPS + HTTP/2
@@ -85,6 +88,7 @@ const _FLAGS = {
   "dir-listing": { type: "boolean", default: true },
   dotfiles: { type: "boolean", default: false },
   "follow-symlinks": { type: "boolean", default: false },
+  "file-cache-valid": { type: "string", default: "1" },
   cors: { type: "boolean", default: false },
   header: { type: "string", multiple: true, default: [] as string[] },
   cert: { type: "string" },
@@ -166,6 +170,13 @@ async function _parse(args: string[]): Promise<_Config | "help" | "version"> {
       `Too many arguments: expected one ROOT, got ${positionals.length}`,
     );
   }
+  const cacheSpec = values["file-cache-valid"];
+  const cacheMs = Number(cacheSpec) * 1000;
+  if (!/^\d+(?:\.\d+)?$/.test(cacheSpec) || !Number.isFinite(cacheMs)) {
+    throw new _UsageError(
+      `Invalid --file-cache-valid "${cacheSpec}": expected seconds, 0 or more`,
+    );
+  }
   const port = Number(values.port);
   if (!/^\d+$/.test(values.port) || port > 65535) {
     throw new _UsageError(`Invalid --port "${values.port}": expected 0-65535`);
@@ -207,6 +218,7 @@ async function _parse(args: string[]): Promise<_Config | "help" | "version"> {
       root,
       dotfiles: values.dotfiles,
       followSymlinks: values["follow-symlinks"],
+      ...(cacheMs > 0 ? { cache: { validMs: cacheMs } } : {}),
       serveStatic: {
         dirListing: values["dir-listing"],
         compress: values.compress,

@@ -176,14 +176,16 @@ export function createHandler(options: HandlerOptions = {}): ClosableHandler {
       ...options.fastcgi,
     })
     : undefined;
+  const resolve = resolvePath({
+    root: options.root,
+    dotfiles: options.dotfiles,
+    followSymlinks: options.followSymlinks,
+    cache: options.cache,
+  });
   const chain: Middleware[] = [
     ..._outer(options),
     errorPages(options.errorPages),
-    resolvePath({
-      root: options.root,
-      dotfiles: options.dotfiles,
-      followSymlinks: options.followSymlinks,
-    }),
+    resolve,
     ...(reload ? [reload] : []),
     ...(options.cgi ? [cgi(options.cgi)] : []),
     ...(php ? [php] : []),
@@ -193,6 +195,7 @@ export function createHandler(options: HandlerOptions = {}): ClosableHandler {
   const close = async (): Promise<void> => {
     await reload?.close();
     await php?.close();
+    await resolve.close();
   };
   return Object.assign(handler, { close, [Symbol.asyncDispose]: close });
 }

@@ -85,7 +85,9 @@ export function errorPages(options: ErrorPagesOptions = {}): Middleware {
       if (configured !== undefined) return await Deno.readFile(configured);
       if (!fromRoot || ctx.root === undefined) return undefined;
       const found = await ctx.root.find([`${status}.html`]);
-      return found?.info.isFile ? await Deno.readFile(found.path) : undefined;
+      return found?.info.isFile
+        ? await Deno.readFile(found.realPath)
+        : undefined;
     } catch {
       return undefined;
     }

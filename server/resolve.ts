@@ -10,7 +10,14 @@
 
 import { join, sep } from "node:path";
 import { HttpError } from "./errors.ts";
-import type { DocumentRoot, Middleware, ResolvedFile } from "./types.ts";
+import { _FileCache, type FileCacheOptions } from "./file_cache.ts";
+import type {
+  Context,
+  DocumentRoot,
+  Middleware,
+  Next,
+  ResolvedFile,
+} from "./types.ts";
 
 const _WINDOWS = Deno.build.os === "windows";
 
@@ -136,6 +143,20 @@ export interface DocumentRootOptions {
    * @default {false}
    */
   followSymlinks?: boolean;
+  /**
+   * Cache lookups (stat, real path, misses) like nginx's `open_file_cache`:
+   * trusted for `validMs`, dropped at once when the watched root changes
+   * (see {@linkcode FileCacheOptions}). Off unless given; the CLI turns it
+   * on (`--file-cache-valid`).
+   * @default {undefined} (off)
+   */
+  cache?: FileCacheOptions;
+}
+
+/** A {@linkcode DocumentRoot} that may own a cache and its watcher. */
+export interface ClosableDocumentRoot extends DocumentRoot, AsyncDisposable {
+  /** Stops the cache's watcher. Safe to call twice. */
+  close(): Promise<void>;
 }
 
 /**
@@ -165,23 +186,25 @@ export interface DocumentRootOptions {
 export function documentRoot(
   realRoot: string,
   options: DocumentRootOptions = {},
-): DocumentRoot {
+): ClosableDocumentRoot {
   const { dotfiles = false, followSymlinks = false } = options;
+  const cache = options.cache
+    ? new _FileCache(realRoot, options.cache)
+    : undefined;
 
   function hides(segment: string): boolean {
     return !dotfiles && _hidden(segment);
   }
 
-  async function find(
-    segments: readonly string[],
+  async function lookup(
+    path: string,
+    named: boolean,
   ): Promise<ResolvedFile | undefined> {
-    if (!dotfiles && segments.some(_hidden)) return undefined;
-    const path = segments.length ? join(realRoot, ...segments) : realRoot;
     let info: Deno.FileInfo;
     let realPath: string;
     try {
       info = await Deno.stat(path);
-      realPath = segments.length ? await Deno.realPath(path) : realRoot;
+      realPath = named ? await Deno.realPath(path) : realRoot;
     } catch (error) {
       if (_missing(error)) return undefined;
       throw error;
@@ -190,7 +213,42 @@ export function documentRoot(
     return { path, realPath, info };
   }
 
-  return { path: realRoot, dotfiles, followSymlinks, find, hides };
+  async function find(
+    segments: readonly string[],
+  ): Promise<ResolvedFile | undefined> {
+    if (!dotfiles && segments.some(_hidden)) return undefined;
+    const path = segments.length ? join(realRoot, ...segments) : realRoot;
+    const cached = cache?.get(path);
+    if (cached) return cached.file;
+    const file = await lookup(path, segments.length > 0);
+    cache?.set(path, file);
+    return file;
+  }
+
+  function read(file: ResolvedFile): Promise<Uint8Array<ArrayBuffer>> {
+    return cache?.enabled ? cache.read(file) : Deno.readFile(file.realPath);
+  }
+
+  async function close(): Promise<void> {
+    await cache?.close();
+  }
+
+  return {
+    path: realRoot,
+    dotfiles,
+    followSymlinks,
+    find,
+    read,
+    hides,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/** The {@linkcode resolvePath} middleware, with `close()` for its cache. */
+export interface ResolvePathMiddleware extends Middleware, AsyncDisposable {
+  /** Stops the open-file cache's watcher (when `cache` is on). Safe to call twice. */
+  close(): Promise<void>;
 }
 
 /**
@@ -215,21 +273,55 @@ export function documentRoot(
  * @param options The root and its path policy.
  * @returns The middleware.
  */
-export function resolvePath(options: ResolvePathOptions = {}): Middleware {
+export function resolvePath(
+  options: ResolvePathOptions = {},
+): ResolvePathMiddleware {
   const { root = ".", ...policy } = options;
-  let site: DocumentRoot | undefined;
+  let site: Promise<ClosableDocumentRoot> | undefined;
+  let closed = false;
 
-  return async function resolvePathMiddleware(_req, ctx, next) {
-    site ??= documentRoot(await Deno.realPath(root), policy);
-    ctx.root = site;
+  async function open(): Promise<ClosableDocumentRoot> {
+    const real = await Deno.realPath(root);
+    return documentRoot(
+      real,
+      closed ? { ...policy, cache: undefined } : policy,
+    );
+  }
+
+  async function resolvePathMiddleware(
+    _req: Request,
+    ctx: Context,
+    next: Next,
+  ): Promise<Response> {
+    site ??= open();
+    let found: ClosableDocumentRoot;
+    try {
+      found = await site;
+    } catch (error) {
+      site = undefined; // the root may appear later
+      throw error;
+    }
+    ctx.root = found;
     const segments = decodePath(ctx.url.pathname);
-    if (segments.some((s) => site!.hides(s))) {
+    if (segments.some((s) => found.hides(s))) {
       throw new HttpError(404, "Dotfile hidden");
     }
     const trailing = segments.length > 0 && ctx.url.pathname.endsWith("/");
     ctx.segments = segments;
     ctx.path = "/" + segments.join("/") + (trailing ? "/" : "");
-    ctx.file = await site.find(segments);
+    ctx.file = await found.find(segments);
     return next();
-  };
+  }
+
+  async function close(): Promise<void> {
+    closed = true;
+    const opened = site;
+    site = undefined;
+    await (await opened?.catch(() => undefined))?.close();
+  }
+
+  return Object.assign(resolvePathMiddleware, {
+    close,
+    [Symbol.asyncDispose]: close,
+  });
 }

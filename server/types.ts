@@ -65,6 +65,11 @@ export interface DocumentRoot {
    * permission) are thrown.
    */
   find(segments: readonly string[]): Promise<ResolvedFile | undefined>;
+  /**
+   * Reads a file {@linkcode DocumentRoot.find} returned, whole, by its real
+   * path (from the open-file cache when it is on and holds it).
+   */
+  read(file: ResolvedFile): Promise<Uint8Array<ArrayBuffer>>;
   /** Whether a path segment (e.g. a directory entry's name) is hidden by the dotfile policy. */
   hides(segment: string): boolean;
 }

@@ -71,6 +71,12 @@ export interface ServeFileOptions {
    */
   dynamicEncoding?: "br" | "gzip";
   /**
+   * Reads the whole file for a response sent from memory (see
+   * {@linkcode ServeFileOptions.bufferBelow}), e.g. from a cache.
+   * @default {undefined} (`Deno.readFile(path)`)
+   */
+  read?: () => Promise<Uint8Array<ArrayBuffer>>;
+  /**
    * Add `Vary: Accept-Encoding` (the variant depended on it).
    * @default {false}
    */
@@ -210,7 +216,7 @@ async function _identity(
   const status = range ? 206 : 200;
   if (req.method === "HEAD") return new Response(null, { status, headers });
   if (!range && size <= bufferBelow) {
-    const bytes = await Deno.readFile(path);
+    const bytes = await (options.read?.() ?? Deno.readFile(path));
     // Changed between stat and read: fall through to the stream below.
     if (bytes.byteLength === size) {
       return new Response(bytes, { status, headers });

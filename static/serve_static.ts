@@ -231,11 +231,14 @@ function _sender(options: ServeStaticOptions): _Send {
       type,
       variantOptions,
     );
-    return serveFile(req, v.file.path, v.file.info, {
+    // Read by the real path that resolution checked: a symlink swapped
+    // since the (possibly cached) lookup cannot redirect the read.
+    return serveFile(req, v.file.realPath, v.file.info, {
       ...fileOptions,
       contentType: type,
       storedEncoding: v.stored,
       dynamicEncoding: v.dynamic,
+      read: () => root.read(v.file),
       varyEncoding: v.vary,
     });
   };

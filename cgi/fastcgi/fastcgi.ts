@@ -326,8 +326,10 @@ function _params(
   const docRoot = documentRoot?.replace(/\/+$/, "") ?? ctx.root!.path;
   const env = buildCgiEnv(req, ctx, {
     scriptName,
+    // The real path resolution checked (inside the root unless symlinks may
+    // leave it): a symlink swapped since the lookup cannot redirect it.
     scriptFilename: documentRoot === undefined
-      ? script.file.path
+      ? script.file.realPath
       : docRoot + scriptName,
     pathInfo: script.pathInfo,
     documentRoot: docRoot,

@@ -1,0 +1,226 @@
+/**
+ * The open-file cache behind `DocumentRoot.find()` (nginx's
+ * `open_file_cache`): what a lookup found — the stat, the real path, or
+ * that nothing is there — kept for a bounded revalidation window, and
+ * dropped at once when a file-system watcher reports a change under the
+ * root.
+ *
+ * @module
+ */
+
+import { sep } from "node:path";
+import type { ResolvedFile } from "./types.ts";
+
+/**
+ * Options of the open-file cache (`DocumentRootOptions.cache`).
+ *
+ * @example A cache revalidated every 5 s, watched, at most 1 000 entries
+ * ```ts
+ * import { compose, type FileCacheOptions, resolvePath } from "@x/serve";
+ *
+ * const cache: FileCacheOptions = { validMs: 5_000, maxEntries: 1_000 };
+ * await using resolve = resolvePath({ root: ".", cache });
+ * const handler = compose([resolve, () => new Response("ok")]);
+ * await (await handler(new Request("http://localhost/"))).text();
+ * ```
+ */
+export interface FileCacheOptions {
+  /**
+   * How long a lookup's result is trusted, in milliseconds, before the
+   * file system is asked again: the bound on staleness when a change is
+   * not reported by the watcher (or the watcher is off). `0` turns the
+   * cache off.
+   * @default {1000}
+   */
+  validMs?: number;
+  /**
+   * Most lookups kept (the least recently used go first).
+   * @default {10000}
+   */
+  maxEntries?: number;
+  /**
+   * Most bytes of small files' contents kept in memory, in all (files that
+   * static serving reads whole, i.e. up to its `bufferBelow`).
+   * @default {16777216} (16 MiB)
+   */
+  maxBytes?: number;
+  /**
+   * Watch the root (`Deno.watchFs`, recursive) and drop what a change
+   * touches at once: a changed, created, deleted or renamed file, and a
+   * swapped symlink, are seen on the next request. Without it, changes are
+   * seen within `validMs`.
+   * @default {true}
+   */
+  watch?: boolean;
+}
+
+interface _Entry {
+  readonly file: ResolvedFile | undefined;
+  readonly until: number;
+  /** The file's contents, once read whole. */
+  bytes?: Uint8Array<ArrayBuffer>;
+}
+
+/** Above this many paths in one batch of events, everything is dropped. */
+const _BULK = 64;
+
+/** A bounded, watched cache of lookups under one root. */
+export class _FileCache implements AsyncDisposable {
+  readonly #root: string;
+  readonly #validMs: number;
+  readonly #maxEntries: number;
+  readonly #maxBytes: number;
+  readonly #watch: boolean;
+  readonly #entries = new Map<string, _Entry>();
+  #bytes = 0;
+  #watcher: Deno.FsWatcher | undefined;
+  #watching: Promise<void> = Promise.resolve();
+  #closed = false;
+
+  /**
+   * @param root The real path of the root.
+   * @param options Window, size and watcher.
+   */
+  constructor(root: string, options: FileCacheOptions = {}) {
+    this.#root = root;
+    this.#validMs = options.validMs ?? 1000;
+    this.#maxEntries = options.maxEntries ?? 10_000;
+    this.#maxBytes = options.maxBytes ?? 16 * 1024 * 1024;
+    this.#watch = options.watch ?? true;
+  }
+
+  /** Whether lookups are cached at all. */
+  get enabled(): boolean {
+    return this.#validMs > 0 && !this.#closed;
+  }
+
+  /**
+   * The cached lookup of `path`: `undefined` when not cached (or too old),
+   * else `{ file }` (where `file` may be `undefined`: nothing there).
+   */
+  get(path: string): { file: ResolvedFile | undefined } | undefined {
+    const entry = this.#entries.get(path);
+    if (entry === undefined) return undefined;
+    this.#drop(path);
+    if (entry.until <= performance.now()) return undefined;
+    this.#keep(path, entry); // most recently used last
+    return entry;
+  }
+
+  /**
+   * The contents of `file` (a lookup this cache returned), read whole by
+   * its real path and kept while its entry lives and they fit `maxBytes`.
+   */
+  async read(file: ResolvedFile): Promise<Uint8Array<ArrayBuffer>> {
+    const entry = this.#entries.get(file.path);
+    if (entry?.file === file && entry.bytes) return entry.bytes;
+    const bytes = await Deno.readFile(file.realPath);
+    const current = this.#entries.get(file.path);
+    if (
+      current === entry && entry?.file === file &&
+      bytes.byteLength === file.info.size && bytes.byteLength <= this.#maxBytes
+    ) {
+      entry.bytes = bytes;
+      this.#bytes += bytes.byteLength;
+      this.#evict();
+    }
+    return bytes;
+  }
+
+  /** Remembers what a lookup of `path` found. */
+  set(path: string, file: ResolvedFile | undefined): void {
+    if (!this.enabled) return;
+    this.#startWatching();
+    this.#drop(path);
+    this.#keep(path, { file, until: performance.now() + this.#validMs });
+    this.#evict();
+  }
+
+  #keep(path: string, entry: _Entry): void {
+    this.#entries.set(path, entry);
+    this.#bytes += entry.bytes?.byteLength ?? 0;
+  }
+
+  #drop(path: string): void {
+    const entry = this.#entries.get(path);
+    if (entry === undefined) return;
+    this.#entries.delete(path);
+    this.#bytes -= entry.bytes?.byteLength ?? 0;
+  }
+
+  /** Drops the least recently used entries until both bounds hold. */
+  #evict(): void {
+    while (
+      this.#entries.size > this.#maxEntries || this.#bytes > this.#maxBytes
+    ) {
+      this.#drop(this.#entries.keys().next().value!);
+    }
+  }
+
+  #clear(): void {
+    this.#entries.clear();
+    this.#bytes = 0;
+  }
+
+  /** Stops watching and forgets everything. Safe to call twice. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#clear();
+    try {
+      this.#watcher?.close();
+    } catch {
+      // already closed
+    }
+    this.#watcher = undefined;
+    await this.#watching;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #startWatching(): void {
+    if (!this.#watch || this.#watcher || this.#closed) return;
+    try {
+      this.#watcher = Deno.watchFs(this.#root, { recursive: true });
+    } catch {
+      // No watcher here (platform or permission): the window alone bounds
+      // staleness.
+      return;
+    }
+    this.#watching = this.#drain(this.#watcher);
+  }
+
+  async #drain(watcher: Deno.FsWatcher): Promise<void> {
+    try {
+      for await (const event of watcher) {
+        if (event.kind === "access") continue;
+        this.#invalidate(event.paths);
+      }
+    } catch {
+      // Closed, or the watcher failed: forget everything, stop trusting.
+      this.#clear();
+    }
+  }
+
+  /**
+   * Drops every entry a change at `paths` can affect: the path itself,
+   * everything below it (a renamed or deleted directory), entries whose
+   * real path lies there (reached through a symlink), and every negative
+   * entry (something may now exist where nothing was).
+   */
+  #invalidate(paths: readonly string[]): void {
+    if (paths.length > _BULK) return this.#clear();
+    const prefixes = paths.map((p) => p.endsWith(sep) ? p : p + sep);
+    const touched = (p: string) =>
+      paths.includes(p) || prefixes.some((prefix) => p.startsWith(prefix));
+    for (const [key, entry] of this.#entries) {
+      if (
+        entry.file === undefined || touched(key) ||
+        touched(entry.file.realPath)
+      ) {
+        this.#drop(key);
+      }
+    }
+  }
+}

@@ -1,0 +1,203 @@
+import assert from "node:assert/strict";
+import {
+  type ClosableHandler,
+  createHandler,
+  type FileCacheOptions,
+} from "../mod.ts";
+import { tempDir } from "./_helpers/fs.ts";
+import { waitFor } from "./_helpers/poll.ts";
+
+/** A handler whose cache only the watcher can invalidate (a 60 s window). */
+function cached(root: string, cache: FileCacheOptions = { validMs: 60_000 }) {
+  return createHandler({ root, cache });
+}
+
+async function text(handler: ClosableHandler, path: string): Promise<string> {
+  const res = await handler(new Request(`http://x${path}`));
+  const body = await res.text();
+  return `${res.status} ${body}`;
+}
+
+/** Polls until `path` answers `expected` (the watcher reports asynchronously). */
+async function seen(handler: ClosableHandler, path: string, expected: string) {
+  let last = "";
+  await waitFor(async () => (last = await text(handler, path)) === expected, {
+    timeoutMs: 5000,
+    message: `${path} to answer "${expected}" (last: "${last}")`,
+  });
+}
+
+Deno.test("file cache keeps a lookup for its window when nothing reports a change", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/a.txt`, "one");
+  await using handler = cached(dir.path, { validMs: 60_000, watch: false });
+  assert.equal(await text(handler, "/a.txt"), "200 one");
+  assert.match(await text(handler, "/new.txt"), /^404 /, "a miss, cached");
+  await Deno.writeTextFile(`${dir.path}/new.txt`, "new");
+  await Deno.remove(`${dir.path}/a.txt`);
+  const miss = await handler(new Request("http://x/new.txt"));
+  assert.equal(miss.status, 404, "still the cached miss within the window");
+  await miss.body?.cancel();
+  assert.equal(
+    await text(handler, "/a.txt"),
+    "200 one",
+    "a deleted small file is still served from memory within the window",
+  );
+});
+
+Deno.test("file cache sees a change after its window without a watcher", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/a.txt`, "one");
+  await using handler = cached(dir.path, { validMs: 100, watch: false });
+  assert.equal(await text(handler, "/a.txt"), "200 one");
+  await Deno.writeTextFile(`${dir.path}/a.txt`, "second");
+  await seen(handler, "/a.txt", "200 second");
+});
+
+Deno.test("file cache with validMs 0 is off: every request looks again", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/a.txt`, "one");
+  await using handler = cached(dir.path, { validMs: 0 });
+  assert.equal(await text(handler, "/a.txt"), "200 one");
+  await Deno.writeTextFile(`${dir.path}/a.txt`, "second");
+  assert.equal(await text(handler, "/a.txt"), "200 second");
+});
+
+Deno.test("file cache sees a changed file at once through the watcher", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/a.txt`, "one");
+  await using handler = cached(dir.path);
+  assert.equal(await text(handler, "/a.txt"), "200 one");
+  await Deno.writeTextFile(`${dir.path}/a.txt`, "a longer second version");
+  await seen(handler, "/a.txt", "200 a longer second version");
+});
+
+Deno.test("file cache sees created, deleted and renamed files", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/d`);
+  await Deno.writeTextFile(`${dir.path}/d/old.txt`, "old");
+  await using handler = cached(dir.path);
+  assert.match(await text(handler, "/d/created.txt"), /^404 /);
+  assert.equal(await text(handler, "/d/old.txt"), "200 old");
+  assert.match(await text(handler, "/d/renamed.txt"), /^404 /);
+  await Deno.writeTextFile(`${dir.path}/d/created.txt`, "created");
+  await seen(handler, "/d/created.txt", "200 created");
+  await Deno.rename(`${dir.path}/d/old.txt`, `${dir.path}/d/renamed.txt`);
+  await seen(handler, "/d/renamed.txt", "200 old");
+  const gone = await handler(new Request("http://x/d/old.txt"));
+  assert.equal(gone.status, 404);
+  await gone.body?.cancel();
+  await Deno.remove(`${dir.path}/d/created.txt`);
+  await waitFor(async () => {
+    const res = await handler(new Request("http://x/d/created.txt"));
+    await res.body?.cancel();
+    return res.status === 404;
+  }, { message: "the deleted file to answer 404" });
+});
+
+Deno.test("file cache sees a renamed directory and everything below it", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/docs`);
+  await Deno.writeTextFile(`${dir.path}/docs/a.txt`, "a");
+  await using handler = cached(dir.path);
+  assert.equal(await text(handler, "/docs/a.txt"), "200 a");
+  await Deno.rename(`${dir.path}/docs`, `${dir.path}/moved`);
+  await waitFor(async () => {
+    const res = await handler(new Request("http://x/docs/a.txt"));
+    await res.body?.cancel();
+    return res.status === 404;
+  }, { message: "the moved directory's file to answer 404" });
+  assert.equal(await text(handler, "/moved/a.txt"), "200 a");
+});
+
+Deno.test("file cache sees a symlink swapped to point out of the root", async () => {
+  await using outside = await tempDir();
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${outside.path}/secret.txt`, "SECRET");
+  await Deno.writeTextFile(`${dir.path}/inside.txt`, "inside");
+  await Deno.symlink(`${dir.path}/inside.txt`, `${dir.path}/link.txt`);
+  await using handler = cached(dir.path);
+  assert.equal(await text(handler, "/link.txt"), "200 inside");
+  await Deno.remove(`${dir.path}/link.txt`);
+  await Deno.symlink(`${outside.path}/secret.txt`, `${dir.path}/link.txt`);
+  await waitFor(async () => {
+    const res = await handler(new Request("http://x/link.txt"));
+    const body = await res.text();
+    assert.ok(!body.includes("SECRET"), "the outside file is never served");
+    return res.status === 404;
+  }, { message: "the swapped symlink to answer 404" });
+});
+
+Deno.test("file cache drops a file reached through a symlinked directory when its target changes", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/real`);
+  await Deno.writeTextFile(`${dir.path}/real/a.txt`, "one");
+  await Deno.symlink(`${dir.path}/real`, `${dir.path}/alias`);
+  await using handler = cached(dir.path);
+  assert.equal(await text(handler, "/alias/a.txt"), "200 one");
+  await Deno.writeTextFile(`${dir.path}/real/a.txt`, "second!");
+  await seen(handler, "/alias/a.txt", "200 second!");
+});
+
+Deno.test("live reload with the file cache never reloads onto stale bytes", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/index.html`, "<body>v1</body>");
+  const stopping = new AbortController();
+  await using handler = createHandler({
+    root: dir.path,
+    cache: { validMs: 60_000 },
+    liveReload: true,
+    signal: stopping.signal,
+  });
+  assert.match(await text(handler, "/"), /v1/);
+  const events = await handler(
+    new Request("http://x/__serve/live-reload"),
+  );
+  const reader = events.body!.pipeThrough(new TextDecoderStream())
+    .getReader();
+  let received = "";
+  while (!received.includes("event: hello")) {
+    received += (await reader.read()).value ?? "";
+  }
+  await Deno.writeTextFile(`${dir.path}/index.html`, "<body>v2 longer</body>");
+  while (!received.includes("event: reload")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("event stream ended before a reload");
+    received += value;
+  }
+  assert.match(await text(handler, "/"), /v2 longer/, "the reload sees v2");
+  stopping.abort();
+  await reader.cancel();
+});
+
+Deno.test("file cache keeps small files' bytes within maxBytes, and only those", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/small.txt`, "one");
+  await Deno.writeTextFile(`${dir.path}/large.txt`, "0123456789");
+  await using handler = cached(dir.path, {
+    validMs: 60_000,
+    watch: false,
+    maxBytes: 4,
+  });
+  assert.equal(await text(handler, "/small.txt"), "200 one");
+  assert.equal(await text(handler, "/large.txt"), "200 0123456789");
+  // Same sizes, new bytes: only what the cache holds stays as it was.
+  await Deno.writeTextFile(`${dir.path}/small.txt`, "two");
+  await Deno.writeTextFile(`${dir.path}/large.txt`, "abcdefghij");
+  assert.equal(await text(handler, "/small.txt"), "200 one", "held in memory");
+  assert.equal(
+    await text(handler, "/large.txt"),
+    "200 abcdefghij",
+    "over maxBytes: read from disk",
+  );
+});
+
+Deno.test("file cache serves new bytes of a small file once the watcher reports it", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/a.txt`, "one");
+  await using handler = cached(dir.path);
+  assert.equal(await text(handler, "/a.txt"), "200 one");
+  assert.equal(await text(handler, "/a.txt"), "200 one", "now from memory");
+  await Deno.writeTextFile(`${dir.path}/a.txt`, "two");
+  await seen(handler, "/a.txt", "200 two");
+});
