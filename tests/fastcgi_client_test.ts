@@ -524,3 +524,44 @@ Deno.test("createFastCgiClient() returns 504 when the response stalls", async ()
     client.close();
   }
 });
+
+Deno.test("exchange() sends a request without a body, or with a small buffered one, in one write", async () => {
+  for (const body of [undefined, new TextEncoder().encode("a=1&b=2")]) {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const socket = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: (listener.addr as Deno.NetAddr).port,
+    });
+    const peer = await listener.accept();
+    listener.close();
+    const writes: Uint8Array[] = [];
+    class Counting extends FastCgiConnection {
+      override write(bytes: Uint8Array): Promise<void> {
+        writes.push(bytes.slice());
+        return super.write(bytes);
+      }
+    }
+    const conn = new Counting(socket);
+    const reply = (async () => {
+      const reader = new RecordReader(peer);
+      let ended = false;
+      while (!ended) {
+        const record = (await reader.next()) as FastCgiRecord | null;
+        if (record === null) break;
+        ended = record.type === RecordType.STDIN && record.content.length === 0;
+      }
+      const w = peer.writable.getWriter();
+      await w.write(concatBytes(answer("ok")));
+      w.releaseLock();
+    })();
+    const stream = await exchange(conn, { ...GET, body }, { keepConn: false });
+    assert.match(await new Response(stream).text(), /ok$/);
+    await reply;
+    assert.equal(
+      writes.length,
+      1,
+      `one write (body: ${body?.length ?? "none"})`,
+    );
+    peer.close();
+  }
+});
