@@ -113,6 +113,20 @@ const GET: FastCgiRequest = {
   params: [["REQUEST_METHOD", "GET"], ["SCRIPT_FILENAME", "/x.php"]],
 };
 
+/** A connected TCP pair on loopback: our socket and the peer's end. */
+async function socketPair(): Promise<
+  { socket: Deno.TcpConn; peer: Deno.Conn }
+> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const socket = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: (listener.addr as Deno.NetAddr).port,
+  });
+  const peer = await listener.accept();
+  listener.close();
+  return { socket, peer };
+}
+
 /** Reads what a peer still sends until it closes; returns the byte count. */
 async function drain(conn: Deno.Conn): Promise<number> {
   let n = 0;
@@ -157,13 +171,7 @@ Deno.test("createFastCgiClient() retries on a fresh connection when a kept one w
 });
 
 Deno.test("exchange() writes nothing to a kept connection the responder already closed, and marks it stale", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const socket = await Deno.connect({
-    hostname: "127.0.0.1",
-    port: (listener.addr as Deno.NetAddr).port,
-  });
-  const peer = await listener.accept();
-  listener.close();
+  const { socket, peer } = await socketPair();
   const conn = new FastCgiConnection(socket);
   conn.completed = 1; // a kept connection, not watched while idle
   peer.closeWrite(); // the responder dropped it…
@@ -527,13 +535,7 @@ Deno.test("createFastCgiClient() returns 504 when the response stalls", async ()
 
 Deno.test("exchange() sends a request without a body, or with a small buffered one, in one write", async () => {
   for (const body of [undefined, new TextEncoder().encode("a=1&b=2")]) {
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const socket = await Deno.connect({
-      hostname: "127.0.0.1",
-      port: (listener.addr as Deno.NetAddr).port,
-    });
-    const peer = await listener.accept();
-    listener.close();
+    const { socket, peer } = await socketPair();
     const writes: Uint8Array[] = [];
     class Counting extends FastCgiConnection {
       override write(bytes: Uint8Array): Promise<void> {
