@@ -8,7 +8,7 @@
  * @module
  */
 
-import { sep } from "node:path";
+import { dirname, sep } from "node:path";
 import type { ResolvedFile } from "./types.ts";
 
 /**
@@ -64,6 +64,15 @@ interface _Entry {
 /** Above this many paths in one batch of events, everything is dropped. */
 const _BULK = 64;
 
+/** Most values derived from directories (rendered listings) kept. */
+const _MAX_DERIVED = 256;
+
+interface _Derived {
+  readonly dir: string;
+  readonly until: number;
+  readonly value: Promise<unknown>;
+}
+
 /** A bounded, watched cache of lookups under one root. */
 export class _FileCache implements AsyncDisposable {
   readonly #root: string;
@@ -72,6 +81,7 @@ export class _FileCache implements AsyncDisposable {
   readonly #maxBytes: number;
   readonly #watch: boolean;
   readonly #entries = new Map<string, _Entry>();
+  readonly #derived = new Map<string, _Derived>();
   #bytes = 0;
   #watcher: Deno.FsWatcher | undefined;
   #watching: Promise<void> = Promise.resolve();
@@ -136,6 +146,34 @@ export class _FileCache implements AsyncDisposable {
     this.#evict();
   }
 
+  /**
+   * A value computed from the directory `dir` (e.g. its rendered listing),
+   * kept until something directly in it, or it, changes (or `validMs`
+   * passes). Without the cache enabled, `make()` runs every time.
+   */
+  remember<T>(dir: string, key: string, make: () => Promise<T>): Promise<T> {
+    if (!this.enabled) return make();
+    this.#startWatching();
+    const id = `${dir}\0${key}`;
+    const found = this.#derived.get(id);
+    this.#derived.delete(id);
+    if (found !== undefined && found.until > performance.now()) {
+      this.#derived.set(id, found);
+      return found.value as Promise<T>;
+    }
+    const value = make();
+    const entry = { dir, until: performance.now() + this.#validMs, value };
+    this.#derived.set(id, entry);
+    // A failed computation is not kept.
+    value.catch(() => {
+      if (this.#derived.get(id) === entry) this.#derived.delete(id);
+    });
+    if (this.#derived.size > _MAX_DERIVED) {
+      this.#derived.delete(this.#derived.keys().next().value!);
+    }
+    return value;
+  }
+
   #keep(path: string, entry: _Entry): void {
     this.#entries.set(path, entry);
     this.#bytes += entry.bytes?.byteLength ?? 0;
@@ -159,6 +197,7 @@ export class _FileCache implements AsyncDisposable {
 
   #clear(): void {
     this.#entries.clear();
+    this.#derived.clear();
     this.#bytes = 0;
   }
 
@@ -220,6 +259,12 @@ export class _FileCache implements AsyncDisposable {
         touched(entry.file.realPath)
       ) {
         this.#drop(key);
+      }
+    }
+    const parents = paths.map((p) => dirname(p));
+    for (const [id, derived] of this.#derived) {
+      if (parents.includes(derived.dir) || touched(derived.dir)) {
+        this.#derived.delete(id);
       }
     }
   }

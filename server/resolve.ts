@@ -229,11 +229,22 @@ export function documentRoot(
     return cache?.enabled ? cache.read(file) : Deno.readFile(file.realPath);
   }
 
+  function remember<T>(
+    segments: readonly string[],
+    key: string,
+    make: () => Promise<T>,
+  ): Promise<T> {
+    if (!cache) return make();
+    const dir = segments.length ? join(realRoot, ...segments) : realRoot;
+    return cache.remember(dir, key, make);
+  }
+
   async function close(): Promise<void> {
     await cache?.close();
   }
 
   return {
+    remember,
     path: realRoot,
     dotfiles,
     followSymlinks,

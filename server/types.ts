@@ -70,6 +70,16 @@ export interface DocumentRoot {
    * path (from the open-file cache when it is on and holds it).
    */
   read(file: ResolvedFile): Promise<Uint8Array<ArrayBuffer>>;
+  /**
+   * A value computed from the directory at `segments` (e.g. its rendered
+   * listing) under `key`: kept by the open-file cache until the directory
+   * or an entry directly in it changes; computed every time without it.
+   */
+  remember<T>(
+    segments: readonly string[],
+    key: string,
+    make: () => Promise<T>,
+  ): Promise<T>;
   /** Whether a path segment (e.g. a directory entry's name) is hidden by the dotfile policy. */
   hides(segment: string): boolean;
 }

@@ -238,23 +238,41 @@ export async function renderListing(
   segments: readonly string[],
   options: ListingOptions = {},
 ): Promise<Response> {
-  const { entries, omitted } = await _readListing(root, segments, options);
-  const headers = new Headers({ vary: "Accept" });
-  let body: string;
-  if (prefersJson(req)) {
-    headers.set("content-type", "application/json; charset=UTF-8");
-    body = JSON.stringify(entries) + "\n";
-    if (omitted > 0) headers.set("x-listing-omitted", String(omitted));
-  } else {
-    headers.set("content-type", "text/html; charset=UTF-8");
-    body = _html(segments, entries, omitted);
+  const json = prefersJson(req);
+  const key = `${json ? "json" : "html"} ${options.maxEntries ?? ""}`;
+  const page = await root.remember(
+    segments,
+    key,
+    () => _render(root, segments, options, json),
+  );
+  const headers = new Headers({
+    vary: "Accept",
+    "content-type": json
+      ? "application/json; charset=UTF-8"
+      : "text/html; charset=UTF-8",
+    "content-length": String(page.bytes.byteLength),
+  });
+  if (json && page.omitted > 0) {
+    headers.set("x-listing-omitted", String(page.omitted));
   }
-  const bytes = new TextEncoder().encode(body);
-  headers.set("content-length", String(bytes.byteLength));
-  return new Response(req.method === "HEAD" ? null : bytes, {
+  return new Response(req.method === "HEAD" ? null : page.bytes, {
     status: 200,
     headers,
   });
+}
+
+/** A listing rendered once: its bytes and how many entries were left out. */
+async function _render(
+  root: DocumentRoot,
+  segments: readonly string[],
+  options: ListingOptions,
+  json: boolean,
+): Promise<{ bytes: Uint8Array<ArrayBuffer>; omitted: number }> {
+  const { entries, omitted } = await _readListing(root, segments, options);
+  const body = json
+    ? JSON.stringify(entries) + "\n"
+    : _html(segments, entries, omitted);
+  return { bytes: new TextEncoder().encode(body), omitted };
 }
 
 function _html(

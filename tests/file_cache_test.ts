@@ -201,3 +201,30 @@ Deno.test("file cache serves new bytes of a small file once the watcher reports 
   await Deno.writeTextFile(`${dir.path}/a.txt`, "two");
   await seen(handler, "/a.txt", "200 two");
 });
+
+Deno.test("file cache keeps a rendered listing until its directory changes", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/d`);
+  await Deno.writeTextFile(`${dir.path}/d/a.txt`, "a");
+  const listing = (cache: FileCacheOptions) =>
+    createHandler({ root: dir.path, cache, serveStatic: { dirListing: true } });
+  await using frozen = listing({ validMs: 60_000, watch: false });
+  await using watched = listing({ validMs: 60_000 });
+  const names = async (handler: ClosableHandler, accept = "application/json") =>
+    (await (await handler(new Request("http://x/d/", { headers: { accept } })))
+      .json()).map((e: { name: string }) => e.name).join(",");
+  assert.equal(await names(frozen), "a.txt");
+  assert.equal(await names(watched), "a.txt");
+  await Deno.writeTextFile(`${dir.path}/d/b.txt`, "b");
+  assert.equal(await names(frozen), "a.txt", "kept within the window");
+  let last = "";
+  await waitFor(async () => (last = await names(watched)) === "a.txt,b.txt", {
+    message: `the listing to show b.txt (last: ${last})`,
+  });
+  const html = await (await watched(new Request("http://x/d/"))).text();
+  assert.match(html, /b\.txt/, "the HTML variant is fresh too");
+  await Deno.remove(`${dir.path}/d/a.txt`);
+  await waitFor(async () => (last = await names(watched)) === "b.txt", {
+    message: `the listing to drop a.txt (last: ${last})`,
+  });
+});
