@@ -45,8 +45,6 @@ export interface ComposeOptions {
   maxDispatchDepth?: number;
 }
 
-const _NO_ANSWER = "No middleware answered";
-
 /**
  * Builds the chain once and returns a `Deno.serve` handler. Each request gets
  * a fresh {@linkcode Context}; a middleware that calls `next()` twice gets an
@@ -97,6 +95,16 @@ export function compose(
       );
     }
     const headers = error instanceof HttpError ? error.headers : new Headers();
+    return answer(status, error, headers, req, ctx);
+  }
+
+  function answer(
+    status: number,
+    error: unknown,
+    headers: Headers,
+    req: Request,
+    ctx: Context,
+  ): Response {
     const response = renderError(status, req, headers);
     ctx.failure = { status, error, headers, response };
     return response;
@@ -105,7 +113,10 @@ export function compose(
   function run(req: Request, ctx: Context, index: number): Promise<Response> {
     const mw = chain[index];
     if (!mw) {
-      return Promise.resolve(fail(new HttpError(404, _NO_ANSWER), req, ctx));
+      // The common miss: a 404 without an Error (and its stack) per request.
+      return Promise.resolve(
+        answer(404, undefined, new Headers(), req, ctx),
+      );
     }
     let called = false;
     const next: Next = () => {

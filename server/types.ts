@@ -108,7 +108,7 @@ export interface DocumentRoot {
 export interface Failure {
   /** The status the error mapped to. */
   readonly status: number;
-  /** What was thrown. */
+  /** What was thrown; `undefined` when no middleware answered (a plain 404). */
   readonly error: unknown;
   /** Headers the error asked for (an `HttpError`'s, e.g. `Allow`). */
   readonly headers: Headers;
