@@ -11,6 +11,7 @@ import {
   type HandlerOptions,
 } from "../handler/create_handler.ts";
 import { headerOptionsFromFlags } from "./header_flags.ts";
+import { serveTlsFront } from "./tls_front.ts";
 import type { AccessLogFormat } from "../middleware/access_log.ts";
 import { bannerLines } from "./banner.ts";
 import {
@@ -450,7 +451,9 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
   const handler = createHandler({ ...config.handler, signal: stopping.signal });
   const root = await Deno.realPath(config.root);
   const controller = new AbortController();
-  let server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let server:
+    | { shutdown(): Promise<void>; finished: Promise<void> }
+    | undefined;
   const stop = () => {
     stopping.abort();
     if (!server) return controller.abort();
@@ -462,23 +465,31 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
   // line must stop the server, not kill the process.
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
+  const scheme = tls ? "https" : "http";
+  const onListen = ({ hostname, port }: { hostname: string; port: number }) => {
+    const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+    console.log(`Listening on ${scheme}://${host}:${port}/`);
+    if (!config.quiet) {
+      const options = config.handler;
+      const lines = bannerLines({ scheme, hostname, port, root, options });
+      console.log(lines.join("\n"));
+    }
+  };
+  const listen = { hostname: config.host, port: config.port };
   try {
-    server = Deno.serve({
-      hostname: config.host,
-      port: config.port,
-      signal: controller.signal,
-      ...tls,
-      onListen({ hostname, port }) {
-        const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-        const scheme = tls ? "https" : "http";
-        console.log(`Listening on ${scheme}://${host}:${port}/`);
-        if (!config.quiet) {
-          const options = config.handler;
-          const lines = bannerLines({ scheme, hostname, port, root, options });
-          console.log(lines.join("\n"));
-        }
-      },
-    }, handler);
+    server = tls && await _frontAllowed()
+      ? await serveTlsFront(handler, {
+        ...listen,
+        ...tls,
+        signal: controller.signal,
+        onListen,
+      })
+      : Deno.serve({
+        ...listen,
+        ...tls,
+        signal: controller.signal,
+        onListen,
+      }, handler);
     await server.finished;
   } catch (error) {
     return _fail(
@@ -490,4 +501,13 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
     await handler.close(); // stops spawned FastCGI workers
   }
   return 0;
+}
+
+/**
+ * The TLS front listens on loopback too (its inner plain server): without
+ * that permission, Deno's own TLS listener serves (with its Nagle stall).
+ */
+async function _frontAllowed(): Promise<boolean> {
+  const net = { name: "net", host: "127.0.0.1" } as const;
+  return (await Deno.permissions.query(net)).state === "granted";
 }

@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import { serveTlsFront } from "../cli/tls_front.ts";
+import { tempDir } from "./_helpers/fs.ts";
+import { makeCert } from "./_helpers/net.ts";
+
+async function front(
+  handler: Parameters<typeof serveTlsFront>[0],
+): Promise<
+  { port: number; caCert: string; stop: () => Promise<void> }
+> {
+  await using dir = await tempDir();
+  const files = await makeCert(dir.path);
+  const cert = await Deno.readTextFile(files.cert);
+  const key = await Deno.readTextFile(files.key);
+  const controller = new AbortController();
+  let port = 0;
+  const server = await serveTlsFront(handler, {
+    hostname: "127.0.0.1",
+    port: 0,
+    cert,
+    key,
+    signal: controller.signal,
+    onListen: (addr) => port = addr.port,
+  });
+  return {
+    port,
+    caCert: cert,
+    async stop() {
+      await server.shutdown();
+      await server.finished;
+    },
+  };
+}
+
+Deno.test("serveTlsFront() gives the handler an https URL and the client's own address", async () => {
+  const server = await front((req, info) =>
+    Promise.resolve(
+      new Response(
+        `${req.method} ${req.url} ${(info!.remoteAddr as Deno.NetAddr).port} ${
+          req.headers.get("x-a")
+        }`,
+      ),
+    )
+  );
+  try {
+    const conn = await Deno.connectTls({
+      hostname: "localhost",
+      port: server.port,
+      caCerts: [server.caCert],
+    });
+    const mine = (conn.localAddr as Deno.NetAddr).port;
+    await conn.write(
+      new TextEncoder().encode(
+        "GET /p?q=1 HTTP/1.1\r\nHost: localhost\r\nx-a: b\r\nConnection: close\r\n\r\n",
+      ),
+    );
+    const text = await new Response(conn.readable).text();
+    assert.match(text, /^HTTP\/1\.1 200/);
+    assert.ok(
+      text.endsWith(`GET https://localhost/p?q=1 ${mine} b`),
+      text.slice(-80),
+    );
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("serveTlsFront() speaks HTTP/2 by ALPN and streams request bodies both ways", async () => {
+  const server = await front(async (req) =>
+    new Response(`${req.method} ${(await req.text()).length}`)
+  );
+  try {
+    using client = Deno.createHttpClient({
+      caCerts: [server.caCert],
+      http2: true,
+      http1: false,
+    });
+    const big = "x".repeat(200_000);
+    const res = await fetch(`https://localhost:${server.port}/up`, {
+      method: "POST",
+      body: big,
+      client,
+    });
+    assert.equal(await res.text(), "POST 200000");
+    using h1 = Deno.createHttpClient({
+      caCerts: [server.caCert],
+      http2: false,
+    });
+    const again = await fetch(`https://localhost:${server.port}/`, {
+      client: h1,
+    });
+    assert.equal(await again.text(), "GET 0");
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("serveTlsFront() drops a failed handshake and keeps serving", async () => {
+  const server = await front(() => Promise.resolve(new Response("ok")));
+  try {
+    const raw = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
+    await raw.write(new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"));
+    const buf = new Uint8Array(64);
+    await raw.read(buf).catch(() => null);
+    raw.close();
+    using client = Deno.createHttpClient({ caCerts: [server.caCert] });
+    const res = await fetch(`https://localhost:${server.port}/`, { client });
+    assert.equal(await res.text(), "ok");
+  } finally {
+    await server.stop();
+  }
+});
