@@ -37,6 +37,8 @@ export interface TlsFront {
   shutdown(): Promise<void>;
   /** Resolves once the server has stopped. */
   readonly finished: Promise<void>;
+  /** The loopback port of the inner server (not for clients: 421). */
+  readonly innerPort: number;
 }
 
 /**
@@ -104,6 +106,7 @@ export async function serveTlsFront(
       await inner.shutdown();
     },
     finished: Promise.all([inner.finished, closed]).then(() => {}),
+    innerPort: inner.addr.port,
   };
 }
 

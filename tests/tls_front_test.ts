@@ -1,12 +1,18 @@
 import assert from "node:assert/strict";
 import { serveTlsFront } from "../cli/tls_front.ts";
-import { tempDir } from "./_helpers/fs.ts";
-import { makeCert } from "./_helpers/net.ts";
+import { tempDir, testdata } from "./_helpers/fs.ts";
+import { freePort, makeCert } from "./_helpers/net.ts";
+import { MOD, startCli } from "./_helpers/process.ts";
 
 async function front(
   handler: Parameters<typeof serveTlsFront>[0],
 ): Promise<
-  { port: number; caCert: string; stop: () => Promise<void> }
+  {
+    port: number;
+    innerPort: number;
+    caCert: string;
+    stop: () => Promise<void>;
+  }
 > {
   await using dir = await tempDir();
   const files = await makeCert(dir.path);
@@ -24,6 +30,7 @@ async function front(
   });
   return {
     port,
+    innerPort: server.innerPort,
     caCert: cert,
     async stop() {
       await server.shutdown();
@@ -109,6 +116,47 @@ Deno.test("serveTlsFront() drops a failed handshake and keeps serving", async ()
     using client = Deno.createHttpClient({ caCerts: [server.caCert] });
     const res = await fetch(`https://localhost:${server.port}/`, { client });
     assert.equal(await res.text(), "ok");
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("serveTlsFront() answers 421 to a connection that bypasses TLS", async () => {
+  let reached = false;
+  const server = await front(() => {
+    reached = true;
+    return Promise.resolve(new Response("secret"));
+  });
+  try {
+    const res = await fetch(`http://127.0.0.1:${server.innerPort}/`);
+    assert.equal(res.status, 421);
+    assert.equal(await res.text(), "");
+    assert.equal(reached, false, "the handler never ran");
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("cli serves HTTPS with a net permission scoped to its own port (Deno's TLS listener then)", async () => {
+  await using dir = await tempDir();
+  const { cert, key } = await makeCert(dir.path);
+  const port = freePort();
+  const server = await startCli(
+    [testdata("www"), "--port", String(port), "--cert", cert, "--key", key],
+    [
+      "run",
+      "--no-prompt",
+      `--allow-net=127.0.0.1:${port}`,
+      "--allow-read",
+      MOD,
+    ],
+  );
+  try {
+    using client = Deno.createHttpClient({
+      caCerts: [await Deno.readTextFile(cert)],
+    });
+    const res = await fetch(`https://localhost:${port}/hello.txt`, { client });
+    assert.equal(await res.text(), "Hello, world!\n");
   } finally {
     await server.stop();
   }
