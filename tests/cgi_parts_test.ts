@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { prepareRequestBody } from "../cgi/body.ts";
 import { buildCgiEnv } from "../cgi/env.ts";
-import { killGroup, spawnInGroup } from "../cgi/process.ts";
+import { findSetsid, killGroup, spawnInGroup } from "../cgi/process.ts";
 import { parseCgiResponse } from "../cgi/response.ts";
 import { tempDir } from "./_helpers/fs.ts";
 import { isAlive, waitForExit } from "./_helpers/process.ts";
@@ -181,4 +181,24 @@ Deno.test("killGroup() kills grandchildren that ignore SIGTERM", async () => {
   reader.releaseLock();
   await child.stdout.cancel();
   await child.stderr.cancel();
+});
+
+Deno.test("spawnInGroup() through setsid(1) leads a process group of its own under the same pid", async () => {
+  const setsid = findSetsid();
+  assert.ok(setsid, "setsid(1) is installed here (util-linux)");
+  const child = spawnInGroup("sh", {
+    args: ["-c", "cut -d' ' -f5,6 /proc/$$/stat"],
+    env: { PATH: "/usr/bin:/bin" },
+    setsid,
+  });
+  child.stderr.cancel();
+  const [group, session] = (await new Response(child.stdout).text()).trim()
+    .split(" ");
+  assert.equal(group, String(child.pid), "its own group, led by its pid");
+  assert.equal(session, String(child.pid), "and its own session");
+  assert.equal((await child.status).code, 0);
+  assert.throws(
+    () => spawnInGroup("/nonexistent/python", { setsid }),
+    Deno.errors.NotFound,
+  );
 });
