@@ -244,8 +244,9 @@ async function _guardScriptFiles(
   ctx: Context,
   mounts: readonly _Mount[],
   scriptDir: _ScriptDir,
+  file = ctx.file,
 ): Promise<void> {
-  const real = ctx.file?.realPath;
+  const real = file?.realPath;
   if (real === undefined) return;
   for (const mount of mounts) {
     const dir = await scriptDir(mount, ctx);
@@ -255,6 +256,28 @@ async function _guardScriptFiles(
         "File inside a CGI directory requested outside its prefix",
       );
     }
+  }
+}
+
+/**
+ * The same guard for a file static serving sent in place of the requested
+ * path (an index file, a clean URL's `.html`, the SPA page).
+ */
+async function _guardServedFile(
+  ctx: Context,
+  res: Response,
+  mounts: readonly _Mount[],
+  scriptDir: _ScriptDir,
+): Promise<void> {
+  const served = ctx.served;
+  if (served === undefined || ctx.root === undefined) return;
+  if (served === "/" + ctx.segments.join("/")) return; // checked before
+  const file = await ctx.root.find(served.split("/").filter((s) => s !== ""));
+  try {
+    await _guardScriptFiles(ctx, mounts, scriptDir, file);
+  } catch (error) {
+    await res.body?.cancel();
+    throw error;
   }
 }
 
@@ -433,7 +456,9 @@ export function cgi(options: CgiOptions = {}): Middleware {
     const mount = mounts.find((m) => _startsWith(ctx.segments, m.prefix));
     if (!mount) {
       await _guardScriptFiles(ctx, mounts, scriptDir);
-      return next();
+      const res = await next();
+      await _guardServedFile(ctx, res, mounts, scriptDir);
+      return res;
     }
     const dir = await scriptDir(mount, ctx);
     if (dir === undefined) {

@@ -1,6 +1,7 @@
 // CGI gateway behaviour, through the composed handler (resolvePath → cgi → serveStatic).
 import assert from "node:assert/strict";
 import { cgi } from "../cgi/cgi.ts";
+import { createHandler } from "../handler/create_handler.ts";
 import { compose } from "../server/compose.ts";
 import { resolvePath } from "../server/resolve.ts";
 import { serveStatic } from "../static/serve_static.ts";
@@ -837,4 +838,25 @@ Deno.test("cgi() leaves a static file that vanished after path resolution to sta
   const res = await handler(new Request(BASE + "/gone.txt"));
   assert.equal(res.status, 200);
   assert.equal(await res.text(), "handed on");
+});
+
+Deno.test("cgi() keeps a CGI directory's files from static fallbacks too (clean URLs, index files)", async () => {
+  await using dir = await tempDir();
+  await Deno.mkdir(`${dir.path}/scripts`);
+  await Deno.writeTextFile(`${dir.path}/scripts/foo.html`, "SCRIPT-SOURCE");
+  await Deno.writeTextFile(`${dir.path}/scripts/index.html`, "SCRIPT-INDEX");
+  await Deno.writeTextFile(`${dir.path}/about.html`, "about");
+  await using handler = createHandler({
+    root: dir.path,
+    cgi: { dirs: { "/x/": `${dir.path}/scripts` } },
+    serveStatic: { cleanUrls: true },
+  });
+  for (const path of ["/scripts/foo.html", "/scripts/foo", "/scripts/"]) {
+    const res = await handler(new Request(`http://x${path}`));
+    const body = await res.text();
+    assert.equal(res.status, 403, path);
+    assert.ok(!body.includes("SCRIPT-"), `${path}: the source is not sent`);
+  }
+  const about = await handler(new Request("http://x/about"));
+  assert.equal(await about.text(), "about", "other clean URLs still work");
 });
