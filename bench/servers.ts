@@ -1,7 +1,8 @@
 /**
  * Starting and stopping the servers under test, each as a subprocess on a
- * free 127.0.0.1 port: @x/serve (CLI), nginx, the minimal `Deno.serve`
- * baseline and @x/serve as a library with a chosen `bufferBelow`.
+ * free 127.0.0.1 port: @x/serve (CLI), nginx, lighttpd, php-fpm (a backend,
+ * not measured itself), the `Deno.serve` baselines and @x/serve as a
+ * library with a chosen `bufferBelow`.
  *
  * @module
  */
@@ -12,8 +13,10 @@ import { childrenOf } from "./proc.ts";
 export interface RunningServer {
   /** Its name in the tables (`x-serve`, `nginx`, `deno-minimal`...). */
   name: string;
-  /** `http://127.0.0.1:PORT`, no trailing slash. */
+  /** `http://127.0.0.1:PORT` (or `https://`), no trailing slash. */
   origin: string;
+  /** The PEM certificate to trust for an `https` origin (self-signed). */
+  caCert?: string;
   /** How it was started, for the report. */
   command: string;
   /** The ids of its processes (nginx: master + workers). */
@@ -82,6 +85,7 @@ async function _kill(child: Deno.ChildProcess): Promise<void> {
 async function _spawnListening(
   name: string,
   args: string[],
+  caCert?: string,
 ): Promise<RunningServer> {
   const child = new Deno.Command(Deno.execPath(), {
     args,
@@ -94,6 +98,7 @@ async function _spawnListening(
   const server: RunningServer = {
     name,
     origin: "",
+    ...(caCert ? { caCert } : {}),
     command: `deno ${args.join(" ")}`,
     pids: () => Promise.resolve([child.pid]),
     stop: async () => {
@@ -109,7 +114,7 @@ async function _spawnListening(
   const deadline = Date.now() + 30_000;
   try {
     while (true) {
-      const match = out.match(/Listening on (http:\/\/127\.0\.0\.1:\d+)\//);
+      const match = out.match(/Listening on (https?:\/\/127\.0\.0\.1:\d+)\//);
       if (match?.[1]) {
         server.origin = match[1];
         break;
@@ -147,15 +152,42 @@ async function _spawnListening(
   return server;
 }
 
+/** Options of {@linkcode startXServe}. */
+export interface XServeOptions {
+  /** Its name in the tables (default `x-serve`). */
+  name?: string;
+  /** More CLI flags (`--cgi`, `--fastcgi ADDR`...). */
+  flags?: string[];
+  /** TLS: certificate and key files, and the certificate's PEM text. */
+  tls?: Tls;
+}
+
+/** A certificate for the TLS servers (see `fixtures.ts`). */
+export interface Tls {
+  /** The certificate file (PEM). */
+  certFile: string;
+  /** The private key file (PEM). */
+  keyFile: string;
+  /** The certificate, PEM text (trusted by the checks). */
+  certPem: string;
+}
+
 /**
- * Starts the @x/serve CLI: `deno run -A mod.ts ROOT --port 0 --quiet`, in
- * the repository so `deno.json`'s import map applies.
+ * Starts the @x/serve CLI: `deno run -A mod.ts ROOT --port 0 --quiet
+ * [FLAGS]`, in the repository so `deno.json`'s import map applies.
  *
  * @param root The folder to serve.
+ * @param options Name, extra flags, TLS.
  * @returns The running server.
  */
-export function startXServe(root: string): Promise<RunningServer> {
-  return _spawnListening("x-serve", [
+export function startXServe(
+  root: string,
+  options: XServeOptions = {},
+): Promise<RunningServer> {
+  const tls = options.tls
+    ? ["--cert", options.tls.certFile, "--key", options.tls.keyFile]
+    : [];
+  return _spawnListening(options.name ?? "x-serve", [
     "run",
     "-A",
     `${REPO}/mod.ts`,
@@ -163,6 +195,24 @@ export function startXServe(root: string): Promise<RunningServer> {
     "--port",
     "0",
     "--quiet",
+    ...tls,
+    ...(options.flags ?? []),
+  ], options.tls?.certPem);
+}
+
+/**
+ * Starts the in-memory `Deno.serve` ceiling (`bench/memory_deno.ts`): every
+ * file of `root` read into memory at start.
+ *
+ * @param root The folder to serve.
+ * @returns The running server.
+ */
+export function startMemoryDeno(root: string): Promise<RunningServer> {
+  return _spawnListening("memory-deno", [
+    "run",
+    "-A",
+    `${REPO}/bench/memory_deno.ts`,
+    root,
   ]);
 }
 
@@ -226,28 +276,117 @@ async function _waitForPort(port: number, isAlive: () => boolean) {
 
 /** Path of the nginx binary. */
 export const NGINX = "/usr/sbin/nginx";
+/** Path of the lighttpd binary. */
+export const LIGHTTPD = "/usr/sbin/lighttpd";
+/** Path of the php-fpm binary. */
+export const PHP_FPM = "/usr/sbin/php-fpm8.2";
+
+/** Options of {@linkcode _spawnDaemon}. */
+interface _DaemonOptions {
+  /** Its name in the tables. */
+  name: string;
+  /** The program. */
+  cmd: string;
+  /** Its arguments. */
+  args: string[];
+  /** Its temp dir (configs, logs, sockets), removed on stop. */
+  dir: string;
+  /** Its error log, shown when it does not start. */
+  errorLog: string;
+  /** The origin served (`""` for a backend such as php-fpm). */
+  origin: string;
+  /** Resolves once it is ready; throws if `alive()` turns false. */
+  ready(alive: () => boolean, pid: number): Promise<void>;
+  /** Count child processes (nginx workers) in `pids()`. */
+  withChildren: boolean;
+  /** The certificate of an `https` origin. */
+  caCert?: string;
+}
+
+/** Spawns a foreground daemon (nginx, lighttpd, php-fpm) and waits for it. */
+async function _spawnDaemon(o: _DaemonOptions): Promise<RunningServer> {
+  const child = new Deno.Command(o.cmd, {
+    args: o.args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = _tail(child.stderr);
+  _tail(child.stdout);
+  let alive = true;
+  child.status.then(() => alive = false);
+  const server: RunningServer = {
+    name: o.name,
+    origin: o.origin,
+    ...(o.caCert ? { caCert: o.caCert } : {}),
+    command: `${o.cmd} ${o.args.join(" ")}`,
+    pids: async () =>
+      o.withChildren
+        ? [child.pid, ...(await childrenOf(child.pid))]
+        : [child.pid],
+    stop: async () => {
+      if (!_running.delete(server)) return;
+      // SIGTERM: fast shutdown (nginx workers, php-fpm children with it).
+      await _kill(child);
+      await Deno.remove(o.dir, { recursive: true }).catch(() => {});
+    },
+  };
+  _running.add(server);
+  try {
+    await o.ready(() => alive, child.pid);
+  } catch (error) {
+    const log = await Deno.readTextFile(o.errorLog).catch(() => "");
+    await server.stop();
+    throw new Error(
+      `${o.name} did not start (${(error as Error).message}).\n` +
+        `stderr: ${stderr()}\nerror log: ${log}`,
+    );
+  }
+  return server;
+}
+
+/** Options of {@linkcode startNginx}. */
+export interface NginxOptions {
+  /** Its name in the tables (default `nginx`). */
+  name?: string;
+  /** `worker_processes` (a number or `"auto"`). */
+  workers: string;
+  /** Extra `http {}` directives (e.g. `open_file_cache`). */
+  http?: string;
+  /** Extra `server {}` directives (e.g. a PHP `location`). */
+  server?: string;
+  /** Listen with `ssl http2` and this certificate. */
+  tls?: Tls;
+}
 
 /**
  * Starts nginx in the foreground (`daemon off`) with its own config in a
  * temp dir: `master_process on`, `worker_processes` as given, `access_log
  * off`, `sendfile on`, `keepalive_requests` raised so wrk's keep-alive
- * connections are not recycled every 1000 requests, `root` = `root`.
+ * connections are not recycled every 1000 requests, `root` = `root`, plus
+ * the extra directives of `options`.
  *
  * @param root The folder to serve.
- * @param workers `worker_processes` (a number or `"auto"`).
+ * @param options Workers, name, extra directives, TLS.
  * @returns The running server (pids: master + workers).
  */
 export async function startNginx(
   root: string,
-  workers: string,
+  options: NginxOptions,
 ): Promise<RunningServer> {
   const dir = await Deno.makeTempDir({ prefix: "x-serve-bench-nginx-" });
   const port = _freePort();
   const asRoot = Deno.uid() === 0;
+  const tls = options.tls;
+  const listen = tls
+    ? `listen 127.0.0.1:${port} ssl http2;
+    ssl_certificate ${tls.certFile};
+    ssl_certificate_key ${tls.keyFile};`
+    : `listen 127.0.0.1:${port};`;
   const conf = `# Generated by bench/servers.ts
 daemon off;
 master_process on;
-worker_processes ${workers};
+worker_processes ${options.workers};
 ${asRoot ? "user root;" : ""}
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
@@ -270,56 +409,126 @@ http {
     text/plain txt;
   }
   default_type application/octet-stream;
+  ${options.http ?? ""}
 
   server {
-    listen 127.0.0.1:${port};
+    ${listen}
     root ${root};
     index index.html;
+    ${options.server ?? ""}
   }
 }
 `;
   await Deno.writeTextFile(`${dir}/nginx.conf`, conf);
   const args = ["-p", dir, "-e", `${dir}/error.log`, "-c", `${dir}/nginx.conf`];
-  const child = new Deno.Command(NGINX, {
+  return await _spawnDaemon({
+    name: options.name ?? "nginx",
+    cmd: NGINX,
     args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = _tail(child.stderr);
-  _tail(child.stdout);
-  let alive = true;
-  child.status.then(() => alive = false);
-  const server: RunningServer = {
-    name: "nginx",
-    origin: `http://127.0.0.1:${port}`,
-    command: `${NGINX} ${args.join(" ")}`,
-    pids: async () => [child.pid, ...(await childrenOf(child.pid))],
-    stop: async () => {
-      if (!_running.delete(server)) return;
-      // SIGTERM on the master: fast shutdown, workers exit with it.
-      await _kill(child);
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    dir,
+    errorLog: `${dir}/error.log`,
+    origin: `${tls ? "https" : "http"}://127.0.0.1:${port}`,
+    ...(tls ? { caCert: tls.certPem } : {}),
+    withChildren: true,
+    ready: async (alive, pid) => {
+      await _waitForPort(port, alive);
+      // Workers start right after the master binds: wait until they exist.
+      for (let i = 0; i < 100 && (await childrenOf(pid)).length === 0; i++) {
+        await _sleep(20);
+      }
     },
-  };
-  _running.add(server);
-  try {
-    await _waitForPort(port, () => alive);
-    // Workers start right after the master binds: wait until they exist.
-    for (
-      let i = 0;
-      i < 100 && (await childrenOf(child.pid)).length === 0;
-      i++
-    ) {
-      await _sleep(20);
-    }
-  } catch (error) {
-    const log = await Deno.readTextFile(`${dir}/error.log`).catch(() => "");
-    await server.stop();
-    throw new Error(
-      `nginx did not start (${(error as Error).message}).\n` +
-        `stderr: ${stderr()}\nerror.log: ${log}`,
-    );
-  }
-  return server;
+  });
+}
+
+/**
+ * Starts lighttpd in the foreground (`-D`) with `mod_cgi` running every
+ * file under `ROOT/cgi-bin/` (`cgi.assign = ("" => "")`), `mod_alias` for
+ * `/cgi-bin/`, and `server.max-keep-alive-requests` raised as for nginx.
+ *
+ * @param root The folder served (with `cgi-bin/`).
+ * @returns The running server.
+ */
+export async function startLighttpd(root: string): Promise<RunningServer> {
+  const dir = await Deno.makeTempDir({ prefix: "x-serve-bench-lighttpd-" });
+  const port = _freePort();
+  const conf = `# Generated by bench/servers.ts
+server.document-root = "${root}"
+server.port = ${port}
+server.bind = "127.0.0.1"
+server.errorlog = "${dir}/error.log"
+server.max-keep-alive-requests = 1000000
+server.modules = ("mod_alias", "mod_cgi")
+alias.url = ("/cgi-bin/" => "${root}/cgi-bin/")
+$HTTP["url"] =~ "^/cgi-bin/" {
+  cgi.assign = ("" => "")
+}
+`;
+  await Deno.writeTextFile(`${dir}/lighttpd.conf`, conf);
+  return _spawnDaemon({
+    name: "lighttpd",
+    cmd: LIGHTTPD,
+    args: ["-D", "-f", `${dir}/lighttpd.conf`],
+    dir,
+    errorLog: `${dir}/error.log`,
+    origin: `http://127.0.0.1:${port}`,
+    withChildren: false,
+    ready: (alive) => _waitForPort(port, alive),
+  });
+}
+
+/** A running php-fpm and the addresses of its two pools. */
+export interface PhpFpm {
+  /** The process (a backend: `origin` is empty, it is not measured). */
+  server: RunningServer;
+  /** The TCP pool, `127.0.0.1:PORT`. */
+  tcp: string;
+  /** The unix-socket pool's socket path. */
+  socket: string;
+}
+
+/**
+ * Starts php-fpm in the foreground (`-F -y CONF`, `-R` as root) with two
+ * identical pools, `pm = static` and 4 children each: one on a TCP port,
+ * one on a unix socket. Both @x/serve and nginx use these same pools.
+ *
+ * @returns The process and the two addresses.
+ */
+export async function startPhpFpm(): Promise<PhpFpm> {
+  const dir = await Deno.makeTempDir({ prefix: "x-serve-bench-fpm-" });
+  const port = _freePort();
+  const socket = `${dir}/php-fpm.sock`;
+  const pool = (name: string, listen: string) => `
+[${name}]
+listen = ${listen}
+pm = static
+pm.max_children = 4
+`;
+  const conf = `; Generated by bench/servers.ts
+[global]
+daemonize = no
+pid = ${dir}/php-fpm.pid
+error_log = ${dir}/error.log
+${pool("bench-tcp", `127.0.0.1:${port}`)}${pool("bench-unix", socket)}`;
+  await Deno.writeTextFile(`${dir}/php-fpm.conf`, conf);
+  const args = ["-F", "-y", `${dir}/php-fpm.conf`];
+  if (Deno.uid() === 0) args.push("-R");
+  const server = await _spawnDaemon({
+    name: "php-fpm",
+    cmd: PHP_FPM,
+    args,
+    dir,
+    errorLog: `${dir}/error.log`,
+    origin: "",
+    withChildren: true,
+    ready: async (alive) => {
+      await _waitForPort(port, alive);
+      const deadline = Date.now() + 10_000;
+      while (!(await Deno.stat(socket).catch(() => undefined))) {
+        if (!alive()) throw new Error("exited");
+        if (Date.now() > deadline) throw new Error(`no ${socket}`);
+        await _sleep(50);
+      }
+    },
+  });
+  return { server, tcp: `127.0.0.1:${port}`, socket };
 }

@@ -17,6 +17,8 @@ export interface WrkOptions {
   connections: number;
   /** Duration in seconds (`-d`). */
   seconds: number;
+  /** Request headers (`-H "Name: value"`). */
+  headers?: Record<string, string>;
 }
 
 /** What one wrk run measured. */
@@ -89,6 +91,10 @@ export function wrkArgs(url: string, options: WrkOptions): string[] {
     `-t${options.threads}`,
     `-c${options.connections}`,
     `-d${options.seconds}s`,
+    ...Object.entries(options.headers ?? {}).flatMap(([name, value]) => [
+      "-H",
+      `${name}: ${value}`,
+    ]),
     "--latency",
     url,
   ];
@@ -97,7 +103,7 @@ export function wrkArgs(url: string, options: WrkOptions): string[] {
 /**
  * Runs wrk against `url` and parses its report.
  *
- * @param url The target; only `http://127.0.0.1:` URLs are accepted.
+ * @param url The target; only `http(s)://127.0.0.1:` URLs are accepted.
  * @param options Threads, connections, duration.
  * @returns The measurements.
  */
@@ -105,7 +111,7 @@ export async function runWrk(
   url: string,
   options: WrkOptions,
 ): Promise<WrkResult> {
-  if (!url.startsWith("http://127.0.0.1:")) {
+  if (!/^https?:\/\/127\.0\.0\.1:/.test(url)) {
     throw new Error(`refusing to load a non-loopback target: ${url}`);
   }
   const args = ["-s", await _scriptPath(), ...wrkArgs(url, options)];
