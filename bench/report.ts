@@ -18,9 +18,9 @@ export function int(n: number): string {
   return Math.round(n).toLocaleString("en-US");
 }
 
-/** Milliseconds with 2 decimals. */
+/** Milliseconds with 2 decimals (`–` when unknown, e.g. h2load's p99). */
 export function ms(n: number): string {
-  return n.toFixed(2);
+  return Number.isFinite(n) ? n.toFixed(2) : "–";
 }
 
 /** Bytes as MiB with 1 decimal. */

@@ -11,6 +11,7 @@ import {
   type HandlerOptions,
 } from "../handler/create_handler.ts";
 import { headerOptionsFromFlags } from "./header_flags.ts";
+import { type CertificateWatch, watchCertificate } from "./cert_reload.ts";
 import { serveTlsFront } from "./tls_front.ts";
 import type { AccessLogFormat } from "../middleware/access_log.ts";
 import { bannerLines } from "./banner.ts";
@@ -476,20 +477,30 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
     }
   };
   const listen = { hostname: config.host, port: config.port };
+  let certificates: CertificateWatch | undefined;
   try {
-    server = tls && await _frontAllowed()
-      ? await serveTlsFront(handler, {
+    if (tls && await _frontAllowed()) {
+      const front = await serveTlsFront(handler, {
         ...listen,
         ...tls,
         signal: controller.signal,
         onListen,
-      })
-      : Deno.serve({
+      });
+      server = front;
+      certificates = watchCertificate(
+        config.cert!,
+        config.key!,
+        front.setCertificate,
+        (line) => console.error(line),
+      );
+    } else {
+      server = Deno.serve({
         ...listen,
         ...tls,
         signal: controller.signal,
         onListen,
       }, handler);
+    }
     await server.finished;
   } catch (error) {
     return _fail(
@@ -498,6 +509,7 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
   } finally {
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);
+    await certificates?.close();
     await handler.close(); // stops spawned FastCGI workers
   }
   return 0;

@@ -39,6 +39,11 @@ export interface TlsFront {
   readonly finished: Promise<void>;
   /** The loopback port of the inner server (not for clients: 421). */
   readonly innerPort: number;
+  /**
+   * Serves new connections with this certificate and key (PEM); throws
+   * when they are invalid (the old pair stays).
+   */
+  setCertificate(cert: string, key: string): void;
 }
 
 /**
@@ -107,6 +112,9 @@ export async function serveTlsFront(
     },
     finished: Promise.all([inner.finished, closed]).then(() => {}),
     innerPort: inner.addr.port,
+    setCertificate(cert: string, key: string) {
+      server.setSecureContext({ cert, key });
+    },
   };
 }
 

@@ -3,6 +3,7 @@ import { serveTlsFront } from "../cli/tls_front.ts";
 import { tempDir, testdata } from "./_helpers/fs.ts";
 import { freePort, makeCert } from "./_helpers/net.ts";
 import { MOD, startCli } from "./_helpers/process.ts";
+import { waitFor } from "./_helpers/poll.ts";
 
 async function front(
   handler: Parameters<typeof serveTlsFront>[0],
@@ -157,6 +158,48 @@ Deno.test("cli serves HTTPS with a net permission scoped to its own port (Deno's
     });
     const res = await fetch(`https://localhost:${port}/hello.txt`, { client });
     assert.equal(await res.text(), "Hello, world!\n");
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("cli reloads a renewed certificate for new connections without a restart", async () => {
+  await using dir = await tempDir();
+  await using renewed = await tempDir();
+  const { cert, key } = await makeCert(dir.path);
+  const next = await makeCert(renewed.path);
+  const server = await startCli([
+    testdata("www"),
+    "--port",
+    "0",
+    "--quiet",
+    "--cert",
+    cert,
+    "--key",
+    key,
+  ]);
+  const port = new URL(server.base).port;
+  const trusting = async (pem: string) => {
+    using client = Deno.createHttpClient({ caCerts: [pem] });
+    try {
+      const res = await fetch(`https://localhost:${port}/hello.txt`, {
+        client,
+      });
+      return (await res.text()) === "Hello, world!\n";
+    } catch {
+      return false;
+    }
+  };
+  try {
+    const oldPem = await Deno.readTextFile(cert);
+    const newPem = await Deno.readTextFile(next.cert);
+    assert.equal(await trusting(oldPem), true);
+    assert.equal(await trusting(newPem), false, "not yet the new one");
+    await Deno.writeTextFile(key, await Deno.readTextFile(next.key));
+    await Deno.writeTextFile(cert, newPem);
+    await waitFor(() => trusting(newPem), {
+      message: "a new connection to present the renewed certificate",
+    });
   } finally {
     await server.stop();
   }
