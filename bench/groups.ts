@@ -282,7 +282,9 @@ export async function runGroup(
           `req/s per round: ` + c.servers.map((name) =>
             `${name} ` + measurements.filter((m) =>
               m.case === c.id && m.server === name
-            ).map((m) => int(m.rps)).join(", ")
+            ).map((m) =>
+              int(m.rps)
+            ).join(", ")
           ).join("; ") + ".",
         );
       }
@@ -309,7 +311,8 @@ export async function runGroup(
       `Medians of ${group.rounds} round(s). Lifetime peak RSS (VmHWM; ` +
         `nginx: master + workers summed): ` +
         started.servers.map((s) => `${s.name} ${mib(lifetimeHwm[s.name]!)}`)
-          .join(", ") + " MiB.",
+          .join(", ") +
+        " MiB.",
     );
     return {
       rounds: group.rounds,

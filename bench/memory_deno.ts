@@ -21,7 +21,7 @@ if (!root) {
 
 /** A prepared answer. */
 interface Entry {
-  body: Uint8Array;
+  body: Uint8Array<ArrayBuffer>;
   type: string;
   etag: string;
 }

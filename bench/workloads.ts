@@ -87,7 +87,9 @@ export function phpGroup(o: WorkloadOptions): Group {
   const cases: GroupCase[] = ["tcp", "unix"].flatMap((t) =>
     [1, 16].map((n) => ({
       id: `php-${t}-c${n}`,
-      label: `PHP hello over ${t === "tcp" ? "TCP" : "a unix socket"}, ${n} conn`,
+      label: `PHP hello over ${
+        t === "tcp" ? "TCP" : "a unix socket"
+      }, ${n} conn`,
       path: "/hello.php",
       status: 200,
       body: "hello",
@@ -99,7 +101,7 @@ export function phpGroup(o: WorkloadOptions): Group {
     id: "php",
     title: "PHP (FastCGI, php-fpm)",
     notes: [
-      "`/hello.php` is `<?php echo \"hello\";`. One php-fpm " +
+      '`/hello.php` is `<?php echo "hello";`. One php-fpm ' +
       "(`php-fpm8.2 -F -y CONF -R`) with two pools, `pm = static`, " +
       "`pm.max_children = 4`: one listening on 127.0.0.1:PORT, one on a " +
       "unix socket. `x-serve tcp`/`unix` = @x/serve `--fastcgi " +

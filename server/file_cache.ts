@@ -137,9 +137,14 @@ export class _FileCache implements AsyncDisposable {
     return bytes;
   }
 
-  /** Remembers what a lookup of `path` found. */
+  /**
+   * Remembers what a lookup of `path` found. A file reached through a
+   * symlink is not kept: Deno's watcher does not report a symlink being
+   * created, so a swapped link would only be seen after `validMs`.
+   */
   set(path: string, file: ResolvedFile | undefined): void {
     if (!this.enabled) return;
+    if (file !== undefined && file.realPath !== file.path) return;
     this.#startWatching();
     this.#drop(path);
     this.#keep(path, { file, until: performance.now() + this.#validMs });

@@ -84,9 +84,11 @@ Deno.test("file cache sees created, deleted and renamed files", async () => {
   await seen(handler, "/d/created.txt", "200 created");
   await Deno.rename(`${dir.path}/d/old.txt`, `${dir.path}/d/renamed.txt`);
   await seen(handler, "/d/renamed.txt", "200 old");
-  const gone = await handler(new Request("http://x/d/old.txt"));
-  assert.equal(gone.status, 404);
-  await gone.body?.cancel();
+  await waitFor(async () => {
+    const res = await handler(new Request("http://x/d/old.txt"));
+    await res.body?.cancel();
+    return res.status === 404;
+  }, { message: "the renamed file's old name to answer 404" });
   await Deno.remove(`${dir.path}/d/created.txt`);
   await waitFor(async () => {
     const res = await handler(new Request("http://x/d/created.txt"));
@@ -110,7 +112,7 @@ Deno.test("file cache sees a renamed directory and everything below it", async (
   assert.equal(await text(handler, "/moved/a.txt"), "200 a");
 });
 
-Deno.test("file cache sees a symlink swapped to point out of the root", async () => {
+Deno.test("file cache sees a symlink swapped to point out of the root at once", async () => {
   await using outside = await tempDir();
   await using dir = await tempDir();
   await Deno.writeTextFile(`${outside.path}/secret.txt`, "SECRET");
@@ -120,12 +122,12 @@ Deno.test("file cache sees a symlink swapped to point out of the root", async ()
   assert.equal(await text(handler, "/link.txt"), "200 inside");
   await Deno.remove(`${dir.path}/link.txt`);
   await Deno.symlink(`${outside.path}/secret.txt`, `${dir.path}/link.txt`);
-  await waitFor(async () => {
-    const res = await handler(new Request("http://x/link.txt"));
-    const body = await res.text();
-    assert.ok(!body.includes("SECRET"), "the outside file is never served");
-    return res.status === 404;
-  }, { message: "the swapped symlink to answer 404" });
+  // Deno's watcher does not report a created symlink: a file reached
+  // through one is never cached, so the very next request sees the swap.
+  const res = await handler(new Request("http://x/link.txt"));
+  const body = await res.text();
+  assert.ok(!body.includes("SECRET"), "the outside file is never served");
+  assert.equal(res.status, 404);
 });
 
 Deno.test("file cache drops a file reached through a symlinked directory when its target changes", async () => {
