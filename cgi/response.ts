@@ -58,7 +58,10 @@ export interface ParseCgiResponseOptions {
  * await res.body.cancel();
  * ```
  */
-export interface CgiResponse {
+export interface CgiResponse<
+  Body extends ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> =
+    ReadableStream<Uint8Array>,
+> {
   /** The HTTP status: `Status:`, 302 for a client redirect, else 200. */
   status: number;
   /** The reason phrase the script gave, or `""`. */
@@ -76,9 +79,17 @@ export interface CgiResponse {
    * The body should then be discarded.
    */
   localRedirect: string | undefined;
-  /** The body: the rest of the output, streamed with backpressure. */
-  body: ReadableStream<Uint8Array>;
+  /**
+   * The body: the rest of the output, streamed with backpressure, or its
+   * bytes when the whole output was given as bytes.
+   */
+  body: Body;
 }
+
+/** A response whose body may have come whole (FastCGI). */
+type _AnyCgiResponse = CgiResponse<
+  ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer>
+>;
 
 const _TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const _STATUS = /^(\d{3})(?:[ \t]+(.*))?$/;
@@ -120,47 +131,76 @@ function _hasControl(line: string): boolean {
   return false;
 }
 
-/** Reads until the blank line ending the header block; returns its lines and the leftover bytes. */
-async function _readHeaderLines(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  maxHeaderBytes: number,
-): Promise<{ lines: string[]; rest: Uint8Array }> {
+/** The header block's lines and the bytes after it. */
+interface _Head {
+  lines: string[];
+  rest: Uint8Array;
+}
+
+/**
+ * Where the header block in `buf` ends (just after its blank line), or -1;
+ * line ends are found from `from` on.
+ */
+function _headEnd(buf: Uint8Array, from: number): number {
+  if (from === 0) {
+    if (buf[0] === 0x0a) return 1;
+    if (buf[0] === 0x0d && buf[1] === 0x0a) return 2;
+  }
+  for (
+    let lf = buf.indexOf(0x0a, from);
+    lf !== -1;
+    lf = buf.indexOf(0x0a, lf + 1)
+  ) {
+    if (buf[lf + 1] === 0x0a) return lf + 2;
+    if (buf[lf + 1] === 0x0d && buf[lf + 2] === 0x0a) return lf + 3;
+  }
+  return -1;
+}
+
+/**
+ * Splits the header block at the start of `bytes` into lines (LF or CRLF
+ * ends); throws a 502 when it is larger than `maxHeaderBytes` or does not
+ * end in `bytes`.
+ */
+function _splitHead(bytes: Uint8Array, maxHeaderBytes: number): _Head {
   const lines: string[] = [];
-  let buf: Uint8Array = new Uint8Array(0);
-  let consumed = 0;
-  let scanFrom = 0;
+  let at = 0;
   while (true) {
-    const lf = buf.indexOf(0x0a, scanFrom);
-    if (lf === -1) {
-      if (consumed + buf.length > maxHeaderBytes) {
-        throw _bad(`header block larger than ${maxHeaderBytes} bytes`);
-      }
-      const { value, done } = await reader.read();
-      if (done) {
-        throw _bad(
-          lines.length || buf.length
-            ? "output ended inside the header block"
-            : "no output",
-        );
-      }
-      scanFrom = buf.length;
-      const next = new Uint8Array(buf.length + value.length);
-      next.set(buf);
-      next.set(value, buf.length);
-      buf = next;
-      continue;
-    }
-    consumed += lf + 1;
-    if (consumed > maxHeaderBytes) {
+    const lf = bytes.indexOf(0x0a, at);
+    if (lf === -1 ? bytes.length > maxHeaderBytes : lf + 1 > maxHeaderBytes) {
       throw _bad(`header block larger than ${maxHeaderBytes} bytes`);
     }
-    const end = lf > 0 && buf[lf - 1] === 0x0d ? lf - 1 : lf;
-    const line = _latin1(buf.subarray(0, end));
-    buf = buf.subarray(lf + 1);
-    scanFrom = 0;
-    if (line === "") return { lines, rest: buf };
+    if (lf === -1) {
+      throw _bad(
+        bytes.length ? "output ended inside the header block" : "no output",
+      );
+    }
+    const end = lf > at && bytes[lf - 1] === 0x0d ? lf - 1 : lf;
+    const line = _latin1(bytes.subarray(at, end));
+    at = lf + 1;
+    if (line === "") return { lines, rest: bytes.subarray(at) };
     lines.push(line);
   }
+}
+
+/** Reads until the blank line ending the header block; returns its lines and the leftover bytes. */
+async function _readHead(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  maxHeaderBytes: number,
+): Promise<_Head> {
+  let buf: Uint8Array = new Uint8Array(0);
+  let scanFrom = 0;
+  while (_headEnd(buf, scanFrom) === -1 && buf.length <= maxHeaderBytes) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    // A blank line may straddle the chunks: look again from the last line end.
+    scanFrom = Math.max(0, buf.length - 2);
+    const next = new Uint8Array(buf.length + value.length);
+    next.set(buf);
+    next.set(value, buf.length);
+    buf = next;
+  }
+  return _splitHead(buf, maxHeaderBytes);
 }
 
 /** A stream of `rest` followed by whatever `reader` still yields. */
@@ -218,18 +258,31 @@ function _bodyStream(
  * await res.body.cancel();
  * ```
  *
- * @param output The script's stdout.
+ * @param output The script's stdout, streamed or whole.
  * @param options Header size cap and NPH mode.
  * @returns The status, headers, local redirect target and body stream.
  */
-export async function parseCgiResponse(
+export function parseCgiResponse(
   output: ReadableStream<Uint8Array>,
+  options?: ParseCgiResponseOptions,
+): Promise<CgiResponse>;
+export function parseCgiResponse(
+  output: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer>,
+  options?: ParseCgiResponseOptions,
+): Promise<_AnyCgiResponse>;
+export async function parseCgiResponse(
+  output: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer>,
   options: ParseCgiResponseOptions = {},
-): Promise<CgiResponse> {
+): Promise<_AnyCgiResponse> {
   const { maxHeaderBytes = 65536, nph = false } = options;
+  if (output instanceof Uint8Array) {
+    const { lines, rest } = _splitHead(output, maxHeaderBytes);
+    const fields = nph ? _nphFields(lines) : _cgiFields(lines);
+    return { ...fields, body: rest as Uint8Array<ArrayBuffer> };
+  }
   const reader = output.getReader();
   try {
-    const { lines, rest } = await _readHeaderLines(reader, maxHeaderBytes);
+    const { lines, rest } = await _readHead(reader, maxHeaderBytes);
     const fields = nph ? _nphFields(lines) : _cgiFields(lines);
     return { ...fields, body: _bodyStream(rest, reader) };
   } catch (error) {
@@ -333,7 +386,8 @@ function _cgiFields(lines: readonly string[]): _Fields {
  * Turns a parsed {@linkcode CgiResponse} into a `Response`. For `HEAD`
  * requests and statuses that carry no body (204, 205, 304) the script's
  * body is cancelled instead of sent (RFC 3875 §4.3.3), with `discard` as
- * the reason.
+ * the reason. (For `HEAD`, PHP itself writes no body, so its length is not
+ * known.)
  *
  * @example Answering a HEAD request
  * ```ts
@@ -353,13 +407,13 @@ function _cgiFields(lines: readonly string[]): _Fields {
  * @returns The response to send.
  */
 export function toHttpResponse(
-  parsed: CgiResponse,
+  parsed: _AnyCgiResponse,
   method: string,
   discard?: unknown,
 ): Response {
-  let body: ReadableStream<Uint8Array> | null = parsed.body;
+  let body: _AnyCgiResponse["body"] | null = parsed.body;
   if (method === "HEAD" || isNullBodyStatus(parsed.status)) {
-    parsed.body.cancel(discard).catch(() => {});
+    discardBody(parsed.body, discard);
     body = null;
   }
   return new Response(body, {
@@ -367,4 +421,24 @@ export function toHttpResponse(
     statusText: parsed.statusText,
     headers: parsed.headers,
   });
+}
+
+/**
+ * Drops a body that will not be sent: a stream is cancelled with `reason`
+ * (bytes need nothing).
+ *
+ * @example Dropping a streamed body
+ * ```ts
+ * import { discardBody } from "./response.ts";
+ * discardBody(new Response("unwanted").body!, "not needed");
+ * ```
+ *
+ * @param body The body.
+ * @param reason The cancel reason.
+ */
+export function discardBody(
+  body: _AnyCgiResponse["body"],
+  reason?: unknown,
+): void {
+  if (body instanceof ReadableStream) body.cancel(reason).catch(() => {});
 }

@@ -34,6 +34,10 @@ export interface FastCgiFlags {
   "fastcgi-ext"?: string;
   /** `--fastcgi-pass-env NAME` (repeatable). */
   "fastcgi-pass-env"?: string[];
+  /** `--fastcgi-keep-alive N`. */
+  "fastcgi-keep-alive"?: string;
+  /** `--fastcgi-max-connections N`. */
+  "fastcgi-max-connections"?: string;
 }
 
 /**
@@ -59,11 +63,20 @@ export const FASTCGI_USAGE =
   --fastcgi-pass-env NAME
                          Pass the server's variable NAME to spawned workers
                          (repeatable; nothing else of its environment is passed)
+  --fastcgi-keep-alive N Idle connections kept per --fastcgi backend (default 2;
+                         each pins a php-fpm worker; 0 = one per request)
+  --fastcgi-max-connections N
+                         Most connections per --fastcgi backend, further
+                         requests queue (default 0 = no limit); set it and
+                         --fastcgi-keep-alive to pm.max_children when this
+                         server is the pool's only client
 `;
 
 /** The flags that only make sense with `--fastcgi` or `--fastcgi-spawn`. */
 const _DEPENDENT_FLAGS = [
   "fastcgi-workers",
+  "fastcgi-keep-alive",
+  "fastcgi-max-connections",
   "fastcgi-front-controller",
   "fastcgi-ext",
   "fastcgi-pass-env",
@@ -107,6 +120,37 @@ function _workers(workers: string): number {
     );
   }
   return n;
+}
+
+/** A connection count flag (0-1024). */
+function _count(name: string, value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 1024) {
+    throw new TypeError(`Invalid --${name} "${value}": expected 0-1024`);
+  }
+  return n;
+}
+
+/** `--fastcgi-keep-alive` and `--fastcgi-max-connections` (for `--fastcgi`). */
+function _poolFlags(
+  flags: FastCgiFlags,
+  spawn: string | undefined,
+  options: FastCgiOptions,
+): void {
+  for (
+    const name of ["fastcgi-keep-alive", "fastcgi-max-connections"] as const
+  ) {
+    const value = flags[name];
+    if (value === undefined) continue;
+    if (spawn !== undefined) {
+      throw new TypeError(
+        `--${name} is for --fastcgi (spawned workers get one connection each)`,
+      );
+    }
+    const n = _count(name, value);
+    if (name === "fastcgi-keep-alive") options.keepAlive = n;
+    else options.maxConnections = n;
+  }
 }
 
 /** The validated `--fastcgi-pass-env` names. */
@@ -195,6 +239,7 @@ export function fastCgiOptionsFromFlags(
   if (backends.length > 0) options.backends = backends;
   if (spawn !== undefined) options.spawn = _spawnArgv(spawn);
   _spawnFlags(flags, spawn, options);
+  _poolFlags(flags, spawn, options);
   const front = flags["fastcgi-front-controller"];
   if (front !== undefined) {
     if (!front.startsWith("/")) {

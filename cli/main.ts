@@ -108,6 +108,8 @@ const _FLAGS = {
   "fastcgi-front-controller": { type: "string" },
   "fastcgi-ext": { type: "string" },
   "fastcgi-pass-env": { type: "string", multiple: true },
+  "fastcgi-keep-alive": { type: "string" },
+  "fastcgi-max-connections": { type: "string" },
   quiet: { type: "boolean", default: false },
   version: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },

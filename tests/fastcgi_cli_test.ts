@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { PHP_ROOT } from "./_helpers/php.ts";
+import { PHP_ROOT, startPhpFpm } from "./_helpers/php.ts";
 import { MOD, pidExists, runCli, startCli } from "./_helpers/process.ts";
 
 Deno.test("serve --fastcgi-spawn php-cgi serves PHP and stops its workers on SIGTERM", async () => {
@@ -42,6 +42,10 @@ Deno.test("serve rejects invalid --fastcgi flags with a usage error", async () =
       ["--fastcgi-workers", "2"],
       ["--fastcgi", "127.0.0.1:9000", "--fastcgi-spawn", "php-cgi"],
       ["--fastcgi-spawn", "php-cgi", "--fastcgi-workers", "0"],
+      ["--fastcgi", "127.0.0.1:9000", "--fastcgi-keep-alive", "-1"],
+      ["--fastcgi", "127.0.0.1:9000", "--fastcgi-max-connections", "many"],
+      ["--fastcgi-keep-alive", "2"],
+      ["--fastcgi-spawn", "php-cgi", "--fastcgi-max-connections", "2"],
     ]
   ) {
     const { code, stderr } = await new Deno.Command(Deno.execPath(), {
@@ -90,4 +94,34 @@ Deno.test("serve --fastcgi-pass-env passes only the named variables to spawned w
   const bad = await runCli([PHP_ROOT, "--fastcgi-pass-env", "X"]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /^error: --fastcgi-pass-env needs --fastcgi/);
+});
+
+Deno.test("serve --fastcgi-max-connections 1 --fastcgi-keep-alive 1 runs every request on one kept php-fpm connection", async () => {
+  await using fpm = await startPhpFpm({ workers: 4 });
+  const server = await startCli([
+    PHP_ROOT,
+    "--port",
+    "0",
+    "--quiet",
+    "--fastcgi",
+    fpm.address,
+    "--fastcgi-keep-alive",
+    "1",
+    "--fastcgi-max-connections",
+    "1",
+  ], ["run", "-A", MOD]);
+  try {
+    // Concurrent requests queue for the one connection; a kept connection
+    // stays with the php-fpm worker that accepted it.
+    const pids = await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => {
+        const res = await fetch(`${server.base}/info.php?i=${i}`);
+        assert.equal(res.status, 200);
+        return (await res.json()).pid as number;
+      }),
+    );
+    assert.equal(new Set(pids).size, 1, `one worker served all: ${pids}`);
+  } finally {
+    await server.stop("SIGTERM");
+  }
 });

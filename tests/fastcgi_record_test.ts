@@ -72,6 +72,51 @@ Deno.test("encodeParams() never splits a pair and keeps records within 65535 byt
   assert.deepEqual(decoded, params);
 });
 
+Deno.test("encodeParams() writes non-ASCII names and values as UTF-8 with their byte lengths", () => {
+  const params: [string, string][] = [
+    ["SCRIPT_NAME", "/été/日本.php"],
+    ["HTTP_X_EMOJI", "😀".repeat(50)], // 200 bytes: a 4-byte length
+    ["É", ""],
+    ["PLAIN", "ascii"],
+  ];
+  const records = split(encodeParams(1, params));
+  assert.equal(records.length, 2);
+  assert.deepEqual(decodePairs(records[0]!.content), params);
+  assert.equal((records[0]!.content.length + records[0]!.padding) % 8, 0);
+});
+
+Deno.test("encodeParams() sends only the empty record when there are no params", () => {
+  const records = split(encodeParams(1, []));
+  assert.equal(records.length, 1);
+  assert.equal(records[0]!.content.length, 0);
+});
+
+Deno.test("RecordReader.nextBuffered() hands out only records that arrived whole", async () => {
+  const first = encodeRecord(
+    RecordType.STDOUT,
+    1,
+    new TextEncoder().encode("abc"),
+  );
+  const second = encodeRecord(RecordType.STDOUT, 1, new Uint8Array(100));
+  const both = concatBytes([first, second]);
+  // The source delivers the first record and half of the second.
+  const reader = new RecordReader(
+    source(both.subarray(0, first.length + 50), 1_000),
+  );
+  assert.equal(reader.nextBuffered(), undefined, "nothing read yet");
+  const record = await reader.next();
+  assert.equal(new TextDecoder().decode(record?.content), "abc");
+  assert.equal(reader.nextBuffered(), undefined, "the second is incomplete");
+  const whole = new RecordReader(source(both, 1_000));
+  await whole.next();
+  assert.equal(
+    whole.nextBuffered()?.content.length,
+    100,
+    "arrived with the first",
+  );
+  assert.equal(whole.nextBuffered(), undefined);
+});
+
 Deno.test("encodeParams() rejects a single pair larger than one record", () => {
   assert.throws(
     () => encodeParams(1, [["BIG", "v".repeat(70_000)]]),

@@ -524,3 +524,21 @@ Deno.test("fastcgi() re-dispatches a local redirect as GET, keeping HEAD a HEAD"
   assert.equal(post.headers.get("x-method"), "GET");
   await post.body?.cancel();
 });
+
+Deno.test("fastcgi() sends a small page that arrived whole with its Content-Length", async () => {
+  await using fpm = await startPhpFpm();
+  await using php = fastcgi({ backends: [fpm.address] });
+  await using server = serve(chain(php));
+  const get = await fetch(`${server.url}/info.php?x=1`);
+  const body = await get.text();
+  assert.equal(get.status, 200);
+  assert.equal(get.headers.get("content-length"), String(body.length));
+  assert.equal(get.headers.get("transfer-encoding"), null);
+  const head = await fetch(`${server.url}/info.php?x=1`, { method: "HEAD" });
+  assert.equal(head.status, 200);
+  assert.equal(await head.text(), "");
+  // A page streamed over many records still streams (no length up front).
+  const big = await fetch(`${server.url}/big.php`);
+  assert.equal(big.headers.get("content-length"), null);
+  assert.ok((await big.arrayBuffer()).byteLength > 1_000_000);
+});

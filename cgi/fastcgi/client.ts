@@ -15,6 +15,7 @@ import type { LogFn } from "../../server/types.ts";
 import {
   exchange,
   type ExchangeOptions,
+  type FastCgiOutput,
   type FastCgiRequest,
 } from "./exchange.ts";
 import {
@@ -23,7 +24,7 @@ import {
   createBackendPool,
 } from "./pool.ts";
 
-export type { FastCgiRequest } from "./exchange.ts";
+export type { FastCgiOutput, FastCgiRequest } from "./exchange.ts";
 
 /**
  * Options of {@linkcode createFastCgiClient}. Durations are in milliseconds.
@@ -134,9 +135,11 @@ export interface FastCgiBackendStats extends BackendPoolStats {
 export interface FastCgiClient {
   /**
    * Runs a request; resolves with STDOUT (a CGI response) once its first
-   * bytes arrived. Rejects with a {@linkcode FastCgiError} (502/504).
+   * bytes arrived: whole bytes when the response was complete by then,
+   * else a stream (see {@linkcode FastCgiOutput}). Rejects with a
+   * {@linkcode FastCgiError} (502/504).
    */
-  request(request: FastCgiRequest): Promise<ReadableStream<Uint8Array>>;
+  request(request: FastCgiRequest): Promise<FastCgiOutput>;
   /** Connection counters per backend. */
   stats(): FastCgiBackendStats[];
   /** Marks a backend usable again at once (e.g. after a restart). */
@@ -306,7 +309,7 @@ async function _request(
   req: FastCgiRequest,
   options: Omit<ExchangeOptions, "onDone">,
   log: LogFn | undefined,
-): Promise<ReadableStream<Uint8Array>> {
+): Promise<FastCgiOutput> {
   for (let attempt = 0;; attempt++) {
     const { backend, conn } = await balancer.acquire(req.signal);
     try {

@@ -25,6 +25,7 @@ export class FastCgiConnection {
   readonly #conn: Deno.Conn;
   readonly #reader: RecordReader;
   #pending: Promise<FastCgiRecord | null> | undefined;
+  #pendingSettled = false;
   #watching = false;
   #closed = false;
   #onClose: (() => void)[] = [];
@@ -80,8 +81,7 @@ export class FastCgiConnection {
     if (this.#closed) return;
     this.#watching = true;
     if (this.#pending) return;
-    const pending = this.#reader.next();
-    this.#pending = pending;
+    const pending = this.#track(this.#reader.next());
     pending.then(
       () => {
         if (this.#watching) this.close();
@@ -108,12 +108,26 @@ export class FastCgiConnection {
    */
   async probe(): Promise<boolean> {
     if (this.#closed) return true;
-    const pending = this.#pending ?? this.#reader.next();
-    this.#pending = pending;
-    let settled = false;
-    pending.then(() => settled = true, () => settled = true);
+    // A watched connection's read has been pending since it went idle: the
+    // event loop has polled it on every turn since, so it has settled if
+    // anything (a FIN) arrived — no need to wait a turn here.
+    if (this.#pending) return this.#pendingSettled;
+    this.#track(this.#reader.next());
     await new Promise((resolve) => setImmediate(resolve));
-    return settled || this.#closed;
+    return this.#pendingSettled || this.#closed;
+  }
+
+  /** Makes `read` the pending read and notes when it settles. */
+  #track(
+    read: Promise<FastCgiRecord | null>,
+  ): Promise<FastCgiRecord | null> {
+    this.#pending = read;
+    this.#pendingSettled = false;
+    const settle = (): void => {
+      if (this.#pending === read) this.#pendingSettled = true;
+    };
+    read.then(settle, settle);
+    return read;
   }
 
   /**
@@ -131,6 +145,17 @@ export class FastCgiConnection {
   }
 
   /**
+   * The next record if it has already arrived whole (no waiting), else
+   * `undefined`. Throws a `SyntaxError` on a malformed record header.
+   *
+   * @returns The record or `undefined`.
+   */
+  readBuffered(): FastCgiRecord | undefined {
+    if (this.#pending || this.#closed) return undefined;
+    return this.#reader.nextBuffered();
+  }
+
+  /**
    * Reads the next record, or `null` at end of stream. After `timeoutMs`
    * the connection is closed and a 504 {@linkcode FastCgiError} is thrown.
    *
@@ -138,6 +163,11 @@ export class FastCgiConnection {
    * @returns The record or `null`.
    */
   async read(timeoutMs: number): Promise<FastCgiRecord | null> {
+    if (!this.#pending) {
+      // Records often arrive several to a packet: no timer for those.
+      const buffered = this.#reader.nextBuffered();
+      if (buffered) return buffered;
+    }
     const next = this.#pending ?? this.#reader.next();
     this.#pending = undefined;
     if (timeoutMs <= 0) return await next;

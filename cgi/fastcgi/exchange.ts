@@ -60,6 +60,24 @@ export interface FastCgiRequest {
 }
 
 /**
+ * A responder's STDOUT: one `Uint8Array` when the whole of it had arrived
+ * by the time its first bytes did (small responses: no stream to read, the
+ * connection is already free), else a byte stream read on demand.
+ *
+ * @example Reading either kind
+ * ```ts
+ * import type { FastCgiOutput } from "@x/serve/fastcgi";
+ * import assert from "node:assert/strict";
+ *
+ * const output: FastCgiOutput = new TextEncoder().encode("Content-Type: text/plain\r\n\r\nhi");
+ * assert.match(await new Response(output).text(), /hi$/);
+ * ```
+ */
+export type FastCgiOutput =
+  | Uint8Array<ArrayBuffer>
+  | ReadableStream<Uint8Array>;
+
+/**
  * Options of {@linkcode exchange}. Durations are in milliseconds.
  *
  * @example Giving a slow script more time
@@ -152,8 +170,10 @@ async function _writeBody(
 
 /**
  * Runs one request on `conn`. Resolves once the first STDOUT bytes (or the
- * end of the request) arrived, with STDOUT as a byte stream; rejects with a
- * {@linkcode FastCgiError}. Cancelling the stream closes the connection.
+ * end of the request) arrived, with STDOUT (see {@linkcode FastCgiOutput}:
+ * whole bytes when END_REQUEST came with them, else a byte stream); rejects
+ * with a {@linkcode FastCgiError}. Cancelling the stream closes the
+ * connection.
  *
  * The error is `stale` (safe to retry on a fresh connection) only when a
  * reused connection was found dead before any byte of the request went
@@ -183,7 +203,7 @@ export async function exchange(
   conn: FastCgiConnection,
   request: FastCgiRequest,
   options: ExchangeOptions = {},
-): Promise<ReadableStream<Uint8Array>> {
+): Promise<FastCgiOutput> {
   const {
     firstByteTimeoutMs = 60_000,
     readTimeoutMs = 60_000,
@@ -199,7 +219,7 @@ export async function exchange(
   const body: _BodyState = whole
     ? { done: true, error: undefined }
     : _sendBody(conn, request.body);
-  const read = (timeoutMs: number): Promise<Uint8Array | null> =>
+  const read = (timeoutMs: number): Promise<Uint8Array<ArrayBuffer> | null> =>
     _nextChunk(conn, request, timeoutMs, body).catch((error) => {
       finish(false);
       throw error;
@@ -207,14 +227,21 @@ export async function exchange(
   const first = await read(firstByteTimeoutMs);
   if (first === null) {
     finish(body.done);
-    return new ReadableStream({
-      start(controller) {
-        controller.close();
-      },
-    });
+    return new Uint8Array();
+  }
+  let buffered;
+  try {
+    buffered = _buffered(conn, request, first);
+  } catch (error) {
+    finish(false);
+    throw error;
+  }
+  if (buffered.complete) {
+    finish(body.done);
+    return buffered.bytes;
   }
   return pullStream({
-    first,
+    first: buffered.bytes,
     read: async () => {
       const chunk = await read(readTimeoutMs);
       if (chunk === null) finish(body.done);
@@ -390,40 +417,83 @@ async function _readRecord(
   return record;
 }
 
+/**
+ * What one record means for the request: STDOUT bytes to hand on, the end
+ * of the request (`null`), or nothing to hand on (`undefined`: STDERR,
+ * empty STDOUT, another request id). Throws a {@linkcode FastCgiError} for
+ * a rejected request or an unexpected record.
+ */
+function _consume(
+  record: FastCgiRecord,
+  request: FastCgiRequest,
+): Uint8Array<ArrayBuffer> | null | undefined {
+  if (record.requestId !== _REQUEST_ID) return undefined; // management records and inactive ids
+  switch (record.type) {
+    case RecordType.STDOUT:
+      return record.content.length > 0 ? record.content : undefined;
+    case RecordType.STDERR:
+      if (record.content.length > 0) {
+        request.onStderr?.(_decoder.decode(record.content));
+      }
+      return undefined;
+    case RecordType.END_REQUEST: {
+      const protocolStatus = record.content[4];
+      if (record.content.length < 8 || protocolStatus !== 0) {
+        throw new FastCgiError(
+          502,
+          `FastCGI responder rejected the request (protocol status ${protocolStatus})`,
+        );
+      }
+      return null;
+    }
+    default:
+      throw new FastCgiError(
+        502,
+        `Unexpected FastCGI record type ${record.type}`,
+      );
+  }
+}
+
 /** Reads until STDOUT data (returned) or END_REQUEST (`null`). */
 async function _nextChunk(
   conn: FastCgiConnection,
   request: FastCgiRequest,
   timeoutMs: number,
   body: _BodyState,
-): Promise<Uint8Array | null> {
+): Promise<Uint8Array<ArrayBuffer> | null> {
   while (true) {
-    const record = await _readRecord(conn, timeoutMs, body);
-    if (record.requestId !== _REQUEST_ID) continue; // management records and inactive ids
-    switch (record.type) {
-      case RecordType.STDOUT:
-        if (record.content.length > 0) return record.content;
-        continue;
-      case RecordType.STDERR:
-        if (record.content.length > 0) {
-          request.onStderr?.(_decoder.decode(record.content));
-        }
-        continue;
-      case RecordType.END_REQUEST: {
-        const protocolStatus = record.content[4];
-        if (record.content.length < 8 || protocolStatus !== 0) {
-          throw new FastCgiError(
-            502,
-            `FastCGI responder rejected the request (protocol status ${protocolStatus})`,
-          );
-        }
-        return null;
-      }
-      default:
-        throw new FastCgiError(
-          502,
-          `Unexpected FastCGI record type ${record.type}`,
-        );
-    }
+    const chunk = _consume(await _readRecord(conn, timeoutMs, body), request);
+    if (chunk !== undefined) return chunk;
   }
+}
+
+/**
+ * The records that arrived together with the first STDOUT bytes: all of
+ * STDOUT when END_REQUEST is among them (`complete`), else what there is.
+ */
+function _buffered(
+  conn: FastCgiConnection,
+  request: FastCgiRequest,
+  first: Uint8Array<ArrayBuffer>,
+): { bytes: Uint8Array<ArrayBuffer>; complete: boolean } {
+  let chunks: Uint8Array[] | undefined;
+  while (true) {
+    let record: FastCgiRecord | undefined;
+    try {
+      record = conn.readBuffered();
+    } catch (error) {
+      throw new FastCgiError(
+        502,
+        `Malformed FastCGI record: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    if (record === undefined) break;
+    const chunk = _consume(record, request);
+    if (chunk === null) {
+      return { bytes: chunks ? concatBytes(chunks) : first, complete: true };
+    }
+    if (chunk) (chunks ??= [first]).push(chunk);
+  }
+  return { bytes: chunks ? concatBytes(chunks) : first, complete: false };
 }

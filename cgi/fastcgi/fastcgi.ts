@@ -25,6 +25,7 @@ import { buildCgiEnv } from "../env.ts";
 import { dispatchLocalRedirect } from "../redirect.ts";
 import {
   type CgiResponse,
+  discardBody,
   parseCgiResponse,
   toHttpResponse,
 } from "../response.ts";
@@ -34,8 +35,10 @@ import {
   createFastCgiClient,
   type FastCgiClient,
   type FastCgiClientOptions,
+  type FastCgiOutput,
 } from "./client.ts";
 import { FastCgiError } from "./errors.ts";
+import { slowAbort } from "./slow_abort.ts";
 import { type FastCgiWorkers, spawnFastCgiWorkers } from "./spawn.ts";
 
 /**
@@ -342,21 +345,18 @@ function _params(
 
 /** Sends the request and reads the response's header block (502/504 on failure). */
 async function _exchange(
-  req: Request,
   ctx: Context,
   scriptName: string,
   params: [string, string][],
   body: PreparedBody,
   settings: _Forwarding,
-): Promise<CgiResponse> {
+  signal: AbortSignal,
+): Promise<CgiResponse<FastCgiOutput>> {
   try {
     const stdout = await settings.backend.client.request({
       params,
       body: body.stream,
-      // Aborts when the client goes away, before or during the response
-      // (deno.json opts into --unstable-no-legacy-abort, so a finished
-      // response does not count as an abort).
-      signal: req.signal,
+      signal,
       onStderr: (text) =>
         ctx.log("warn", `FastCGI stderr (${scriptName}): ${text.trimEnd()}`),
     });
@@ -373,6 +373,12 @@ async function _exchange(
   }
 }
 
+/**
+ * Milliseconds a FastCGI answer may take before the client's connection is
+ * watched for a disconnect (see {@linkcode slowAbort}).
+ */
+const _WATCH_CLIENT_AFTER_MS = 20;
+
 /** Runs `script` on a responder and answers with its response. */
 async function _forward(
   req: Request,
@@ -386,26 +392,40 @@ async function _forward(
   }
   await settings.backend.started;
   const body = await prepareRequestBody(req, settings.body);
+  // Aborts when the client goes away, before or during the response
+  // (deno.json opts into --unstable-no-legacy-abort, so a finished response
+  // does not count as an abort); watched only once the answer is slow.
+  const abort = slowAbort(req, _WATCH_CLIENT_AFTER_MS);
   let handedOver = false;
   try {
     const params = _params(req, ctx, script, body, settings);
     const parsed = await _exchange(
-      req,
       ctx,
       scriptName,
       params,
       body,
       settings,
+      abort.signal,
     );
     if (parsed.localRedirect !== undefined) {
-      await parsed.body.cancel().catch(() => {});
+      discardBody(parsed.body);
       return await dispatchLocalRedirect(req, ctx, parsed.localRedirect);
     }
-    const disposing = _onSettled(parsed.body, () => body.dispose());
+    if (parsed.body instanceof Uint8Array) {
+      // The whole response is here: the exchange is over.
+      return toHttpResponse(parsed, req.method);
+    }
+    const disposing = _onSettled(parsed.body, () => {
+      abort.stop();
+      return body.dispose();
+    });
     handedOver = true;
     return toHttpResponse({ ...parsed, body: disposing }, req.method);
   } finally {
-    if (!handedOver) await body.dispose();
+    if (!handedOver) {
+      abort.stop();
+      await body.dispose();
+    }
   }
 }
 

@@ -32,6 +32,7 @@ export {
   type FastCgiBackendStats,
   type FastCgiClient,
   type FastCgiClientOptions,
+  type FastCgiOutput,
   type FastCgiRequest,
 } from "./client.ts";
 export type { BackendPoolStats } from "./pool.ts";

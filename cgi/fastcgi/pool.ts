@@ -203,7 +203,10 @@ export function createBackendPool(
   const parsed = parseAddress(address);
   const label = formatAddress(parsed);
   const idle: FastCgiConnection[] = [];
-  const timers = new Map<FastCgiConnection, ReturnType<typeof setTimeout>>();
+  // When each idle connection went idle; one sweep timer closes those idle
+  // too long (no timer per request).
+  const idleSince = new Map<FastCgiConnection, number>();
+  let sweep: ReturnType<typeof setTimeout> | undefined;
   const live = new Set<FastCgiConnection>();
   let open = 0;
   let opened = 0;
@@ -211,11 +214,25 @@ export function createBackendPool(
   let closed = false;
 
   function clearIdle(conn: FastCgiConnection): void {
-    const timer = timers.get(conn);
-    if (timer !== undefined) clearTimeout(timer);
-    timers.delete(conn);
+    idleSince.delete(conn);
     const i = idle.indexOf(conn);
     if (i >= 0) idle.splice(i, 1);
+    if (idle.length === 0 && sweep !== undefined) {
+      clearTimeout(sweep);
+      sweep = undefined;
+    }
+  }
+
+  /** Closes the connections idle for `keepAliveTimeoutMs`; re-arms for the next. */
+  function sweepIdle(): void {
+    sweep = undefined;
+    const now = Date.now();
+    let next = Infinity;
+    for (const [conn, since] of [...idleSince]) {
+      if (now - since >= keepAliveTimeoutMs) conn.close();
+      else next = Math.min(next, since + keepAliveTimeoutMs);
+    }
+    if (next !== Infinity) sweep = setTimeout(sweepIdle, next - now);
   }
 
   function hasCapacity(): boolean {
@@ -270,7 +287,8 @@ export function createBackendPool(
       return;
     }
     idle.push(conn);
-    timers.set(conn, setTimeout(() => conn.close(), keepAliveTimeoutMs));
+    idleSince.set(conn, Date.now());
+    sweep ??= setTimeout(sweepIdle, keepAliveTimeoutMs);
     conn.watch();
     onRelease?.();
   }
