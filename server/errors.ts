@@ -83,8 +83,81 @@ export class HttpError extends Error {
 }
 
 /**
+ * The `errno` names of the file-system errors that mean "no file has this
+ * name": nothing there (`ENOENT`), a file where a directory was expected
+ * (`ENOTDIR`), a name or path longer than the file system takes
+ * (`ENAMETOOLONG`), a symlink loop (`ELOOP`), a name that is not valid in
+ * the file system's encoding (`EILSEQ`). Deno raises the first three as
+ * `Deno.errors.NotFound`, `NotADirectory` and `FilesystemLoop`, the others
+ * as a plain `Error` whose `code` names them.
+ */
+const _NO_SUCH_PATH = new Set([
+  "ENOENT",
+  "ENOTDIR",
+  "ENAMETOOLONG",
+  "ELOOP",
+  "EILSEQ",
+]);
+
+/**
+ * The `code` of an error (`"ENAMETOOLONG"`, `"EINVAL"`…), if it has one.
+ *
+ * @example Reading an errno name
+ * ```ts
+ * import { errorCode } from "./errors.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const error = Object.assign(new Error("File name too long"), {
+ *   code: "ENAMETOOLONG",
+ * });
+ * assert.equal(errorCode(error), "ENAMETOOLONG");
+ * assert.equal(errorCode(new Error("boom")), undefined);
+ * ```
+ *
+ * @param error Anything thrown.
+ * @returns Its string `code`, else `undefined`.
+ */
+export function errorCode(error: unknown): string | undefined {
+  if (typeof error !== "object" || error === null) return undefined;
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" ? code : undefined;
+}
+
+/**
+ * True for a file-system error that only says no file has the name asked
+ * for (see the list above: `NotFound`, `NotADirectory`, `FilesystemLoop`,
+ * `ENAMETOOLONG`, `EILSEQ`), whatever path a client sent: the server
+ * answers it with 404, never 500.
+ *
+ * @example Telling a missing name from a failure
+ * ```ts
+ * import { isNoSuchPath } from "./errors.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const long = await Deno.stat("/" + "a".repeat(300)).catch((e) => e);
+ * assert.equal(isNoSuchPath(long), true); // ENAMETOOLONG
+ * assert.equal(isNoSuchPath(new Deno.errors.NotADirectory("x")), true);
+ * assert.equal(isNoSuchPath(new Error("boom")), false);
+ * ```
+ *
+ * @param error Anything thrown.
+ * @returns Whether it means "no such file".
+ */
+export function isNoSuchPath(error: unknown): boolean {
+  if (
+    error instanceof Deno.errors.NotFound ||
+    error instanceof Deno.errors.NotADirectory ||
+    error instanceof Deno.errors.FilesystemLoop
+  ) return true;
+  const code = errorCode(error);
+  return code !== undefined && _NO_SUCH_PATH.has(code);
+}
+
+/**
  * Maps any thrown value to a status: {@linkcode HttpError} keeps its own,
- * `NotFound` → 404, `PermissionDenied`/`NotCapable` → 403, else 500.
+ * "no such file" errors ({@linkcode isNoSuchPath}: `NotFound`,
+ * `NotADirectory`, `FilesystemLoop`, `ENAMETOOLONG`, `EILSEQ`) → 404,
+ * `PermissionDenied`/`NotCapable` → 403, else 500.
  *
  * @example Mapping Deno errors
  * ```ts
@@ -100,8 +173,7 @@ export class HttpError extends Error {
  */
 export function statusOf(error: unknown): number {
   if (error instanceof HttpError) return error.status;
-  if (error instanceof Deno.errors.NotFound) return 404;
-  if (error instanceof Deno.errors.NotADirectory) return 404;
+  if (isNoSuchPath(error)) return 404;
   if (
     error instanceof Deno.errors.PermissionDenied ||
     error instanceof Deno.errors.NotCapable

@@ -9,7 +9,7 @@
  */
 
 import { join, sep } from "node:path";
-import { HttpError } from "./errors.ts";
+import { errorCode, HttpError, isNoSuchPath } from "./errors.ts";
 import { _FileCache, type FileCacheOptions } from "./file_cache.ts";
 import type {
   Context,
@@ -20,6 +20,30 @@ import type {
 } from "./types.ts";
 
 const _WINDOWS = Deno.build.os === "windows";
+
+/**
+ * The longest request target {@linkcode resolvePath} takes, in bytes: the
+ * path and query as sent (percent-encoded). Longer → 414 URI Too Long
+ * before anything is decoded or looked up. nginx's default limit for a
+ * request line is the same 8 KiB; it also keeps a query string or
+ * `PATH_INFO` far below what a CGI environment variable (128 KiB on
+ * Linux) or a FastCGI params record (64 KiB) can carry.
+ */
+export const MAX_TARGET_BYTES = 8192;
+
+/**
+ * The longest decoded path segment that can name a file, in UTF-8 bytes
+ * (`NAME_MAX` of Linux file systems). A longer one is not found (404),
+ * without a system call.
+ */
+export const MAX_SEGMENT_BYTES = 255;
+
+/**
+ * The longest file path a lookup asks the file system for, in UTF-8 bytes,
+ * the root included (`PATH_MAX` is 4 096 with the terminating NUL). A
+ * longer one is not found (404), without a system call.
+ */
+export const MAX_PATH_BYTES = 4095;
 
 /**
  * Options of {@linkcode resolvePath}.
@@ -122,11 +146,26 @@ export function isInside(root: string, path: string): boolean {
     path.startsWith(root.endsWith(sep) ? root : root + sep);
 }
 
-/** Errors of a lookup that mean "there is no such file here". */
+/**
+ * Errors of a lookup that mean "there is no such file here": the "no such
+ * path" errors of `statusOf()`, and `EINVAL`, which a stat or realpath of
+ * a name only raises when the file system refuses the name (vfat, CIFS).
+ * Elsewhere `EINVAL` is a bug, so it stays a 500 outside lookups.
+ */
 function _missing(error: unknown): boolean {
-  return error instanceof Deno.errors.NotFound ||
-    error instanceof Deno.errors.NotADirectory ||
-    error instanceof Deno.errors.FilesystemLoop;
+  return isNoSuchPath(error) || errorCode(error) === "EINVAL";
+}
+
+/** The UTF-8 length of `text` (valid UTF-16: decoded paths always are). */
+function _utf8Bytes(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) continue;
+    // 2 bytes below U+0800, 3 above; a surrogate pair's 4 are 2 + 2.
+    bytes += unit >= 0x800 && (unit < 0xd800 || unit > 0xdfff) ? 2 : 1;
+  }
+  return bytes;
 }
 
 /** Options of {@linkcode documentRoot}: the path policy. */
@@ -164,6 +203,13 @@ export interface ClosableDocumentRoot extends DocumentRoot, AsyncDisposable {
  * one lookup with the dotfile and symlink policy. `resolvePath()` makes one
  * for the site; the CGI gateway makes one for each script directory.
  *
+ * `find()` answers `undefined` (not found) for a name no file system could
+ * hold — a segment over {@linkcode MAX_SEGMENT_BYTES} or a path over
+ * {@linkcode MAX_PATH_BYTES}, the root included — without a system call,
+ * and for every error that only says no such file exists (`ENOENT`,
+ * `ENOTDIR`, `ENAMETOOLONG`, `ELOOP`, `EILSEQ`, `EINVAL`); whatever path a
+ * client sends, a lookup never fails with a 500.
+ *
  * @example Looking files up under a policy
  * ```ts
  * import { documentRoot } from "@x/serve";
@@ -176,6 +222,7 @@ export interface ClosableDocumentRoot extends DocumentRoot, AsyncDisposable {
  * assert.equal((await root.find(["a.txt"]))?.info.size, 2);
  * assert.equal(await root.find([".env"]), undefined);
  * assert.equal(await root.find(["missing"]), undefined);
+ * assert.equal(await root.find(["a".repeat(256)]), undefined); // no stat
  * await Deno.remove(dir, { recursive: true });
  * ```
  *
@@ -191,6 +238,22 @@ export function documentRoot(
   const cache = options.cache
     ? new _FileCache(realRoot, options.cache)
     : undefined;
+  const rootBytes = _utf8Bytes(
+    realRoot.endsWith(sep) ? realRoot.slice(0, -1) : realRoot,
+  );
+
+  /** Whether the file system could take this name at all (no syscall). */
+  function fits(segments: readonly string[]): boolean {
+    let bytes = rootBytes;
+    for (const segment of segments) {
+      // A segment is at least as many bytes as UTF-16 units.
+      if (segment.length > MAX_SEGMENT_BYTES) return false;
+      const length = _utf8Bytes(segment);
+      if (length > MAX_SEGMENT_BYTES) return false;
+      bytes += 1 + length;
+    }
+    return bytes <= MAX_PATH_BYTES;
+  }
 
   function hides(segment: string): boolean {
     return !dotfiles && _hidden(segment);
@@ -217,6 +280,7 @@ export function documentRoot(
     segments: readonly string[],
   ): Promise<ResolvedFile | undefined> {
     if (!dotfiles && segments.some(_hidden)) return undefined;
+    if (!fits(segments)) return undefined;
     const path = segments.length ? join(realRoot, ...segments) : realRoot;
     const cached = cache?.get(path);
     if (cached) return cached.file;
@@ -265,7 +329,8 @@ export interface ResolvePathMiddleware extends Middleware, AsyncDisposable {
 /**
  * The path-resolution middleware. It sets `ctx.segments`, `ctx.path`,
  * `ctx.root` and `ctx.file` (when the path exists), then calls `next()`.
- * Malformed paths → 400; hidden dotfiles → 404.
+ * A request target (path and query) over {@linkcode MAX_TARGET_BYTES} →
+ * 414; malformed paths → 400; hidden dotfiles → 404.
  *
  * @example Resolving a path
  * ```ts
@@ -313,7 +378,11 @@ export function resolvePath(
       throw error;
     }
     ctx.root = found;
-    const segments = decodePath(ctx.url.pathname);
+    const { pathname, search } = ctx.url; // percent-encoded: 1 byte a unit
+    if (pathname.length + search.length > MAX_TARGET_BYTES) {
+      throw new HttpError(414, `Request target over ${MAX_TARGET_BYTES} bytes`);
+    }
+    const segments = decodePath(pathname);
     if (segments.some((s) => found.hides(s))) {
       throw new HttpError(404, "Dotfile hidden");
     }
