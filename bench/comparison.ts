@@ -2,15 +2,24 @@
  * The static comparison: @x/serve (CLI) vs nginx with `open_file_cache`,
  * nginx as shipped (no `open_file_cache`), and the in-memory `Deno.serve`
  * ceiling (optionally the minimal streaming `Deno.serve` too), on the same
- * files, at the settings' connections and at 1 connection.
+ * files, at the settings' connections and at 1 connection; plus `x-serve
+ * guard`, the same CLI with `--connection-guard on`, as a variant row.
  *
  * @module
  */
 
 import { type Case, COMPARISON_CASES } from "./fixtures.ts";
-import { type Group, type GroupCase, startEach } from "./groups.ts";
+import {
+  type Group,
+  type GroupCase,
+  startEach,
+  type Variant,
+} from "./groups.ts";
 import type { Settings } from "./measure.ts";
 import {
+  GUARD,
+  GUARD_FLAGS,
+  guardNote,
   startDenoMinimal,
   startMemoryDeno,
   startNginx,
@@ -22,6 +31,7 @@ const _NGINX_OFC = "nginx-ofc";
 const _NGINX = "nginx";
 const _MEMORY = "memory-deno";
 const _MINIMAL = "deno-minimal";
+const _VARIANTS: Variant[] = [{ name: GUARD, label: "guard" }];
 
 /** The `open_file_cache` directives of the tuned nginx. */
 export const OPEN_FILE_CACHE =
@@ -41,7 +51,7 @@ export interface StaticOptions {
   minimal: boolean;
 }
 
-/** `c` at `connections`, run by `servers`. */
+/** `c` at `connections`, run by `servers` and the variants. */
 function _at(c: Case, connections: number, servers: string[]): GroupCase {
   return {
     ...c,
@@ -49,6 +59,7 @@ function _at(c: Case, connections: number, servers: string[]): GroupCase {
     label: `${c.label}, ${connections} conn`,
     connections,
     servers,
+    variants: _VARIANTS,
   };
 }
 
@@ -81,12 +92,14 @@ export function staticGroup(o: StaticOptions): Group {
       `. The summary's peer is ${_NGINX_OFC}. The 304 case sends the ETag ` +
       `each server gave; the listing is @x/serve's listing vs nginx ` +
       `\`autoindex on\`.`,
+      guardNote(),
     ],
     rounds: o.rounds,
     cases,
     start: async () => ({
       servers: await startEach([
         () => startXServe(o.root),
+        () => startXServe(o.root, { name: GUARD, flags: [...GUARD_FLAGS] }),
         () =>
           startNginx(o.root, {
             name: _NGINX_OFC,

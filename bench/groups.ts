@@ -2,7 +2,8 @@
  * The side-by-side runner shared by every workload group (static, CGI,
  * PHP, TLS): start the group's servers, measure every case on each of its
  * servers for several rounds (the order of servers rotating per case and
- * round), report the medians with `x-serve / peer` ratios, and stop them.
+ * round), report the medians with `x-serve / peer` ratios (and `variant /
+ * x-serve` for variants of @x/serve such as `x-serve guard`), and stop them.
  *
  * @module
  */
@@ -13,6 +14,18 @@ import { sumMemory } from "./proc.ts";
 import { int, mib, ms, ratio, type Report, type Table } from "./report.ts";
 import type { RunningServer } from "./servers.ts";
 
+/**
+ * A variant of the server under test (the same @x/serve CLI with other
+ * flags, e.g. `--connection-guard on`): an extra row of the case, compared
+ * with the default @x/serve (`variant / x`), not with the peer.
+ */
+export interface Variant {
+  /** The server's name (`x-serve guard`, `x-serve tuned tcp`). */
+  name: string;
+  /** Short label for the summary column `LABEL / x` (`guard`, `tuned`). */
+  label: string;
+}
+
 /** A case of a group and the servers that run it. */
 export interface GroupCase extends Case {
   /**
@@ -20,6 +33,13 @@ export interface GroupCase extends Case {
    * second its peer (the summary's ratio), the others extra rows.
    */
   servers: string[];
+  /** Variants of the first server, measured too (extra rows, own ratios). */
+  variants?: Variant[];
+}
+
+/** Every server of `c`, in order: `servers`, then the variants. */
+export function caseServers(c: GroupCase): string[] {
+  return [...c.servers, ...(c.variants ?? []).map((v) => v.name)];
 }
 
 /** The servers of a group. */
@@ -60,6 +80,10 @@ export interface SummaryRow {
   peer: { name: string; rps: number; latencyMs: number };
   /** The other servers of the case. */
   others: Array<{ name: string; rps: number }>;
+  /** Variants of @x/serve (compared with `x`: `variant / x`). */
+  variants: Array<
+    { label: string; name: string; rps: number; latencyMs: number }
+  >;
 }
 
 /** What a group produced (its entry in the JSON document). */
@@ -119,7 +143,26 @@ function _latency(m: Measurement): number {
   return Number.isNaN(m.p50Ms) ? m.meanMs : m.p50Ms;
 }
 
-/** The per-case table: a row per server, then `x / other` ratio rows. */
+/** The ratio cells `a / b` of a case table row (after the name). */
+function _ratioCells(a: Measurement, b: Measurement): string[] {
+  return [
+    ratio(a.rps, b.rps),
+    ratio(a.bytesPerSecond, b.bytesPerSecond),
+    ratio(a.p50Ms, b.p50Ms),
+    ratio(a.p99Ms, b.p99Ms),
+    ratio(a.meanMs, b.meanMs),
+    ratio(a.peakRss, b.peakRss),
+    ratio(a.cpuPercent, b.cpuPercent),
+    ratio(_perCpu(a), _perCpu(b)),
+    "",
+    "",
+  ];
+}
+
+/**
+ * The per-case table: a row per server (variants last), then `x / other`
+ * ratio rows, then `variant / x` rows.
+ */
 function _caseTable(c: GroupCase, rows: Measurement[]): Table {
   const head = [
     "server",
@@ -152,32 +195,30 @@ function _caseTable(c: GroupCase, rows: Measurement[]): Table {
   const ratios = others.flatMap((other) => {
     const o = rows.find((m) => m.server === other);
     if (!x || !o) return [];
-    return [[
-      `${x.server} / ${other}`,
-      ratio(x.rps, o.rps),
-      ratio(x.bytesPerSecond, o.bytesPerSecond),
-      ratio(x.p50Ms, o.p50Ms),
-      ratio(x.p99Ms, o.p99Ms),
-      ratio(x.meanMs, o.meanMs),
-      ratio(x.peakRss, o.peakRss),
-      ratio(x.cpuPercent, o.cpuPercent),
-      ratio(_perCpu(x), _perCpu(o)),
-      "",
-      "",
-    ]];
+    return [[`${x.server} / ${other}`, ..._ratioCells(x, o)]];
   });
-  return { head, rows: [...abs, ...ratios] };
+  const variants = (c.variants ?? []).flatMap((v) => {
+    const o = rows.find((m) => m.server === v.name);
+    if (!x || !o) return [];
+    return [[`${v.name} / ${x.server}`, ..._ratioCells(o, x)]];
+  });
+  return { head, rows: [...abs, ...ratios, ...variants] };
 }
 
 /**
  * The summary table of rows (one per workload): @x/serve's req/s, the
- * peer's, the ratio, the other servers' ratios and the latencies.
+ * peer's, the ratio, the other servers' ratios, the latencies, and a
+ * `LABEL / x` req/s column per variant label (`guard / x`: the variant of
+ * @x/serve vs the default one; empty where a workload has no such variant).
  *
  * @param rows The rows.
  * @param withGroup Prefix the workload with its group.
  * @returns The table.
  */
 export function summaryTable(rows: SummaryRow[], withGroup = true): Table {
+  const labels = [
+    ...new Set(rows.flatMap((r) => r.variants.map((v) => v.label))),
+  ];
   return {
     head: [
       "workload",
@@ -187,6 +228,7 @@ export function summaryTable(rows: SummaryRow[], withGroup = true): Table {
       "x / peer",
       "x / others",
       "p50 ms (x / peer)",
+      ...labels.map((l) => `${l} / x`),
     ],
     rows: rows.map((r) => [
       withGroup ? `${r.group}: ${r.workload}` : r.workload,
@@ -196,6 +238,10 @@ export function summaryTable(rows: SummaryRow[], withGroup = true): Table {
       ratio(r.x.rps, r.peer.rps),
       r.others.map((o) => `${o.name} ${ratio(r.x.rps, o.rps)}`).join(", "),
       `${ms(r.x.latencyMs)} / ${ms(r.peer.latencyMs)}`,
+      ...labels.map((l) => {
+        const v = r.variants.find((v) => v.label === l);
+        return v ? ratio(v.rps, r.x.rps) : "";
+      }),
     ]),
   };
 }
@@ -245,7 +291,7 @@ export async function runGroup(
     const warmed = new Set<string>();
     for (let round = 0; round < group.rounds; round++) {
       for (const [i, c] of group.cases.entries()) {
-        const names = c.servers;
+        const names = caseServers(c);
         for (let k = 0; k < names.length; k++) {
           const name = names[(i + round + k) % names.length]!;
           const server = byName.get(name);
@@ -269,7 +315,7 @@ export async function runGroup(
     const medians: Measurement[] = [];
     const summary: SummaryRow[] = [];
     for (const c of group.cases) {
-      const rows = c.servers.map((name) =>
+      const rows = caseServers(c).map((name) =>
         _medianOf(
           measurements.filter((m) => m.case === c.id && m.server === name),
         )
@@ -279,7 +325,7 @@ export async function runGroup(
       report.table(_caseTable(c, rows));
       if (group.rounds > 1) {
         report.text(
-          `req/s per round: ` + c.servers.map((name) =>
+          `req/s per round: ` + caseServers(c).map((name) =>
             `${name} ` + measurements.filter((m) =>
               m.case === c.id && m.server === name
             ).map((m) =>
@@ -288,7 +334,7 @@ export async function runGroup(
           ).join("; ") + ".",
         );
       }
-      const [x, peer, ...others] = rows;
+      const [x, peer, ...others] = rows.slice(0, c.servers.length);
       if (x && peer) {
         summary.push({
           group: group.id,
@@ -297,6 +343,17 @@ export async function runGroup(
           x: { name: x.server, rps: x.rps, latencyMs: _latency(x) },
           peer: { name: peer.server, rps: peer.rps, latencyMs: _latency(peer) },
           others: others.map((o) => ({ name: o.server, rps: o.rps })),
+          variants: (c.variants ?? []).flatMap((v) => {
+            const m = rows.find((m) => m.server === v.name);
+            return m
+              ? [{
+                label: v.label,
+                name: m.server,
+                rps: m.rps,
+                latencyMs: _latency(m),
+              }]
+              : [];
+          }),
         });
       }
     }

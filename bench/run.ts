@@ -46,16 +46,21 @@ const _USAGE =
                  open_file_cache) vs an in-memory Deno.serve, 32 and 1 conn
   --cgi          CGI hello: x-serve --cgi vs lighttpd mod_cgi, 1 and 8 conn
   --php          PHP hello: x-serve --fastcgi vs nginx, same php-fpm pools,
-                 TCP and unix socket, 1 and 16 conn
+                 TCP and unix socket, 1 and 16 conn; plus x-serve tuned
+                 (--fastcgi-keep-alive 4 --fastcgi-max-connections 4)
   --tls          HTTPS 1 KiB (1 and 32 conn) and HTTP/2 (h2load -c 8 -m 10):
                  x-serve --cert --key vs nginx ssl http2
   --all          All four groups (the default when no flag is given)
   --small-files  serveStatic bufferBelow 0 (stream) vs read-whole study
                  (only when asked; combine with the flags above)
 
-Environment: BENCH_SECONDS=3 BENCH_WARMUP=1 BENCH_CONNECTIONS=32
-BENCH_THREADS=1 BENCH_NGINX_WORKERS=1 BENCH_MINIMAL=0
-BENCH_ROUNDS (default: static 1, cgi/php/tls 3, small-files 2)`;
+Static, CGI, PHP and TLS also run "x-serve guard" rows (the same CLI with
+--connection-guard on, compared with the default x-serve: guard / x).
+
+Environment: BENCH_SECONDS=3 (measured seconds per run) BENCH_WARMUP=1
+BENCH_CONNECTIONS=32 BENCH_THREADS=1 BENCH_NGINX_WORKERS=1 BENCH_MINIMAL=0
+BENCH_ROUNDS (default: static 1, cgi/php/tls 3, small-files 2)
+Quick smoke run: BENCH_ROUNDS=1 BENCH_SECONDS=1 BENCH_WARMUP=0 deno task bench`;
 
 /** The fixtures of this run, removed on exit and on signals. */
 let _fixtures: Fixtures | undefined;
@@ -193,9 +198,22 @@ async function main(args: string[]): Promise<number> {
   data.totalSeconds = total;
   if (summary.length > 0) {
     report.heading("Summary: @x/serve vs its peer");
+    const labels = new Set(
+      summary.flatMap((r) => r.variants.map((v) => v.label)),
+    );
     report.text(
       "Median req/s; `x / peer` above 1× means @x/serve is faster. " +
-        "Latency: p50 (HTTP/2: mean).",
+        "Latency: p50 (HTTP/2: mean)." +
+        (labels.has("guard")
+          ? " `guard / x`: `x-serve guard` (`--connection-guard on`) vs " +
+            "the default x-serve (guard off on 127.0.0.1), below 1× is " +
+            "the guard's cost."
+          : "") +
+        (labels.has("tuned")
+          ? " `tuned / x`: PHP with `--fastcgi-keep-alive 4 " +
+            "--fastcgi-max-connections 4` (own php-fpm pools) vs the " +
+            "defaults."
+          : ""),
     );
     report.table(summaryTable(summary));
   }

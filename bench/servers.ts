@@ -7,6 +7,7 @@
  * @module
  */
 
+import { guardAvailable } from "../cli/conn_guard.ts";
 import { childrenOf } from "./proc.ts";
 
 /** A server started by the benchmark. */
@@ -198,6 +199,50 @@ export function startXServe(
     ...tls,
     ...(options.flags ?? []),
   ], options.tls?.certPem);
+}
+
+/** The name of the guarded @x/serve rows (`x-serve guard`, `… tcp`). */
+export const GUARD = "x-serve guard";
+
+/**
+ * The flags of the `x-serve guard` rows: the connection guard on with its
+ * default deadlines and caps (`auto`, the default, leaves it off on
+ * 127.0.0.1, where the benchmark listens).
+ */
+export const GUARD_FLAGS: readonly string[] = ["--connection-guard", "on"];
+
+/** How {@linkcode guardNote} names the rows (Markdown). */
+export interface GuardNoteNames {
+  /** The guarded rows (default `` `x-serve guard` ``). */
+  guard?: string;
+  /** The default rows they are compared with (default `` `x-serve` ``). */
+  x?: string;
+  /** The ratio row of the case tables (default `` `x-serve guard / x-serve` ``). */
+  ratio?: string;
+}
+
+/**
+ * The note that explains the `x-serve guard` rows (Markdown), with a
+ * warning when this Deno cannot run the guard (the CLI then serves
+ * unguarded, so the row would only repeat `x-serve`).
+ *
+ * @param names How to name the rows.
+ * @returns The paragraph.
+ */
+export function guardNote(names: GuardNoteNames = {}): string {
+  const guard = names.guard ?? `\`${GUARD}\``;
+  const x = names.x ?? "`x-serve`";
+  const ratio = names.ratio ?? `\`${GUARD} / x-serve\``;
+  const text = `${guard} = the same CLI with ` +
+    `\`${GUARD_FLAGS.join(" ")}\` (its default deadlines and caps); ` +
+    `${x} runs with the guard off, as \`--connection-guard auto\` ` +
+    `leaves it on 127.0.0.1. It is an extra row, not the peer: the case ` +
+    `tables add ${ratio} and the summary \`guard / x\` (req/s; below 1× ` +
+    `is the guard's cost).`;
+  return guardAvailable() ? text : text +
+    " **Warning: this Deno lacks the internal `serveHttpOnConnection` the " +
+    "guard needs, so the CLI served without it and the row only repeats " +
+    `${x}.**`;
 }
 
 /**
@@ -476,27 +521,50 @@ $HTTP["url"] =~ "^/cgi-bin/" {
   });
 }
 
-/** A running php-fpm and the addresses of its two pools. */
-export interface PhpFpm {
-  /** The process (a backend: `origin` is empty, it is not measured). */
-  server: RunningServer;
+/** The two pools of one set: one on TCP, one on a unix socket. */
+export interface PhpFpmPools {
   /** The TCP pool, `127.0.0.1:PORT`. */
   tcp: string;
   /** The unix-socket pool's socket path. */
   socket: string;
 }
 
+/** A running php-fpm and the addresses of its pools. */
+export interface PhpFpm extends PhpFpmPools {
+  /** The process (a backend: `origin` is empty, it is not measured). */
+  server: RunningServer;
+  /**
+   * Every set of pools by name (`""`: the first set, also `tcp` and
+   * `socket` above).
+   */
+  sets: Record<string, PhpFpmPools>;
+}
+
 /**
- * Starts php-fpm in the foreground (`-F -y CONF`, `-R` as root) with two
- * identical pools, `pm = static` and 4 children each: one on a TCP port,
- * one on a unix socket. Both @x/serve and nginx use these same pools.
+ * Starts php-fpm in the foreground (`-F -y CONF`, `-R` as root) with one
+ * set of two identical pools per name in `sets`, `pm = static` and 4
+ * children each: one on a TCP port, one on a unix socket. Every pool is
+ * configured the same; separate sets keep clients that hold workers with
+ * kept connections (@x/serve's `--fastcgi-keep-alive`) from starving the
+ * others.
  *
- * @returns The process and the two addresses.
+ * @param sets The names of the sets (default one, `""`); the first is
+ *   also returned as `tcp` and `socket`.
+ * @returns The process and the addresses.
  */
-export async function startPhpFpm(): Promise<PhpFpm> {
+export async function startPhpFpm(sets: string[] = [""]): Promise<PhpFpm> {
+  if (sets.length === 0) throw new Error("startPhpFpm: no pool set");
   const dir = await Deno.makeTempDir({ prefix: "x-serve-bench-fpm-" });
-  const port = _freePort();
-  const socket = `${dir}/php-fpm.sock`;
+  const pools: Record<string, PhpFpmPools & { port: number }> = {};
+  for (const name of sets) {
+    const port = _freePort();
+    const suffix = name ? `-${name}` : "";
+    pools[name] = {
+      port,
+      tcp: `127.0.0.1:${port}`,
+      socket: `${dir}/php-fpm${suffix}.sock`,
+    };
+  }
   const pool = (name: string, listen: string) => `
 [${name}]
 listen = ${listen}
@@ -508,7 +576,12 @@ pm.max_children = 4
 daemonize = no
 pid = ${dir}/php-fpm.pid
 error_log = ${dir}/error.log
-${pool("bench-tcp", `127.0.0.1:${port}`)}${pool("bench-unix", socket)}`;
+${
+    Object.entries(pools).map(([name, p]) => {
+      const prefix = name ? `bench-${name}` : "bench";
+      return pool(`${prefix}-tcp`, p.tcp) + pool(`${prefix}-unix`, p.socket);
+    }).join("")
+  }`;
   await Deno.writeTextFile(`${dir}/php-fpm.conf`, conf);
   const args = ["-F", "-y", `${dir}/php-fpm.conf`];
   if (Deno.uid() === 0) args.push("-R");
@@ -521,14 +594,20 @@ ${pool("bench-tcp", `127.0.0.1:${port}`)}${pool("bench-unix", socket)}`;
     origin: "",
     withChildren: true,
     ready: async (alive) => {
-      await _waitForPort(port, alive);
-      const deadline = Date.now() + 10_000;
-      while (!(await Deno.stat(socket).catch(() => undefined))) {
-        if (!alive()) throw new Error("exited");
-        if (Date.now() > deadline) throw new Error(`no ${socket}`);
-        await _sleep(50);
+      for (const p of Object.values(pools)) {
+        await _waitForPort(p.port, alive);
+        const deadline = Date.now() + 10_000;
+        while (!(await Deno.stat(p.socket).catch(() => undefined))) {
+          if (!alive()) throw new Error("exited");
+          if (Date.now() > deadline) throw new Error(`no ${p.socket}`);
+          await _sleep(50);
+        }
       }
     },
   });
-  return { server, tcp: `127.0.0.1:${port}`, socket };
+  const out: Record<string, PhpFpmPools> = {};
+  for (const [name, p] of Object.entries(pools)) {
+    out[name] = { tcp: p.tcp, socket: p.socket };
+  }
+  return { server, ...out[sets[0]!]!, sets: out };
 }

@@ -2,7 +2,10 @@
  * The dynamic and TLS workload groups: CGI (@x/serve `--cgi` vs lighttpd
  * `mod_cgi`), PHP (@x/serve `--fastcgi` vs nginx, both on the same php-fpm
  * pools, over TCP and a unix socket) and TLS (HTTPS with wrk and HTTP/2
- * with h2load, @x/serve `--cert --key` vs nginx `ssl http2`).
+ * with h2load, @x/serve `--cert --key` vs nginx `ssl http2`). CGI and PHP
+ * add `x-serve guard` rows (`--connection-guard on`), PHP `x-serve tuned`
+ * rows (`--fastcgi-keep-alive 4 --fastcgi-max-connections 4`), each on
+ * php-fpm pools of their own.
  *
  * @module
  */
@@ -11,6 +14,9 @@ import { fileCase, type Fixtures } from "./fixtures.ts";
 import { type Group, type GroupCase, startEach } from "./groups.ts";
 import { H2_CLIENTS, H2_STREAMS } from "./measure.ts";
 import {
+  GUARD,
+  GUARD_FLAGS,
+  guardNote,
   type RunningServer,
   startLighttpd,
   startNginx,
@@ -30,7 +36,8 @@ export interface WorkloadOptions {
 
 /**
  * CGI: `/cgi-bin/hello` (`#!/bin/sh`, prints a text/plain "hello") at 1
- * and 8 connections, @x/serve `--cgi` vs lighttpd `mod_cgi`.
+ * and 8 connections, @x/serve `--cgi` vs lighttpd `mod_cgi`, and `x-serve
+ * guard` (`--cgi --connection-guard on`).
  *
  * @param o Fixtures, rounds.
  * @returns The group.
@@ -45,6 +52,7 @@ export function cgiGroup(o: WorkloadOptions): Group {
     body: "hello",
     connections: n,
     servers,
+    variants: [{ name: GUARD, label: "guard" }],
   }));
   return {
     id: "cgi",
@@ -53,6 +61,7 @@ export function cgiGroup(o: WorkloadOptions): Group {
       "`/cgi-bin/hello` is `#!/bin/sh` printing `Content-Type: text/plain` " +
       "and `hello`. @x/serve `--cgi` vs lighttpd `mod_cgi` (`cgi.assign = " +
       '("" => "")` under `/cgi-bin/`, `mod_alias`).',
+      guardNote(),
     ],
     rounds: o.rounds,
     cases,
@@ -60,6 +69,11 @@ export function cgiGroup(o: WorkloadOptions): Group {
       servers: await startEach([
         () => startXServe(o.fixtures.root, { flags: ["--cgi"] }),
         () => startLighttpd(o.fixtures.root),
+        () =>
+          startXServe(o.fixtures.root, {
+            name: GUARD,
+            flags: ["--cgi", ...GUARD_FLAGS],
+          }),
       ]),
     }),
   };
@@ -74,11 +88,21 @@ function _phpLocation(pass: string): string {
     }`;
 }
 
+/** The FastCGI pool flags of the `x-serve tuned` rows. */
+const _TUNED_FLAGS = [
+  "--fastcgi-keep-alive",
+  "4",
+  "--fastcgi-max-connections",
+  "4",
+];
+
 /**
  * PHP: `/hello.php` (`<?php echo "hello";`) at 1 and 16 connections, over
  * TCP and over a unix socket, @x/serve `--fastcgi` vs nginx `fastcgi_pass`
- * to the same php-fpm pools (one per transport, `pm = static`, 4
- * children each).
+ * to identical php-fpm pools (one per transport, `pm = static`, 4
+ * children each), plus `x-serve guard` (`--connection-guard on`) and
+ * `x-serve tuned` (`--fastcgi-keep-alive 4 --fastcgi-max-connections 4`)
+ * rows: every server has an identical set of pools of its own.
  *
  * @param o Fixtures, nginx workers, rounds.
  * @returns The group.
@@ -95,6 +119,10 @@ export function phpGroup(o: WorkloadOptions): Group {
       body: "hello",
       connections: n,
       servers: [`x-serve ${t}`, `nginx ${t}`],
+      variants: [
+        { name: `${GUARD} ${t}`, label: "guard" },
+        { name: `x-serve tuned ${t}`, label: "tuned" },
+      ],
     }))
   );
   return {
@@ -102,19 +130,33 @@ export function phpGroup(o: WorkloadOptions): Group {
     title: "PHP (FastCGI, php-fpm)",
     notes: [
       '`/hello.php` is `<?php echo "hello";`. One php-fpm ' +
-      "(`php-fpm8.2 -F -y CONF -R`) with two pools, `pm = static`, " +
-      "`pm.max_children = 4`: one listening on 127.0.0.1:PORT, one on a " +
-      "unix socket. `x-serve tcp`/`unix` = @x/serve `--fastcgi " +
-      "127.0.0.1:PORT` / `--fastcgi unix:/path`; `nginx tcp`/`unix` = nginx " +
-      "`location ~ \\.php$` with `/etc/nginx/fastcgi_params`, " +
+      "(`php-fpm8.2 -F -y CONF -R`) with identical pools, `pm = static`, " +
+      "`pm.max_children = 4`, in four sets of two (one listening on " +
+      "127.0.0.1:PORT, one on a unix socket). `x-serve tcp`/`unix` = " +
+      "@x/serve `--fastcgi 127.0.0.1:PORT` / `--fastcgi unix:/path`; " +
+      "`nginx tcp`/`unix` = nginx `location ~ \\.php$` with " +
+      "`/etc/nginx/fastcgi_params`, " +
       "`SCRIPT_FILENAME $document_root$fastcgi_script_name` and " +
-      "`fastcgi_pass` to the same pool (nginx defaults otherwise: no " +
-      "`fastcgi_keep_conn`).",
+      "`fastcgi_pass` to an identical pool of its own (nginx " +
+      "defaults otherwise: no `fastcgi_keep_conn`).",
+      guardNote({
+        guard: `\`${GUARD} tcp\`/\`unix\``,
+        x: "`x-serve tcp`/`unix`",
+        ratio: `\`${GUARD} tcp / x-serve tcp\` (and unix)`,
+      }),
+      `\`x-serve tuned tcp\`/\`unix\` = \`x-serve tcp\`/\`unix\` with ` +
+      `\`${_TUNED_FLAGS.join(" ")}\` (as many kept connections and no more ` +
+      "connections than the pool has workers); the summary shows " +
+      "`tuned / x`. Every server (x-serve, nginx, guard, tuned) uses a separate, identical " +
+      "set of pools: @x/serve keeps its idle FastCGI connections open for " +
+      "10 s after a run (2 by default, 4 tuned), each pinning a php-fpm " +
+      "worker, so on a shared pool of 4 the next server would find few or " +
+      "no free workers (the tuned one pins all 4) and starve.",
     ],
     rounds: o.rounds,
     cases,
     start: async () => {
-      const fpm = await startPhpFpm();
+      const fpm = await startPhpFpm(["", "nginx", "guard", "tuned"]);
       const root = o.fixtures.root;
       const nginx = (name: string, pass: string) => () =>
         startNginx(root, {
@@ -122,21 +164,23 @@ export function phpGroup(o: WorkloadOptions): Group {
           workers: o.nginxWorkers,
           server: _phpLocation(pass),
         });
+      const x =
+        (name: string, pass: string, flags: readonly string[] = []) => () =>
+          startXServe(root, { name, flags: ["--fastcgi", pass, ...flags] });
+      const peer = fpm.sets.nginx!;
+      const guard = fpm.sets.guard!;
+      const tuned = fpm.sets.tuned!;
       let servers: RunningServer[];
       try {
         servers = await startEach([
-          () =>
-            startXServe(root, {
-              name: "x-serve tcp",
-              flags: ["--fastcgi", fpm.tcp],
-            }),
-          nginx("nginx tcp", fpm.tcp),
-          () =>
-            startXServe(root, {
-              name: "x-serve unix",
-              flags: ["--fastcgi", `unix:${fpm.socket}`],
-            }),
-          nginx("nginx unix", `unix:${fpm.socket}`),
+          x("x-serve tcp", fpm.tcp),
+          nginx("nginx tcp", peer.tcp),
+          x(`${GUARD} tcp`, guard.tcp, GUARD_FLAGS),
+          x("x-serve tuned tcp", tuned.tcp, _TUNED_FLAGS),
+          x("x-serve unix", `unix:${fpm.socket}`),
+          nginx("nginx unix", `unix:${peer.socket}`),
+          x(`${GUARD} unix`, `unix:${guard.socket}`, GUARD_FLAGS),
+          x("x-serve tuned unix", `unix:${tuned.socket}`, _TUNED_FLAGS),
         ]);
       } catch (error) {
         await fpm.server.stop();
@@ -157,7 +201,8 @@ export function phpGroup(o: WorkloadOptions): Group {
  * @returns The group.
  */
 export function tlsGroup(o: WorkloadOptions, connections: number): Group {
-  const servers = ["x-serve", "nginx"];
+  const servers = ["x-serve", "nginx", GUARD];
+  const variants = [{ name: GUARD, label: "guard" }];
   const file = fileCase(1);
   const https: GroupCase[] = [...new Set([1, connections])].map((n) => ({
     ...file,
@@ -165,6 +210,7 @@ export function tlsGroup(o: WorkloadOptions, connections: number): Group {
     label: `HTTPS 1 KiB, ${n} conn`,
     connections: n,
     servers,
+    variants,
   }));
   const h2: GroupCase = {
     ...file,
@@ -173,6 +219,7 @@ export function tlsGroup(o: WorkloadOptions, connections: number): Group {
     tool: "h2load",
     connections: H2_CLIENTS,
     servers,
+    variants,
   };
   return {
     id: "tls",
@@ -183,6 +230,12 @@ export function tlsGroup(o: WorkloadOptions, connections: number): Group {
       "last about BENCH_SECONDS; h2load reports no percentiles, so its " +
       "latency is the mean). @x/serve `--cert --key` vs nginx `listen … " +
       "ssl http2`, the same self-signed RSA-2048 certificate (openssl).",
+      guardNote({
+        guard: `\`${GUARD}\``,
+        x: "`x-serve`",
+        ratio: `\`${GUARD} / x-serve\``,
+      }) + " Over HTTPS the guard's deadlines apply to the TLS front's " +
+      "relayed connections, its caps to the TLS sockets.",
     ],
     rounds: o.rounds,
     cases: [...https, h2],
@@ -193,6 +246,12 @@ export function tlsGroup(o: WorkloadOptions, connections: number): Group {
           startNginx(o.fixtures.root, {
             workers: o.nginxWorkers,
             tls: o.fixtures.tls,
+          }),
+        () =>
+          startXServe(o.fixtures.root, {
+            name: GUARD,
+            tls: o.fixtures.tls,
+            flags: [...GUARD_FLAGS],
           }),
       ]),
     }),

@@ -39,24 +39,31 @@ export interface RequestBodyOptions {
    */
   maxBodySize?: number;
   /**
-   * How many bytes of a chunked body are kept in memory before the rest
-   * goes to a temporary file.
+   * How many bytes of a body are kept in memory before the rest goes to a
+   * temporary file.
    * @default {1048576} (1 MiB)
    */
   bodyMemoryLimit?: number;
   /**
-   * Where temporary files for large chunked bodies go.
+   * Where temporary files for large bodies go.
    * @default {undefined} (the system temporary directory)
    */
   tempDir?: string;
   /**
-   * Milliseconds a chunked body may take to arrive in full (it is buffered
-   * before the script starts); then 408 and the partial body is dropped.
-   * 0 waits forever. A body with `Content-Length` is streamed while the
-   * script runs instead, so this does not apply to it.
+   * Milliseconds a body may go without a byte while it is buffered (nginx
+   * `client_body_timeout`); then 408 and the partial body is dropped. 0
+   * waits forever.
    * @default {60000}
    */
   bodyTimeoutMs?: number;
+  /**
+   * Stream a body with `Content-Length` to the script as it arrives
+   * instead of buffering it first (nginx `fastcgi_request_buffering off`).
+   * The script (and its CGI slot or FastCGI worker) then waits for a slow
+   * client; only for scripts that must see the body early.
+   * @default {false}
+   */
+  streamBody?: boolean;
 }
 
 /**
@@ -194,44 +201,70 @@ class _Spool {
   };
 }
 
-/** Races promises against one deadline (none for 0 ms): then 408. */
-function _deadline(timeoutMs: number): {
+/** Races each read against `timeoutMs` of silence (none for 0 ms): then 408. */
+function _progress(timeoutMs: number): {
   within<T>(promise: Promise<T>): Promise<T>;
   clear(): void;
 } {
   if (!(timeoutMs > 0)) return { within: (promise) => promise, clear() {} };
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new HttpError(408, `Chunked request body took over ${timeoutMs} ms`),
-        ),
-      timeoutMs,
-    );
-  });
-  expired.catch(() => {});
   return {
-    within: (promise) => Promise.race([promise, expired]),
+    within: (promise) => {
+      clearTimeout(timer);
+      const silent = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new HttpError(408, `Request body silent for ${timeoutMs} ms`),
+            ),
+          timeoutMs,
+        );
+      });
+      silent.catch(() => {});
+      return Promise.race([promise, silent]);
+    },
     clear: () => clearTimeout(timer),
   };
 }
 
-/** Buffers a body of unknown length: memory first, then a temp file. */
+/** What {@linkcode _buffer} needs. */
+interface _BufferOptions {
+  maxBodySize: number;
+  bodyMemoryLimit: number;
+  bodyTimeoutMs: number;
+  tempDir: string | undefined;
+  /** The `Content-Length`, when known. */
+  expected?: number;
+}
+
+/** Reads the next chunk; a client that broke off is a 400. */
+async function _read(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  try {
+    return await reader.read();
+  } catch (error) {
+    throw new HttpError(400, "Request body broke off", { cause: error });
+  }
+}
+
+/** Buffers a body: memory first, then a temp file. */
 async function _buffer(
   body: ReadableStream<Uint8Array>,
-  options: Required<Omit<RequestBodyOptions, "tempDir">> & {
-    tempDir: string | undefined;
-  },
+  options: _BufferOptions,
 ): Promise<PreparedBody> {
-  const { maxBodySize } = options;
+  const { maxBodySize, expected } = options;
   const spool = new _Spool(options.bodyMemoryLimit, options.tempDir);
-  const deadline = _deadline(options.bodyTimeoutMs);
+  const progress = _progress(options.bodyTimeoutMs);
   const reader = body.getReader();
   try {
     while (true) {
-      const { value: chunk, done } = await deadline.within(reader.read());
+      const { value, done } = await progress.within(_read(reader));
       if (done) break;
+      // Never more than `Content-Length` (a library caller's Request may
+      // carry more; Deno.serve never does).
+      const left = expected === undefined ? Infinity : expected - spool.length;
+      const chunk = value.length > left ? value.subarray(0, left) : value;
       if (spool.length + chunk.length > maxBodySize) {
         throw new HttpError(
           413,
@@ -241,13 +274,17 @@ async function _buffer(
       // Not raced against the deadline: a spill to disk that outlived it
       // would leave its temporary file behind after dispose().
       await spool.add(chunk);
+      if (spool.length === expected) break;
+    }
+    if (expected !== undefined && spool.length !== expected) {
+      throw new HttpError(400, "Request body shorter than Content-Length");
     }
   } catch (error) {
     await reader.cancel().catch(() => {});
     await spool.dispose();
     throw error;
   } finally {
-    deadline.clear();
+    progress.clear();
     reader.releaseLock();
   }
   const { dispose } = spool;
@@ -270,13 +307,16 @@ async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * Prepares the body of `req` for a script that needs its exact length.
  *
  * - No body → `length` and `stream` are `undefined`/`null`.
- * - `Content-Length` known → the body is streamed as it arrives, cut at
- *   exactly that many bytes; over `maxBodySize` → 413 before any byte is
- *   read.
- * - Unknown length (chunked) → the body is read in full: up to
- *   `bodyMemoryLimit` bytes in memory, the rest in a temporary file, at
- *   most `maxBodySize` bytes (else 413 and the partial file is removed),
- *   within `bodyTimeoutMs` (else 408).
+ * - Over `maxBodySize` → 413: before any byte is read when
+ *   `Content-Length` says so, else once the body passes it (the partial
+ *   file is removed).
+ * - Otherwise the body is read in full before the script starts (and
+ *   before it takes a CGI slot or a FastCGI connection): up to
+ *   `bodyMemoryLimit` bytes in memory, the rest in a temporary file, with
+ *   at most `bodyTimeoutMs` of silence between bytes (else 408); a body
+ *   that ends short of its `Content-Length` → 400.
+ * - With `streamBody`, a body with `Content-Length` is streamed as it
+ *   arrives instead, cut at exactly that many bytes.
  *
  * @example Buffering a streamed body
  * ```ts
@@ -305,6 +345,7 @@ export async function prepareRequestBody(
     bodyMemoryLimit = 1024 * 1024,
     tempDir,
     bodyTimeoutMs = 60_000,
+    streamBody = false,
   } = options;
   const noop = (): Promise<void> => Promise.resolve();
   if (req.body === null) {
@@ -324,6 +365,15 @@ export async function prepareRequestBody(
         413,
         `Request body of ${length} bytes over ${maxBodySize}`,
       );
+    }
+    if (!streamBody) {
+      return await _buffer(req.body, {
+        maxBodySize,
+        bodyMemoryLimit,
+        tempDir,
+        bodyTimeoutMs,
+        expected: length,
+      });
     }
     return {
       length,

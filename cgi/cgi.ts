@@ -85,10 +85,11 @@ export interface CgiOptions extends RequestBodyOptions {
    */
   timeoutMs?: number;
   /**
-   * Milliseconds a chunked request body may take to arrive in full: it is
-   * buffered before the script starts (and before it takes one of the
-   * `maxConcurrent` slots), then 408. A body with `Content-Length` streams
-   * to the running script and falls under `timeoutMs` instead.
+   * Milliseconds a request body may go without a byte while it is buffered
+   * (before the script starts and before it takes one of the
+   * `maxConcurrent` slots), then 408. With `streamBody`, a body with
+   * `Content-Length` streams to the running script and falls under
+   * `timeoutMs` instead.
    * @default {timeoutMs}
    */
   bodyTimeoutMs?: number;
@@ -138,6 +139,25 @@ export interface CgiOptions extends RequestBodyOptions {
    * @default {2000}
    */
   killGraceMs?: number;
+  /**
+   * Milliseconds a script's pipes get once the script process itself
+   * exited. A background child still holding stdout (or stdin, stderr)
+   * open past that is killed with the group, and the response ends with
+   * what the script wrote (properly terminated when it exited with 0)
+   * instead of being held until `timeoutMs` and cut off.
+   * @default {1000}
+   */
+  exitGraceMs?: number;
+  /**
+   * Abort it to kill every running script's process group (SIGTERM, then
+   * SIGKILL after `killGraceMs`): scripts waiting for their header block
+   * answer 502, streaming bodies are cut off once the group is gone, and
+   * background children still holding a pipe die too. Requests that come
+   * after it aborted answer 503. The CLI aborts it when its shutdown grace
+   * is over.
+   * @default {undefined}
+   */
+  signal?: AbortSignal;
 }
 
 /** The options of {@linkcode cgi} with their defaults applied. */
@@ -150,6 +170,9 @@ interface _Settings {
   baseEnv: Record<string, string>;
   fixedEnv: Record<string, string>;
   killGraceMs: number;
+  exitGraceMs: number;
+  signal: AbortSignal | undefined;
+  retryAfter: string;
   setsid: string | undefined;
 }
 
@@ -165,11 +188,17 @@ function _settings(options: CgiOptions): _Settings {
       `Cannot create cgi(): bodyTimeoutMs "${bodyTimeoutMs}" is not positive`,
     );
   }
-  const { maxBodySize, bodyMemoryLimit, tempDir } = options;
+  const { exitGraceMs = 1000 } = options;
+  if (!(exitGraceMs >= 0)) {
+    throw new RangeError(
+      `Cannot create cgi(): exitGraceMs "${exitGraceMs}" is negative`,
+    );
+  }
+  const { maxBodySize, bodyMemoryLimit, tempDir, streamBody } = options;
   return {
     interpreters: options.interpreters ?? DEFAULT_CGI_INTERPRETERS,
     timeoutMs,
-    body: { maxBodySize, bodyMemoryLimit, tempDir, bodyTimeoutMs },
+    body: { maxBodySize, bodyMemoryLimit, tempDir, bodyTimeoutMs, streamBody },
     maxHeaderBytes: options.maxHeaderBytes,
     passAuthorization: options.passAuthorization ?? false,
     baseEnv: baseProcessEnv(
@@ -178,6 +207,9 @@ function _settings(options: CgiOptions): _Settings {
     ),
     fixedEnv: options.env ?? {},
     killGraceMs: options.killGraceMs ?? 2000,
+    exitGraceMs,
+    signal: options.signal,
+    retryAfter: String(Math.ceil((options.retryAfterMs ?? 5000) / 1000)),
     // Spawning through setsid(1) keeps each script in a group of its own
     // without Deno's fork-based `detached` (much slower under load).
     setsid: findSetsid(),
@@ -311,6 +343,14 @@ function _slots(maxConcurrent: number, retryAfterMs: number): _Slots {
   };
 }
 
+/** Throws the 503 once {@linkcode CgiOptions.signal} aborted. */
+function _checkRunning(settings: _Settings): void {
+  if (!settings.signal?.aborted) return;
+  throw new HttpError(503, "CGI: the server is shutting down", {
+    headers: { "retry-after": settings.retryAfter },
+  });
+}
+
 async function _drop(body: PreparedBody): Promise<void> {
   await body.stream?.cancel().catch(() => {});
   await body.dispose();
@@ -342,6 +382,8 @@ function _start(
     stdin: body.stream,
     timeoutMs: settings.timeoutMs,
     killGraceMs: settings.killGraceMs,
+    exitGraceMs: settings.exitGraceMs,
+    shutdownSignal: settings.signal,
     setsid: settings.setsid,
     maxHeaderBytes: settings.maxHeaderBytes,
     nph: script.nph,
@@ -424,9 +466,12 @@ async function _answer(
  *   frames the response); no CGI field is required or interpreted.
  * - Timeout (a silent script, or a client that takes no bytes) → 504 (or
  *   a cut-off response) and the process group is killed; a client that
- *   leaves gets its script's group killed too; over `maxConcurrent` → 503
- *   (a slot is taken once a chunked body was buffered, within
- *   `bodyTimeoutMs`, else 408).
+ *   leaves gets its script's group killed too, and so does every running
+ *   script when `signal` aborts (shutdown). A script that exits while a
+ *   background child holds its stdout ends its response `exitGraceMs`
+ *   later, and the child is killed; over `maxConcurrent` → 503
+ *   (a slot is taken once the body was buffered, with at most
+ *   `bodyTimeoutMs` of silence, else 408).
  *
  * @example Serving scripts from ./cgi-bin at /cgi-bin/
  * ```ts ignore
@@ -472,6 +517,7 @@ export function cgi(options: CgiOptions = {}): Middleware {
       { interpreters: settings.interpreters },
     );
     try {
+      _checkRunning(settings);
       slots.check();
     } catch (error) {
       await req.body?.cancel().catch(() => {});

@@ -1,7 +1,8 @@
 /**
  * Running one CGI script: {@linkcode runScript} spawns it in its own process
  * group, pumps stdin, stdout and stderr concurrently, enforces the timeout,
- * kills the group when the client leaves, and parses the output.
+ * kills the group when the client leaves or the server shuts down, ends the
+ * output shortly after the script exits, and parses the output.
  *
  * @module
  */
@@ -106,6 +107,24 @@ export interface RunScriptOptions {
    * @default {65536}
    */
   maxStderrBytes?: number;
+  /**
+   * Milliseconds the script's pipes get once the script process itself
+   * exited: a background child still holding stdout (or stdin, stderr)
+   * open past that is killed with the group, and the response ends with
+   * what the script wrote (properly terminated, when the script exited
+   * with 0) instead of waiting for `timeoutMs`.
+   * @default {1000}
+   */
+  exitGraceMs?: number;
+  /**
+   * Kills the script's process group when it aborts, at any point: before
+   * the header block (502), while the body streams (the body errors once
+   * the group is dead: the response is cut off) or after it (a background
+   * child still holding a pipe). Pass the server's shutdown signal. A run
+   * asked for once it aborted is not started (503).
+   * @default {undefined}
+   */
+  shutdownSignal?: AbortSignal;
 }
 
 /**
@@ -150,12 +169,8 @@ class _ScriptTimeout extends Error {
   override name = "ScriptTimeout";
 }
 
-/**
- * How long (ms) the server still drains stdin/stderr after the script exited
- * and its stdout ended: a background child that keeps a pipe open is then
- * killed with the group instead of holding the run (and its slot) forever.
- */
-const _PIPE_GRACE_MS = 1000;
+/** What a read of stdout gives when the output is ended while still open. */
+const _END: unique symbol = Symbol("end of output");
 
 /**
  * Runs `program` as a CGI script and waits for its header block.
@@ -171,9 +186,14 @@ const _PIPE_GRACE_MS = 1000;
  *   the client takes no byte of the body for `timeoutMs`, or
  *   when `signal` aborts (before the response is returned) or the body is
  *   cancelled (client gone), the whole group gets SIGTERM, then SIGKILL.
- * - Once the script exited and its stdout ended, stdin and stderr get
- *   1 s more; a background child still holding them open is then killed
- *   with the group, so `finished` always settles.
+ * - Once the script process exited, its pipes get `exitGraceMs` more; a
+ *   background child still holding one open (stdout included) is then
+ *   killed with the group, and the body ends with what the script wrote
+ *   (a read that then stays silent for `exitGraceMs` more ends it too, for
+ *   a child that left the group), so the response and `finished` always
+ *   settle shortly after the exit, not at `timeoutMs`.
+ * - When `shutdownSignal` aborts, the group is killed whatever the run is
+ *   doing; the body then errors (cut off) once the group is dead.
  * - A script that exits non-zero (or is killed) after its header block
  *   makes the body stream error, so the response is cut off, not ended
  *   cleanly.
@@ -210,8 +230,28 @@ export async function runScript(
   const watched = _watchdog(run, killer);
   const pumps = _pumpInputs(child, run);
   let headersDone = false;
-  const output = _stdout(child, run, killer, watched, () => headersDone);
-  const finished = _finished(child.status, output.ended, pumps, killer);
+  // Once the script exited, a pipe still open past the grace: the group is
+  // killed, and a silent stdout ends the output.
+  const stuck = (): void => {
+    void killer.kill("its pipes stayed open after it exited");
+    pumps.abort();
+    output.orphan();
+  };
+  const output = _stdout(child, run, {
+    killer,
+    watched,
+    headersDone: () => headersDone,
+    stuck,
+  });
+  const onShutdown = (): void =>
+    void killer.kill("the server is shutting down");
+  run.shutdownSignal?.addEventListener("abort", onShutdown, { once: true });
+  const finished = _finished(child.status, output, pumps, killer, {
+    exitGraceMs: run.exitGraceMs,
+    stuck,
+  }).finally(() =>
+    run.shutdownSignal?.removeEventListener("abort", onShutdown)
+  );
   const onAbort = (): void =>
     void killer.kill("client went away before the response");
   run.signal?.addEventListener("abort", onAbort, { once: true });
@@ -237,11 +277,16 @@ export async function runScript(
 }
 
 /** The options of {@linkcode runScript} with their defaults applied. */
-type _Run = Required<Omit<RunScriptOptions, "cwd" | "signal" | "setsid">> & {
-  cwd: string | undefined;
-  signal: AbortSignal | undefined;
-  setsid: string | undefined;
-};
+type _Run =
+  & Required<
+    Omit<RunScriptOptions, "cwd" | "signal" | "setsid" | "shutdownSignal">
+  >
+  & {
+    cwd: string | undefined;
+    signal: AbortSignal | undefined;
+    setsid: string | undefined;
+    shutdownSignal: AbortSignal | undefined;
+  };
 
 function _settings(options: RunScriptOptions): _Run {
   const {
@@ -258,6 +303,8 @@ function _settings(options: RunScriptOptions): _Run {
     tag = "cgi",
     maxStderrBytes = 65536,
     setsid,
+    exitGraceMs = 1000,
+    shutdownSignal,
   } = options;
   return {
     args,
@@ -273,17 +320,21 @@ function _settings(options: RunScriptOptions): _Run {
     tag,
     maxStderrBytes,
     setsid,
+    exitGraceMs,
+    shutdownSignal,
   };
 }
 
-/** Starts the process (502 when it cannot be, or the client already left). */
+/**
+ * Starts the process (502 when it cannot be, or the client already left;
+ * 503 once the server is shutting down).
+ */
 async function _spawn(program: string, run: _Run): Promise<Deno.ChildProcess> {
-  if (run.signal?.aborted) {
+  if (run.signal?.aborted || run.shutdownSignal?.aborted) {
     await run.stdin?.cancel().catch(() => {});
-    throw new HttpError(
-      502,
-      `${run.tag}: client left before the script started`,
-    );
+    throw run.shutdownSignal?.aborted
+      ? new HttpError(503, `${run.tag}: the server is shutting down`)
+      : new HttpError(502, `${run.tag}: client left before the script started`);
   }
   try {
     return spawnInGroup(program, {
@@ -384,18 +435,44 @@ function _pumpInputs(child: Deno.ChildProcess, run: _Run): _Pumps {
   };
 }
 
+/** What the stdout stream works with besides the child. */
+interface _StdoutParts {
+  killer: _Killer;
+  watched: _Watched;
+  headersDone: () => boolean;
+  /** Called when a read stays silent once the script is overdue. */
+  stuck: () => void;
+}
+
+/** The script's stdout as the response stream, and its end. */
+interface _Stdout {
+  stream: ReadableStream<Uint8Array>;
+  /** Resolves once stdout is done with. */
+  ended: Promise<void>;
+  /**
+   * The script exited `exitGraceMs` ago and stdout is still open: a read
+   * pending now, or one that then stays silent for `exitGraceMs`, is stuck.
+   */
+  overdue(): void;
+  /**
+   * The group was killed for that: a read silent for `exitGraceMs` ends
+   * the output (a child that left the group still holds it).
+   */
+  orphan(): void;
+}
+
 /**
  * The script's stdout as the response stream: read only as fast as the
  * client takes it, each wait watched, and errored when the script fails or
- * the client stalls. `ended` resolves once stdout is done with.
+ * the client stalls. The end is told (closed or errored) only once a kill
+ * under way has finished, so a response ends after its group is gone.
  */
 function _stdout(
   child: Deno.ChildProcess,
   run: _Run,
-  killer: _Killer,
-  watched: _Watched,
-  headersDone: () => boolean,
-): { stream: ReadableStream<Uint8Array>; ended: Promise<void> } {
+  parts: _StdoutParts,
+): _Stdout {
+  const { killer, watched, headersDone } = parts;
   const reader = child.stdout.getReader();
   let end!: () => void;
   const ended = new Promise<void>((resolve) => end = resolve);
@@ -410,16 +487,19 @@ function _stdout(
     reader.cancel().catch(() => {});
     end();
   };
+  const reads = _exitAwareReads(reader, run.exitGraceMs, parts.stuck);
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
       clearTimeout(stallTimer);
       try {
-        const { value, done } = await watched(reader.read());
-        if (!done) {
-          controller.enqueue(value);
+        const result = await watched(reads.read());
+        if (result !== _END && !result.done) {
+          controller.enqueue(result.value);
           stallTimer = setTimeout(() => stall(controller), run.timeoutMs);
           return;
         }
+        if (result === _END) reader.cancel().catch(() => {});
+        await killer.killing;
         end();
         _endWithExit(
           controller,
@@ -429,6 +509,7 @@ function _stdout(
         );
       } catch (error) {
         reader.cancel().catch(() => {});
+        await killer.killing;
         end();
         controller.error(error);
       }
@@ -436,16 +517,75 @@ function _stdout(
     cancel(reason) {
       clearTimeout(stallTimer);
       end();
-      // The client left, the output was invalid, or the body is discarded
-      // (HEAD, local redirect): then the script may end on its own.
-      if (reason === DISCARD) watched(child.status).catch(() => {});
-      else {killer.kill(
-          reason instanceof HttpError ? "invalid output" : "client went away",
-        );}
-      return reader.cancel().catch(() => {});
+      const cancelled = reader.cancel().catch(() => {});
+      // The body is discarded (HEAD, local redirect): the script may end
+      // on its own. Else the client left or the output was invalid: the
+      // cancel settles once the group is gone.
+      if (reason === DISCARD) {
+        watched(child.status).catch(() => {});
+        return cancelled;
+      }
+      const why = reason instanceof HttpError
+        ? "invalid output"
+        : "client went away";
+      return Promise.all([cancelled, killer.kill(why)]).then(() => {});
     },
   }, { highWaterMark: 0 });
-  return { stream, ended };
+  return { stream, ended, overdue: reads.overdue, orphan: reads.orphan };
+}
+
+/** stdout reads that know about the script's exit (see {@linkcode _Stdout}). */
+interface _ExitAwareReads {
+  read(): Promise<ReadableStreamReadResult<Uint8Array> | typeof _END>;
+  overdue(): void;
+  orphan(): void;
+}
+
+function _exitAwareReads(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  graceMs: number,
+  stuck: () => void,
+): _ExitAwareReads {
+  let state: "running" | "overdue" | "orphaned" = "running";
+  // The read under way: (re)starts its silence timer.
+  let arm: (() => void) | undefined;
+  return {
+    read() {
+      return new Promise((resolve, reject) => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const settle = (): void => {
+          clearTimeout(timer);
+          arm = undefined;
+        };
+        arm = () => {
+          clearTimeout(timer);
+          timer = setTimeout(() => {
+            if (state === "orphaned") resolve(_END);
+            else stuck();
+          }, graceMs);
+        };
+        reader.read().then((result) => {
+          settle();
+          resolve(result);
+        }, (error) => {
+          settle();
+          reject(error);
+        });
+        if (state !== "running") arm();
+      });
+    },
+    overdue() {
+      if (state !== "running") return;
+      state = "overdue";
+      // A read waiting now has had the whole grace already.
+      if (arm) stuck();
+    },
+    orphan() {
+      if (state === "orphaned") return;
+      state = "orphaned";
+      arm?.();
+    },
+  };
 }
 
 /** Closes the output once the script exited cleanly, else errors it. */
@@ -470,31 +610,37 @@ function _endWithExit(
 
 /**
  * Settles once the process exited and every pipe was drained. Once the
- * script exited and its stdout ended, a background child that keeps stdin
- * or stderr open gets a short grace, then dies with the group.
+ * script exited, its pipes get `exitGraceMs`: a background child still
+ * holding stdin or stderr then dies with the group (`stuck`), and a stdout
+ * still open is marked overdue (stuck as soon as a read waits on it; a
+ * client merely slow to take what is buffered is left alone).
  */
 function _finished(
   status: Promise<Deno.CommandStatus>,
-  stdoutEnded: Promise<void>,
+  output: _Stdout,
   pumps: _Pumps,
   killer: _Killer,
+  exit: { exitGraceMs: number; stuck: () => void },
 ): Promise<void> {
-  const pipesDone = Promise.all([status, stdoutEnded]).then(async () => {
+  let pumpsDone = false;
+  pumps.done.then(() => pumpsDone = true, () => pumpsDone = true);
+  const drained = Promise.all([output.ended, pumps.done]);
+  const afterExit = status.then(async () => {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = await Promise.race([
-      pumps.done.then(() => false),
+      drained.then(() => false),
       new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), _PIPE_GRACE_MS);
+        timer = setTimeout(() => resolve(true), exit.exitGraceMs);
       }),
     ]);
     clearTimeout(timer);
     if (late) {
-      killer.kill("its pipes stayed open after it exited");
-      pumps.abort();
-      await pumps.done;
+      if (pumpsDone) output.overdue();
+      else exit.stuck();
     }
+    await drained;
   });
-  return Promise.allSettled([status, pipesDone]).then(async () => {
+  return Promise.allSettled([status, afterExit]).then(async () => {
     await killer.killing;
   });
 }

@@ -1,6 +1,7 @@
 /**
  * The startup banner: where the server listens (local and network URLs),
- * what it serves, which features are on, and the permissions it runs with.
+ * what it serves, which features are on (HTTPS and HTTP/2 first when on),
+ * and the permissions it needs, with what is granted beyond that or missing.
  *
  * @module
  */
@@ -19,6 +20,21 @@ export interface BannerInfo {
   root: string;
   /** The handler's options (for the feature list). */
   options: HandlerOptions;
+  /** The permissions the configuration needs, and how the granted compare. */
+  permissions: BannerPermissions;
+}
+
+/**
+ * The permission line's parts (see `cli/permissions.ts`). Internal to the
+ * CLI (not exported from `mod.ts`).
+ */
+export interface BannerPermissions {
+  /** The flags this configuration needs (`--allow-read=/srv/www`…). */
+  needed: readonly string[];
+  /** Granted beyond the need: `["-A"]`, or unscoped kinds (`--allow-run`). */
+  broader: readonly string[];
+  /** Needed but not granted (what the server does without). */
+  missing: readonly string[];
 }
 
 function _url(scheme: string, host: string, port: number): string {
@@ -41,8 +57,9 @@ function _networkAddresses(family: "IPv4" | "IPv6" | "any"): string[] {
     .map((i) => i.address);
 }
 
-function _features(o: HandlerOptions): string[] {
-  const on: string[] = [];
+function _features(o: HandlerOptions, scheme: "http" | "https"): string[] {
+  // ALPN offers h2 on either TLS listener (the front and Deno's own).
+  const on: string[] = scheme === "https" ? ["HTTPS", "HTTP/2"] : [];
   const files = o.serveStatic ?? {};
   if (files.dirListing) on.push("directory listing");
   if (o.dotfiles) on.push("dotfiles");
@@ -61,26 +78,17 @@ function _features(o: HandlerOptions): string[] {
   return on;
 }
 
-function _permissions(root: string, host: string, port: number): string[] {
-  const state = (d: Deno.PermissionDescriptor) =>
-    Deno.permissions.querySync(d).state === "granted";
-  const out: string[] = [];
-  if (state({ name: "read" })) out.push("read");
-  else if (state({ name: "read", path: root })) out.push(`read=${root}`);
-  if (state({ name: "net" })) out.push("net");
-  else if (state({ name: "net", host })) out.push(`net=${host}`);
-  else if (state({ name: "net", host: `${host}:${port}` })) {
-    out.push(`net=${host}:${port}`);
-  }
-  for (const name of ["write", "env", "run", "sys", "ffi"] as const) {
-    if (state({ name })) out.push(name);
-  }
-  if (
-    !out.includes("sys") && state({ name: "sys", kind: "networkInterfaces" })
-  ) {
-    out.push("sys=networkInterfaces");
-  }
-  return out;
+/**
+ * `--allow-read=/srv --allow-net=…` when exactly that is granted, else
+ * `needs …; granted -A` and/or `; missing …`.
+ */
+function _permissions(p: BannerPermissions): string {
+  const needed = p.needed.join(" ") || "none";
+  if (p.broader.length === 0 && p.missing.length === 0) return needed;
+  let line = `needs ${needed}`;
+  if (p.broader.length > 0) line += `; granted ${p.broader.join(" ")}`;
+  if (p.missing.length > 0) line += `; missing ${p.missing.join(" ")}`;
+  return line;
 }
 
 /**
@@ -98,9 +106,18 @@ function _permissions(root: string, host: string, port: number): string[] {
  *   port: 8000,
  *   root: "/srv/www",
  *   options: { serveStatic: { dirListing: true }, cors: true },
+ *   permissions: {
+ *     needed: ["--allow-read=/srv/www", "--allow-net=127.0.0.1:8000"],
+ *     broader: ["-A"],
+ *     missing: [],
+ *   },
  * });
  * assert.match(lines.join("\n"), /Local:\s+http:\/\/127\.0\.0\.1:8000\//);
  * assert.match(lines.join("\n"), /Features:.*directory listing, CORS/);
+ * assert.match(
+ *   lines.join("\n"),
+ *   /Permissions: needs --allow-read=\/srv\/www --allow-net=127\.0\.0\.1:8000; granted -A/,
+ * );
  * ```
  *
  * @param info Address, root and options.
@@ -120,13 +137,10 @@ export function bannerLines(info: BannerInfo): string[] {
     }
   }
   lines.push(`  Root:        ${info.root}`);
-  const features = _features(info.options);
+  const features = _features(info.options, scheme);
   lines.push(
     `  Features:    ${features.length ? features.join(", ") : "static files"}`,
   );
-  const perms = _permissions(info.root, hostname, port);
-  lines.push(
-    `  Permissions: ${perms.map((p) => `--allow-${p}`).join(" ") || "none"}`,
-  );
+  lines.push(`  Permissions: ${_permissions(info.permissions)}`);
   return lines;
 }

@@ -49,7 +49,12 @@ export class ConfigError extends Error {
 /** Keys that are not flags. */
 const _SPECIAL = new Set(["root", "rules", "$schema"]);
 /** Flags that make no sense in a file. */
-const _EXCLUDED = new Set(["config", "help", "version"]);
+const _EXCLUDED = new Set([
+  "config",
+  "help",
+  "version",
+  "print-permissions",
+]);
 
 function _scalar(file: string, key: string, value: unknown): string {
   if (typeof value === "string") return value;

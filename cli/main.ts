@@ -16,14 +16,30 @@ import { serveTlsFront } from "./tls_front.ts";
 import type { AccessLogFormat } from "../middleware/access_log.ts";
 import { bannerLines } from "./banner.ts";
 import {
+  comparePermissions,
+  type NeededPermissions,
+  neededPermissions,
+  permissionFacts,
+  permissionFlags,
+  shellLine,
+} from "./permissions.ts";
+import {
   type ConfigArgs,
   ConfigError,
   configToArgs,
   readConfig,
 } from "./config.ts";
 import { FASTCGI_USAGE, fastCgiOptionsFromFlags } from "./fastcgi_flags.ts";
+import {
+  GUARD_USAGE,
+  guardOptionsFromFlags,
+  type GuardSettings,
+} from "./guard_flags.ts";
+import { guardAvailable, serveGuarded } from "./conn_guard.ts";
 import { CGI_USAGE, cgiOptionsFromFlags } from "./cgi_flags.ts";
 import { errorMessage } from "../server/log.ts";
+import { bodyKind } from "../server/body_kind.ts";
+import type { Handler } from "../server/types.ts";
 
 const _USAGE = `Usage: serve [ROOT] [flags]
 
@@ -50,10 +66,15 @@ Flags:
                          Cache-Control for paths matching GLOB (repeatable; later wins),
                          e.g. "/assets/**=public, max-age=31536000, immutable"
   --config FILE          Read flags and per-path rules from a JSON file (flags win)
-${CGI_USAGE}${FASTCGI_USAGE}  --log-format FORMAT    Access log format: text, common, combined or json (default text)
+${GUARD_USAGE}${CGI_USAGE}${FASTCGI_USAGE}  --log-format FORMAT    Access log format: text, common, combined or json (default text)
   --log-file FILE        Append the access log to FILE instead of stdout
   --live-reload          Developer mode: reload open HTML pages when files in ROOT change
+  --shutdown-grace SECONDS
+                         On SIGINT/SIGTERM, let in-flight requests finish this long,
+                         then cut them (a second signal cuts at once; default 10)
   --quiet                No access log
+  --print-permissions    Print the deno run permission flags this configuration
+                         needs (read, write, net, run, env, sys) and exit
   --version              Print the version and exit
   --help                 Print this help and exit
 `;
@@ -65,9 +86,14 @@ interface _Config {
   port: number;
   cert: string | undefined;
   key: string | undefined;
+  /** The connection guard's settings; `undefined`: off. */
+  guard: GuardSettings | undefined;
   quiet: boolean;
   logFormat: AccessLogFormat;
   logFile: string | undefined;
+  shutdownGraceMs: number;
+  configFile: string | undefined;
+  printPermissions: boolean;
   handler: HandlerOptions;
 }
 
@@ -110,6 +136,12 @@ const _FLAGS = {
   "fastcgi-pass-env": { type: "string", multiple: true },
   "fastcgi-keep-alive": { type: "string" },
   "fastcgi-max-connections": { type: "string" },
+  "connection-guard": { type: "string" },
+  "header-timeout": { type: "string" },
+  "keepalive-timeout": { type: "string" },
+  "send-timeout": { type: "string" },
+  "max-connections": { type: "string" },
+  "max-connections-per-client": { type: "string" },
   quiet: { type: "boolean", default: false },
   version: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
@@ -121,7 +153,9 @@ const _FLAGS = {
   config: { type: "string" },
   "log-format": { type: "string", default: "text" },
   "log-file": { type: "string" },
+  "shutdown-grace": { type: "string", default: "10" },
   "live-reload": { type: "boolean", default: false },
+  "print-permissions": { type: "boolean", default: false },
 } satisfies NonNullable<ParseArgsConfig["options"]>;
 
 const _LOG_FORMATS: readonly AccessLogFormat[] = [
@@ -174,6 +208,13 @@ async function _parse(args: string[]): Promise<_Config | "help" | "version"> {
       `Too many arguments: expected one ROOT, got ${positionals.length}`,
     );
   }
+  const graceSpec = values["shutdown-grace"];
+  const shutdownGraceMs = Number(graceSpec) * 1000;
+  if (!/^\d+(?:\.\d+)?$/.test(graceSpec) || !Number.isFinite(shutdownGraceMs)) {
+    throw new _UsageError(
+      `Invalid --shutdown-grace "${graceSpec}": expected seconds, 0 or more`,
+    );
+  }
   const cacheSpec = values["file-cache-valid"];
   const cacheMs = Number(cacheSpec) * 1000;
   if (!/^\d+(?:\.\d+)?$/.test(cacheSpec) || !Number.isFinite(cacheMs)) {
@@ -199,6 +240,7 @@ async function _parse(args: string[]): Promise<_Config | "help" | "version"> {
     headerOptionsFromFlags(values, fromFile.rules)
   );
   const fastcgi = _usage(() => fastCgiOptionsFromFlags(values));
+  const guard = _usage(() => guardOptionsFromFlags(values, host));
   const root = positionals[0] ?? fromFile.root ?? ".";
   const logFormat = values["log-format"] as AccessLogFormat;
   if (!_LOG_FORMATS.includes(logFormat)) {
@@ -215,9 +257,13 @@ async function _parse(args: string[]): Promise<_Config | "help" | "version"> {
     port,
     cert: values.cert,
     key: values.key,
+    guard,
     quiet: values.quiet,
     logFormat,
     logFile: values["log-file"],
+    shutdownGraceMs,
+    configFile: values.config,
+    printPermissions: values["print-permissions"],
     handler: {
       root,
       dotfiles: values.dotfiles,
@@ -237,6 +283,11 @@ async function _parse(args: string[]): Promise<_Config | "help" | "version"> {
       ...(fastcgi ? { fastcgi } : {}),
     },
   };
+}
+
+/** What `config` needs (see cli/permissions.ts). */
+function _needed(config: _Config): NeededPermissions {
+  return neededPermissions(config, permissionFacts(config));
 }
 
 /** Returns the missing-permission flag, or undefined when all are granted. */
@@ -356,6 +407,10 @@ export async function main(args: string[]): Promise<number> {
     console.log(`@x/serve ${denoConfig.version}`);
     return 0;
   }
+  if (config.printPermissions) {
+    console.log(shellLine(permissionFlags(_needed(config))));
+    return 0;
+  }
   const missing = await _missingPermission(config);
   if (missing) return _fail(`missing permission: run with ${missing} (or -A)`);
   const problem = await _rootProblem(config.root);
@@ -446,23 +501,212 @@ async function _openAccessLog(
   return opened;
 }
 
-/** Listens, prints the banner, and serves until SIGINT/SIGTERM. */
+/**
+ * Streamed bodies announced at most this long are handed to Deno as they
+ * are (a file's stream keeps Deno's own copy loop): they fit in the socket
+ * buffers, so shutdown has nothing of theirs to cancel.
+ */
+const _CUT_ABOVE = 64 * 1024;
+
+/**
+ * Once the grace is over, how long the server waits for the killed
+ * scripts, the cancelled bodies and FastCGI to be done with; then the
+ * process exits anyway (e.g. a request still waiting on an external
+ * FastCGI backend).
+ */
+const _FORCE_WAIT_MS = 5000;
+
+/** The requests of one server: counted, and their bodies cancellable. */
+interface _InFlight {
+  /** The app's handler, counting its requests. */
+  handler: Handler;
+  /** Requests not finished yet (their response not wholly sent). */
+  readonly count: number;
+  /**
+   * Cancels the source of every open streamed body, as for a client that
+   * left (a CGI script's group is killed, a FastCGI request aborted, a
+   * file closed), and of each one that comes later; resolves once those
+   * cancels and the handler calls under way have settled. The connections
+   * themselves stay open until the process exits (Deno.serve has no way to
+   * close them once `shutdown()` was called).
+   */
+  cut(): Promise<void>;
+}
+
+/**
+ * Wraps `app`: each request is in flight until `info.completed` settles
+ * (without it, as through the TLS front, until its body ended). With
+ * `relay` (CGI on: a cancel kills a script, which the exit must wait for)
+ * each streamed body of unknown length, and without `completed` each one
+ * larger than {@linkcode _CUT_ABOVE}, is relayed through a stream whose source
+ * {@linkcode _InFlight.cut} can cancel; otherwise bodies go to Deno as
+ * they are (a file's stream keeps Deno's own copy loop) and the process
+ * exit alone cuts them. Strings and bytes are always left alone (Deno
+ * sends them whole, on its fast path).
+ */
+function _inFlight(app: Handler, relay: boolean): _InFlight {
+  let count = 0;
+  let cutting = false;
+  const open = new Set<() => Promise<void>>();
+  const calls = new Set<Promise<unknown>>();
+  const cuts: Promise<void>[] = [];
+  const handler: Handler = async (req, info) => {
+    count++;
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      count--;
+    };
+    // Typed as always there; a hand-made info may lack it.
+    const completed: Promise<void> | undefined = info?.completed;
+    completed?.then(finish, finish);
+    const call = app(req, info);
+    if (relay) {
+      calls.add(call);
+      call.catch(() => {}).finally(() => calls.delete(call));
+    }
+    let res: Response;
+    try {
+      res = await call;
+    } catch (error) {
+      finish();
+      throw error;
+    }
+    const kind = bodyKind(res);
+    const length = kind === "stream" || kind === undefined
+      ? Number(res.headers.get("content-length") ?? Infinity)
+      : 0;
+    // A body of known length (a static file) keeps Deno's native copy:
+    // CGI output has none (its scripts die with their group anyway).
+    if (
+      (completed && (!relay || Number.isFinite(length))) ||
+      length <= _CUT_ABOVE || res.body === null
+    ) {
+      if (!completed) finish();
+      return res;
+    }
+    const body = _cuttable(res.body, open, completed ? () => {} : finish);
+    if (cutting) cuts.push(body.cut());
+    return new Response(body.stream, {
+      status: res.status,
+      statusText: res.statusText,
+      headers: res.headers,
+    });
+  };
+  return {
+    handler,
+    get count() {
+      return count;
+    },
+    async cut() {
+      cutting = true;
+      for (const cut of open) cuts.push(cut());
+      // A script waiting for its header block answers once it was killed.
+      await Promise.allSettled([...calls]);
+      await Promise.all(cuts);
+    },
+  };
+}
+
+/** `source` relayed chunk by chunk (no read-ahead); `cut` cancels it. */
+function _cuttable(
+  source: ReadableStream<Uint8Array>,
+  open: Set<() => Promise<void>>,
+  onEnd: () => void,
+): { stream: ReadableStream<Uint8Array>; cut: () => Promise<void> } {
+  const reader = source.getReader();
+  let ended = false;
+  const end = (): boolean => {
+    if (ended) return false;
+    ended = true;
+    open.delete(cut);
+    onEnd();
+    return true;
+  };
+  // The relay is left waiting (not errored: Deno.serve would log a stack
+  // trace); the process exits right after.
+  const cut = (): Promise<void> =>
+    end() ? reader.cancel(_SHUTDOWN).catch(() => {}) : Promise.resolve();
+  open.add(cut);
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { value, done } = await reader.read();
+        if (ended) return; // cut meanwhile
+        if (!done) return controller.enqueue(value);
+        end();
+        controller.close();
+      } catch (error) {
+        if (end()) controller.error(error);
+      }
+    },
+    cancel(reason) {
+      end();
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+  return { stream, cut };
+}
+
+/** The reason open bodies are cancelled with past the shutdown grace. */
+const _SHUTDOWN = new Error("the server shut down: response cut off");
+
+/**
+ * Listens, prints the banner, and serves until SIGINT/SIGTERM. The first
+ * signal prints `stopping: N requests in flight`, stops accepting and gives
+ * in-flight requests `--shutdown-grace`; past it, or on a second signal,
+ * every CGI script's process group is killed, open bodies are cancelled
+ * and FastCGI is closed (spawned workers stopped), then it returns and the
+ * process exit closes the connections still open. Exit code 0 either way.
+ */
 async function _serve(config: _Config, tls: _Tls): Promise<number> {
-  // Aborted on SIGINT/SIGTERM: ends live-reload event streams, which would
-  // otherwise keep server.shutdown() waiting for the open pages.
+  // Aborted on the first SIGINT/SIGTERM: ends live-reload event streams,
+  // which would otherwise keep server.shutdown() waiting for the open pages.
   const stopping = new AbortController();
-  const handler = createHandler({ ...config.handler, signal: stopping.signal });
+  // Aborted past the grace: kills every running CGI script's group.
+  const killing = new AbortController();
+  const cgi = config.handler.cgi &&
+    { ...config.handler.cgi, signal: killing.signal };
+  const app = createHandler({
+    ...config.handler,
+    ...(cgi ? { cgi } : {}),
+    signal: stopping.signal,
+  });
+  const requests = _inFlight(app, cgi !== undefined);
+  const handler = requests.handler;
   const root = await Deno.realPath(config.root);
+  // Aborted only while the server has not started: once shutdown() was
+  // called, aborting Deno.serve's signal throws BadResource (uncaught).
   const controller = new AbortController();
   let server:
     | { shutdown(): Promise<void>; finished: Promise<void> }
     | undefined;
-  const stop = () => {
+  let grace: ReturnType<typeof setTimeout> | undefined;
+  let giveUp: ReturnType<typeof setTimeout> | undefined;
+  const cutOff = Promise.withResolvers<void>();
+  let forced: Promise<unknown> | undefined;
+  const force = (): void => {
+    if (forced) return;
+    clearTimeout(grace);
+    killing.abort();
+    forced = Promise.race([
+      Promise.allSettled([requests.cut(), app.close()]),
+      new Promise((resolve) => giveUp = setTimeout(resolve, _FORCE_WAIT_MS)),
+    ]);
+    forced.then(() => cutOff.resolve());
+  };
+  const stop = (): void => {
+    if (stopping.signal.aborted) return force();
+    // --quiet: nothing on stdout but the Listening line.
+    if (!config.quiet) {
+      console.log(`stopping: ${requests.count} requests in flight`);
+    }
     stopping.abort();
     if (!server) return controller.abort();
-    // Stop accepting; in-flight requests get a bounded grace period.
-    const grace = setTimeout(() => controller.abort(), 10_000);
-    server.shutdown().finally(() => clearTimeout(grace));
+    // Stop accepting; in-flight requests get the grace period.
+    grace = setTimeout(force, config.shutdownGraceMs);
+    server.shutdown().catch(() => {}).finally(() => clearTimeout(grace));
   };
   // Listening before `Listening on` is printed: a signal right after that
   // line must stop the server, not kill the process.
@@ -474,7 +718,18 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
     console.log(`Listening on ${scheme}://${host}:${port}/`);
     if (!config.quiet) {
       const options = config.handler;
-      const lines = bannerLines({ scheme, hostname, port, root, options });
+      const needed = _needed(config);
+      const lines = bannerLines({
+        scheme,
+        hostname,
+        port,
+        root,
+        options,
+        permissions: {
+          needed: permissionFlags(needed),
+          ...comparePermissions(needed),
+        },
+      });
       console.log(lines.join("\n"));
     }
   };
@@ -485,6 +740,7 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
       const front = await serveTlsFront(handler, {
         ...listen,
         ...tls,
+        ...(config.guard ? { guard: config.guard } : {}),
         signal: controller.signal,
         onListen,
       });
@@ -495,6 +751,16 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
         front.setCertificate,
         (line) => console.error(line),
       );
+    } else if (config.guard && !tls && guardAvailable()) {
+      server = serveGuarded(handler, {
+        ...listen,
+        ...config.guard,
+        signal: controller.signal,
+        onListen,
+        log: (level, message) => {
+          if (level !== "info") console.error(`${level}: ${message}`);
+        },
+      });
     } else {
       server = Deno.serve({
         ...listen,
@@ -503,16 +769,21 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
         onListen,
       }, handler);
     }
-    await server.finished;
+    await Promise.race([server.finished, cutOff.promise]);
   } catch (error) {
     return _fail(
       `cannot listen on ${config.host}:${config.port}: ${errorMessage(error)}`,
     );
   } finally {
+    clearTimeout(grace);
+    // A background child still holding a finished script's pipe dies too.
+    killing.abort();
+    await forced;
+    clearTimeout(giveUp);
+    await certificates?.close();
+    await app.close(); // stops spawned FastCGI workers
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);
-    await certificates?.close();
-    await handler.close(); // stops spawned FastCGI workers
   }
   return 0;
 }

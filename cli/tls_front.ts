@@ -14,6 +14,8 @@
 
 import tls from "node:tls";
 import type { Handler } from "../server/types.ts";
+import { guardAvailable, serveGuarded } from "./conn_guard.ts";
+import type { GuardSettings } from "./guard_flags.ts";
 
 /** Options of {@linkcode serveTlsFront}. */
 export interface TlsFrontOptions {
@@ -29,6 +31,13 @@ export interface TlsFrontOptions {
   signal: AbortSignal;
   /** Called once the public port listens. */
   onListen(addr: { hostname: string; port: number }): void;
+  /**
+   * The connection guard's deadlines and caps: the deadlines apply to the
+   * relayed connections (and the header timeout to the TLS handshake), the
+   * caps to the TLS sockets (a socket over a cap is closed).
+   * @default {undefined} (no guard)
+   */
+  guard?: GuardSettings;
 }
 
 /** A running front: like `Deno.HttpServer`, with the public address. */
@@ -77,20 +86,35 @@ export async function serveTlsFront(
 ): Promise<TlsFront> {
   // Inner port → the client's address, for the connections we relay.
   const peers = new Map<number, Deno.NetAddr>();
-  const inner = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: options.signal,
-    onListen() {},
-  }, function innerHandler(req, info) {
+  const innerHandler = function innerHandler(
+    req: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ): Response | Promise<Response> {
     const peer = peers.get(info.remoteAddr.port);
     if (peer === undefined) return new Response(null, { status: 421 });
     const secure = new Request(
       "https" + req.url.slice(req.url.indexOf(":")),
       req,
     );
-    return handler(secure, { ...info, remoteAddr: peer });
-  });
+    // `completed` is a getter of the prototype: spread would drop it.
+    return handler(secure, { remoteAddr: peer, completed: info.completed });
+  };
+  const listen = {
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: options.signal,
+    onListen() {},
+  };
+  const inner = options.guard && guardAvailable()
+    ? serveGuarded(innerHandler as Handler, {
+      ...listen,
+      ...options.guard,
+      // Every relayed connection comes from loopback: the caps are the
+      // front's (on the TLS sockets).
+      maxConnections: Infinity,
+      maxConnectionsPerClient: 0,
+    })
+    : Deno.serve(listen, innerHandler);
   const server = _listen(inner.addr.port, peers, options);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -125,13 +149,33 @@ function _listen(
   options: TlsFrontOptions,
 ): tls.Server {
   const sockets = new Set<tls.TLSSocket>();
+  const perClient = new Map<string, number>();
+  const { guard } = options;
+  const max = guard ? (guard.maxConnections ?? 10_000) : Infinity;
+  const maxPerClient = guard?.maxConnectionsPerClient ?? 0;
   const server = tls.createServer({
     cert: options.cert,
     key: options.key,
     ALPNProtocols: ["h2", "http/1.1"],
+    // A handshake is part of getting a request head in.
+    ...(guard ? { handshakeTimeout: guard.headerTimeoutMs ?? 60_000 } : {}),
   }, (socket) => {
+    const client = socket.remoteAddress ?? "";
+    const fromClient = perClient.get(client) ?? 0;
+    if (
+      sockets.size >= max || (maxPerClient > 0 && fromClient >= maxPerClient)
+    ) {
+      socket.destroy(); // over a cap: no plain-text 503 inside TLS
+      return;
+    }
     sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
+    perClient.set(client, fromClient + 1);
+    socket.once("close", () => {
+      sockets.delete(socket);
+      const left = (perClient.get(client) ?? 1) - 1;
+      if (left > 0) perClient.set(client, left);
+      else perClient.delete(client);
+    });
     _relay(socket, innerPort, peers).catch(() => socket.destroy());
   });
   // A failed handshake is the client's problem: it only loses its socket.

@@ -1,6 +1,7 @@
 // The shared CGI building blocks on their own: env builder, response parser, request body, process groups.
 import assert from "node:assert/strict";
 import { prepareRequestBody } from "../cgi/body.ts";
+import { HttpError } from "../server/errors.ts";
 import { buildCgiEnv } from "../cgi/env.ts";
 import { findSetsid, killGroup, spawnInGroup } from "../cgi/process.ts";
 import { parseCgiResponse } from "../cgi/response.ts";
@@ -122,15 +123,61 @@ Deno.test("parseCgiResponse() reads an nph status line and rejects a missing one
   );
 });
 
-Deno.test("prepareRequestBody() streams a body of known length cut at Content-Length", async () => {
+Deno.test("prepareRequestBody() with streamBody streams a body of known length cut at Content-Length", async () => {
   const req = new Request("http://localhost/", {
     method: "POST",
     headers: { "content-length": "3" },
     body: streamOf("ab", "cdef"),
   });
-  await using body = await prepareRequestBody(req);
+  await using body = await prepareRequestBody(req, { streamBody: true });
   assert.equal(body.length, 3);
   assert.equal(await new Response(body.stream).text(), "abc");
+});
+
+Deno.test("prepareRequestBody() reads a body of known length in full before it resolves, cut at Content-Length", async () => {
+  let pulled = 0;
+  const chunks = ["ab", "cd", "ef"];
+  const source = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const next = chunks[pulled++];
+      if (next === undefined) controller.close();
+      else controller.enqueue(new TextEncoder().encode(next));
+    },
+  }, { highWaterMark: 0 });
+  const req = new Request("http://localhost/", {
+    method: "POST",
+    headers: { "content-length": "5" },
+    body: source,
+  });
+  await using body = await prepareRequestBody(req);
+  assert.ok(pulled >= 3, "read before the script could start");
+  assert.equal(body.length, 5);
+  assert.equal(await new Response(body.stream).text(), "abcde");
+});
+
+Deno.test("prepareRequestBody() answers 408 for a body that goes silent and 400 for one that ends short", async () => {
+  const silent = new Request("http://localhost/", {
+    method: "POST",
+    headers: { "content-length": "10" },
+    body: new ReadableStream({
+      start(c) {
+        c.enqueue(new TextEncoder().encode("abc")); // then nothing
+      },
+    }),
+  });
+  await assert.rejects(
+    prepareRequestBody(silent, { bodyTimeoutMs: 50 }),
+    (e) => e instanceof HttpError && e.status === 408,
+  );
+  const short = new Request("http://localhost/", {
+    method: "POST",
+    headers: { "content-length": "10" },
+    body: streamOf("abc"),
+  });
+  await assert.rejects(
+    prepareRequestBody(short),
+    (e) => e instanceof HttpError && e.status === 400,
+  );
 });
 
 Deno.test("prepareRequestBody() spills a large chunked body to a temp file and removes it", async () => {

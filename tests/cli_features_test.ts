@@ -123,7 +123,7 @@ Deno.test("cli --log-file appends the access log to a file and keeps stdout for 
   assert.ok(!server.lines.some((l) => l.includes("GET /hello.txt")));
 });
 
-Deno.test("cli prints a banner with URLs, root, features and permissions", async () => {
+Deno.test("cli prints a banner with URLs, root, features and the permissions needed (granted -A beyond them)", async () => {
   const server = await startCli([
     www,
     "--port",
@@ -151,7 +151,15 @@ Deno.test("cli prints a banner with URLs, root, features and permissions", async
     new RegExp(`Root:\\s+${(await Deno.realPath(www)).replaceAll("/", "\\/")}`),
   );
   assert.match(text, /Features:.*directory listing.*CORS.*compression/);
-  assert.match(text, /Permissions:.*--allow-read.*--allow-net/);
+  // What this configuration needs, and that -A grants more.
+  assert.ok(
+    server.lines.includes(
+      `  Permissions: needs --allow-read=${www},/proc/net/tcp,/proc/net/tcp6 --allow-net=0.0.0.0 ` +
+        "--allow-sys=networkInterfaces; granted -A",
+    ),
+    text,
+  );
+  assert.doesNotMatch(text, /--allow-ffi/, "only what is needed is listed");
 });
 
 Deno.test("cli --spa, --clean-urls, --cache-control and --compress work end to end", async () => {

@@ -305,13 +305,14 @@ interface _Forwarding {
 }
 
 function _forwarding(options: FastCgiOptions, backend: _Backend): _Forwarding {
-  const { maxBodySize, bodyMemoryLimit, tempDir, bodyTimeoutMs } = options;
+  const { maxBodySize, bodyMemoryLimit, tempDir, bodyTimeoutMs, streamBody } =
+    options;
   return {
     backend,
     documentRoot: options.documentRoot,
     params: options.params ?? {},
     passAuthorization: options.passAuthorization ?? true,
-    body: { maxBodySize, bodyMemoryLimit, tempDir, bodyTimeoutMs },
+    body: { maxBodySize, bodyMemoryLimit, tempDir, bodyTimeoutMs, streamBody },
     maxHeaderBytes: options.maxHeaderBytes,
   };
 }
@@ -447,8 +448,8 @@ async function _forward(
  * front controller too.
  *
  * Errors: connect failures → 502, timeouts → 504, a malformed response →
- * 502, a body over the limit → 413, a chunked body slower than
- * `bodyTimeoutMs` → 408. The responder's STDERR goes to `ctx.log`, never
+ * 502, a body over the limit → 413, a body silent for `bodyTimeoutMs`
+ * while it is buffered (before a connection is taken) → 408. The responder's STDERR goes to `ctx.log`, never
  * to the client; its own statuses pass through. A local redirect
  * (`Location: /path` without `Status`) is re-dispatched inside the server
  * as GET (HEAD stays HEAD), like the CGI gateway does.
