@@ -412,9 +412,17 @@ export function serveGuarded(
     ): Promise<Response> {
       guarded.inFlight++;
       guarded.fresh = false;
+      let sending: _Sending | undefined;
+      // Settles however the request ends (a handler that throws too: Deno
+      // then sends the error response).
+      const done = (): void => {
+        if (sending) guarded.sending.delete(sending);
+        if (--guarded.inFlight === 0) guarded.since = Date.now();
+      };
+      info.completed.then(done, done);
       const res = await handler(req, info);
       const now = Date.now();
-      const sending: _Sending = {
+      sending = {
         since: now,
         waiting: 0,
         watched: false,
@@ -422,11 +430,6 @@ export function serveGuarded(
         still: now,
       };
       guarded.sending.add(sending);
-      const done = (): void => {
-        guarded.sending.delete(sending);
-        if (--guarded.inFlight === 0) guarded.since = Date.now();
-      };
-      info.completed.then(done, done);
       // Sampled from the kernel where it can be; else a stream is watched
       // (reading `res.body` of bytes would turn them into a chunked
       // stream), and one of known length up to 2 MiB is timed as a whole,
