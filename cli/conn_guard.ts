@@ -412,23 +412,22 @@ export function serveGuarded(
     ): Promise<Response> {
       guarded.inFlight++;
       guarded.fresh = false;
-      let sending: _Sending | undefined;
+      const sending: _Sending = {
+        since: 0,
+        waiting: 0,
+        watched: false,
+        queue: 0,
+        still: 0,
+      };
       // Settles however the request ends (a handler that throws too: Deno
       // then sends the error response).
       const done = (): void => {
-        if (sending) guarded.sending.delete(sending);
+        guarded.sending.delete(sending);
         if (--guarded.inFlight === 0) guarded.since = Date.now();
       };
       info.completed.then(done, done);
       const res = await handler(req, info);
-      const now = Date.now();
-      sending = {
-        since: now,
-        waiting: 0,
-        watched: false,
-        queue: 0,
-        still: now,
-      };
+      sending.since = sending.still = Date.now();
       guarded.sending.add(sending);
       // Sampled from the kernel where it can be; else a stream is watched
       // (reading `res.body` of bytes would turn them into a chunked
