@@ -22,6 +22,8 @@ export interface BannerInfo {
   options: HandlerOptions;
   /** The permissions the configuration needs, and how the granted compare. */
   permissions: BannerPermissions;
+  /** The connection guard is on (deadlines and caps). */
+  guard?: boolean;
 }
 
 /**
@@ -138,6 +140,7 @@ export function bannerLines(info: BannerInfo): string[] {
   }
   lines.push(`  Root:        ${info.root}`);
   const features = _features(info.options, scheme);
+  if (info.guard) features.push("connection guard");
   lines.push(
     `  Features:    ${features.length ? features.join(", ") : "static files"}`,
   );

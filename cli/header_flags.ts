@@ -31,12 +31,12 @@ export function parseHeader(text: string): [string, string] {
     new Headers([[name, value]]);
   } catch {
     throw new TypeError(
-      `Cannot parse header "${text}": expected "Name: value"`,
+      `Invalid --header "${text}": expected "Name: value"`,
     );
   }
   if (name === "") {
     throw new TypeError(
-      `Cannot parse header "${text}": expected "Name: value"`,
+      `Invalid --header "${text}": expected "Name: value"`,
     );
   }
   return [name, value];

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { resolve } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import denoConfig from "../deno.json" with { type: "json" };
 import {
@@ -165,10 +166,34 @@ const _LOG_FORMATS: readonly AccessLogFormat[] = [
   "json",
 ];
 
+/**
+ * `--flag -1` as `--flag=-1` for flags that take a value: parseArgs would
+ * take `-1` for a flag of its own ("argument is ambiguous"), while the
+ * flag's own check says what is expected.
+ */
+function _joinNegativeValues(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const next = args[i + 1];
+    const spec = _FLAGS[arg.slice(2) as keyof typeof _FLAGS] as
+      | { type: string }
+      | undefined;
+    if (
+      arg.startsWith("--") && spec?.type === "string" && next !== undefined &&
+      /^-[\d.]/.test(next)
+    ) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
+}
+
 function _parseFlags(args: string[]) {
   try {
     return parseArgs({
-      args,
+      args: _joinNegativeValues(args),
       allowPositionals: true,
       allowNegative: true,
       strict: true,
@@ -186,7 +211,45 @@ function _parseFlags(args: string[]) {
   }
 }
 
+/** Where a config file's values came from, for its errors. */
+interface _FromFile {
+  file?: string;
+  args: string[];
+}
+
 async function _parse(args: string[]): Promise<_Config | "help" | "version"> {
+  const fromFile: _FromFile = { args: [] };
+  try {
+    return await _parseWith(args, fromFile);
+  } catch (error) {
+    throw _namedInFile(error, fromFile, args);
+  }
+}
+
+/**
+ * A value error about a flag the config file gave (and the command line did
+ * not) names the file and the key: `serve.json: "port": invalid value
+ * "eighty": expected 0-65535`.
+ */
+function _namedInFile(error: unknown, from: _FromFile, args: string[]) {
+  if (!(error instanceof _UsageError) || from.file === undefined) return error;
+  const match = /^Invalid --([\w-]+) ("(?:[^"\\]|\\.)*"): (.*)$/s.exec(
+    error.message,
+  );
+  if (!match) return error;
+  const [, name, value, expected] = match;
+  const given = (list: string[]) =>
+    list.some((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+  if (!given(from.args) || given(args)) return error;
+  return new _UsageError(
+    `${from.file}: "${name}": invalid value ${value}: ${expected}`,
+  );
+}
+
+async function _parseWith(
+  args: string[],
+  from: _FromFile,
+): Promise<_Config | "help" | "version"> {
   let parsed = _parseFlags(args);
   if (parsed.values.help) return "help";
   if (parsed.values.version) return "version";
@@ -195,6 +258,8 @@ async function _parse(args: string[]): Promise<_Config | "help" | "version"> {
     try {
       const file = parsed.values.config;
       fromFile = configToArgs(await readConfig(file), file, _FLAGS);
+      from.file = file;
+      from.args = fromFile.args;
     } catch (error) {
       if (error instanceof ConfigError) throw new _UsageError(error.message);
       throw error;
@@ -396,7 +461,8 @@ export async function main(args: string[]): Promise<number> {
     config = await _parse(args);
   } catch (error) {
     if (!(error instanceof _UsageError)) throw error;
-    console.error(`error: ${error.message}\n\n${_USAGE}`);
+    // One line, not the whole usage (it would scroll the message away).
+    console.error(`error: ${error.message}\nRun with --help for usage.`);
     return 2;
   }
   if (config === "help") {
@@ -463,12 +529,39 @@ async function _readTls(config: _Config): Promise<_Tls | string> {
   if (config.cert === undefined || config.key === undefined) return undefined;
   try {
     return {
-      cert: await Deno.readTextFile(config.cert),
-      key: await Deno.readTextFile(config.key),
+      cert: await _readPem("cert", config.cert),
+      key: await _readPem("key", config.key),
     };
-  } catch {
-    return `cannot read --cert "${config.cert}" or --key "${config.key}"`;
+  } catch (error) {
+    return errorMessage(error);
   }
+}
+
+/** Reads a PEM file given as `--FLAG`; throws with the file and the reason. */
+async function _readPem(
+  flag: "cert" | "key",
+  file: string,
+): Promise<string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (error) {
+    const where = resolve(file) === file ? "" : ` (${resolve(file)})`;
+    // Deno appends the call (": readfile '/path'"): the path is named already.
+    const why = errorMessage(error).replace(/: \w+ '[^']*'$/, "");
+    throw new Error(`cannot read --${flag} "${file}"${where}: ${why}`);
+  }
+  const pem = flag === "cert"
+    ? /-----BEGIN CERTIFICATE-----/
+    : /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
+  if (!pem.test(text)) {
+    throw new Error(
+      `--${flag} "${file}" is not a PEM ${
+        flag === "cert" ? "certificate" : "private key"
+      }`,
+    );
+  }
+  return text;
 }
 
 /**
@@ -713,6 +806,8 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   const scheme = tls ? "https" : "http";
+  // Set once the server is started with the guard (for the banner).
+  let guarded = false;
   const onListen = ({ hostname, port }: { hostname: string; port: number }) => {
     const host = hostname.includes(":") ? `[${hostname}]` : hostname;
     console.log(`Listening on ${scheme}://${host}:${port}/`);
@@ -725,6 +820,7 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
         port,
         root,
         options,
+        guard: guarded,
         permissions: {
           needed: permissionFlags(needed),
           ...comparePermissions(needed),
@@ -737,6 +833,7 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
   let certificates: CertificateWatch | undefined;
   try {
     if (tls && await _frontAllowed()) {
+      guarded = config.guard !== undefined && guardAvailable();
       const front = await serveTlsFront(handler, {
         ...listen,
         ...tls,
@@ -752,6 +849,7 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
         (line) => console.error(line),
       );
     } else if (config.guard && !tls && guardAvailable()) {
+      guarded = true;
       server = serveGuarded(handler, {
         ...listen,
         ...config.guard,

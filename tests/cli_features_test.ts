@@ -55,7 +55,14 @@ Deno.test("cli --config rejects bad files with a message naming the key", async 
   const cases: Array<[unknown, RegExp]> = [
     [{ prot: 8080 }, /serve\.json: unknown key "prot"/],
     [{ cors: "yes" }, /serve\.json: "cors" must be true or false/],
-    [{ port: "abc" }, /Invalid --port "abc"/],
+    [
+      { port: "abc" },
+      /serve\.json: "port": invalid value "abc": expected 0-65535$/,
+    ],
+    [
+      { "cgi-timeout": -1, cgi: true },
+      /serve\.json: "cgi-timeout": invalid value "-1": expected a number/,
+    ],
     [
       { rules: [{ path: "*.js", cache: "x" }] },
       /unknown key "rules\[0\]\.cache"/,

@@ -84,22 +84,61 @@ Deno.test("cli --help lists every flag and --version prints the version", async 
   assert.equal(version.stdout.trim(), `@x/serve ${config.version}`);
 });
 
-Deno.test("cli rejects unknown flags and bad values with usage and exit 2", async () => {
-  for (
-    const args of [
-      ["--bogus"],
-      ["--port", "http"],
-      ["--port", "70000"],
-      ["--cert", "a.pem"],
-      ["--header", "no colon"],
-      ["a", "b"],
-    ]
-  ) {
+Deno.test("cli rejects unknown flags and bad values in one line and a pointer to --help, exit 2", async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [["--bogus"], /^error: Unknown flag "--bogus"$/],
+    [["--port", "http"], /^error: Invalid --port "http": expected 0-65535$/],
+    [["--port", "70000"], /expected 0-65535$/],
+    [["--cert", "a.pem"], /--cert and --key must be given together$/],
+    [["--header", "no colon"], /^error: Invalid --header/],
+    [["a", "b"], /^error: Too many arguments/],
+    // A negative value is the flag's value, not a flag of its own.
+    [
+      ["--cgi", "--cgi-timeout", "-1"],
+      /^error: Invalid --cgi-timeout "-1": expected a number of at least/,
+    ],
+    [
+      ["--config", "/nonexistent/serve.json"],
+      /config file ".*serve\.json" does not exist$/,
+    ],
+  ];
+  for (const [args, message] of cases) {
     const res = await runCli(args);
     assert.equal(res.code, 2, args.join(" "));
-    assert.match(res.stderr, /^error: .+\n/);
-    assert.match(res.stderr, /Usage: serve/);
+    const lines = res.stderr.trimEnd().split("\n");
+    assert.equal(lines.length, 2, res.stderr);
+    assert.match(lines[0]!, message);
+    assert.equal(lines[1], "Run with --help for usage.");
   }
+});
+
+Deno.test("cli names the TLS file and the reason when --cert or --key cannot be used", async () => {
+  await using dir = await tempDir();
+  const missing = await runCli([
+    testdata("www"),
+    "--cert",
+    `${dir.path}/none.pem`,
+    "--key",
+    `${dir.path}/none.key`,
+  ]);
+  assert.equal(missing.code, 1);
+  assert.equal(
+    missing.stderr.trim(),
+    `error: cannot read --cert "${dir.path}/none.pem": No such file or directory (os error 2)`,
+  );
+  await Deno.writeTextFile(`${dir.path}/cert.pem`, "not a certificate");
+  const bad = await runCli([
+    testdata("www"),
+    "--cert",
+    `${dir.path}/cert.pem`,
+    "--key",
+    `${dir.path}/cert.pem`,
+  ]);
+  assert.equal(bad.code, 1);
+  assert.equal(
+    bad.stderr.trim(),
+    `error: --cert "${dir.path}/cert.pem" is not a PEM certificate`,
+  );
 });
 
 Deno.test("cli exits 1 with one line for a missing or unusable root", async () => {

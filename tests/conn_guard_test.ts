@@ -191,6 +191,10 @@ Deno.test("connection guard keeps the client's address and the access log", asyn
     });
     const line = server.lines.find((l) => l.includes('"/hello.txt"'))!;
     assert.equal(JSON.parse(line).remote, "127.0.0.1");
+    assert.ok(
+      server.lines.some((l) => /Features:.*connection guard/.test(l)),
+      "the banner says the guard is on",
+    );
   } finally {
     assert.equal((await server.stop()).code, 0);
   }
