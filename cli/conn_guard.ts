@@ -408,10 +408,12 @@ export function serveGuarded(
       }
       if (sendTimeoutMs <= 0) continue;
       for (const sending of guarded.sending) {
+        // Sampling, a queue not read this time (none on its way long
+        // enough, or /proc failed) never counts as stalled.
         const stalled = sending.watched
           ? sending.waiting > 0 && now - sending.waiting >= sendTimeoutMs
-          : queues
-          ? _still(
+          : sampling
+          ? queues !== undefined && _still(
             sending,
             queues.get(`${addr.port}:${guarded.clientPort}`),
             now,
