@@ -83,6 +83,7 @@ export {
   type AccessLogFormat,
   type AccessLogOptions,
 } from "./middleware/access_log.ts";
+export { compress, type CompressOptions } from "./middleware/compress.ts";
 export { cors, type CorsOptions } from "./middleware/cors.ts";
 export {
   type HeaderRule,

@@ -6,6 +6,7 @@
  */
 
 import { accessLog, type AccessLogOptions } from "../middleware/access_log.ts";
+import { compress, type CompressOptions } from "../middleware/compress.ts";
 import { cors, type CorsOptions } from "../middleware/cors.ts";
 import {
   errorPages,
@@ -64,6 +65,19 @@ export interface HandlerOptions extends ResolvePathOptions {
    * @default {{}}
    */
   serveStatic?: ServeStaticOptions;
+  /**
+   * Compress every compressible response by `Accept-Encoding` — static
+   * files, CGI and FastCGI output, listings, error pages (`true` for the
+   * defaults; see {@linkcode compress}). `serveStatic.compress: true`
+   * (what `--compress` sets) turns it on too. Static files keep their own
+   * on-the-fly path (a weak ETag per coding, 304s per variant) unless
+   * `serveStatic.compress` is `false`; the middleware compresses the rest
+   * and never a response that already has a `Content-Encoding`, so each
+   * response is compressed at most once. The threshold is `minSize`, else
+   * `serveStatic.compressMinSize` (which static files use when given).
+   * @default {false}
+   */
+  compress?: boolean | CompressOptions;
   /**
    * Custom error pages (`<status>.html` from the root unless turned off).
    * @default {{}}
@@ -143,9 +157,9 @@ export interface ClosableHandler extends Handler, AsyncDisposable {
 }
 
 /**
- * Builds the default handler: access log → CORS → headers → error pages →
- * path resolution → live reload → CGI → FastCGI → static files (the
- * optional steps only when configured). Errors become responses where they
+ * Builds the default handler: access log → compression → CORS → headers →
+ * error pages → path resolution → live reload → CGI → FastCGI → static
+ * files (the optional steps only when configured). Errors become responses where they
  * are thrown, so every step outside sees the real status. Call `close()` on shutdown to end
  * live-reload event streams and stop spawned FastCGI workers.
  *
@@ -189,7 +203,7 @@ export function createHandler(options: HandlerOptions = {}): ClosableHandler {
     ...(reload ? [reload] : []),
     ...(options.cgi ? [cgi(options.cgi)] : []),
     ...(php ? [php] : []),
-    serveStatic(options.serveStatic),
+    serveStatic(_staticOptions(options)),
   ];
   const handler = compose(chain, options.log ? { log: options.log } : {});
   const close = async (): Promise<void> => {
@@ -205,9 +219,44 @@ function _outer(options: HandlerOptions): Middleware[] {
   const chain: Middleware[] = [];
   const { accessLog: log, cors: allow, setHeaders: headers } = options;
   if (log) chain.push(accessLog(log === true ? {} : log));
+  // Inside the log (it counts the bytes sent), outside the rest: it sees
+  // the final headers (a `Cache-Control: no-transform` rule, CORS' Vary).
+  const compression = _compressOptions(options);
+  if (compression) chain.push(compress(compression));
   if (allow) chain.push(cors(allow === true ? {} : allow));
   if (headers) chain.push(setHeaders(headers));
   return chain;
+}
+
+/** The compression middleware's options, or undefined when it is off. */
+function _compressOptions(
+  options: HandlerOptions,
+): CompressOptions | undefined {
+  const own = options.compress;
+  const files = options.serveStatic;
+  if (!own && files?.compress !== true) return undefined;
+  const minSize = (own === true || !own ? undefined : own.minSize) ??
+    files?.compressMinSize;
+  return minSize === undefined ? {} : { minSize };
+}
+
+/**
+ * Static files' options: with compression on, static files are compressed
+ * on the fly by serveStatic itself (unless its `compress` is `false`), with
+ * the same threshold as the middleware.
+ */
+function _staticOptions(
+  options: HandlerOptions,
+): HandlerOptions["serveStatic"] {
+  const files = options.serveStatic;
+  const compression = _compressOptions(options);
+  if (!compression || files?.compress === false) return files;
+  const minSize = files?.compressMinSize ?? compression.minSize;
+  return {
+    ...files,
+    compress: true,
+    ...(minSize === undefined ? {} : { compressMinSize: minSize }),
+  };
 }
 
 function _liveReload(
