@@ -432,10 +432,15 @@ async function _startInSlot(
 async function _answer(
   req: Request,
   ctx: Context,
+  script: LocatedScript,
   response: CgiResponse,
 ): Promise<Response> {
   if (response.localRedirect === undefined) {
-    return toHttpResponse(response, req.method, DISCARD);
+    return toHttpResponse(response, req.method, {
+      discard: DISCARD,
+      log: ctx.log,
+      tag: `cgi ${script.scriptName}`,
+    });
   }
   await response.body.cancel(DISCARD);
   return await dispatchLocalRedirect(req, ctx, response.localRedirect);
@@ -461,9 +466,13 @@ async function _answer(
  * - Output is parsed as a CGI response (502 when invalid) and streamed; a
  *   local redirect (`Location: /path`) is re-dispatched through the whole
  *   chain as GET (HEAD stays HEAD), with the chain's loop cap.
+ * - The script's `Content-Length` is kept when valid (else 502) and the
+ *   body sent is exactly that long: longer output is cut there, shorter
+ *   output closes the connection; without one the body goes out chunked.
  * - `nph-` scripts write their own status line and headers: the status and
- *   the headers are kept as written, except framing headers (the server
- *   frames the response); no CGI field is required or interpreted.
+ *   the headers are kept as written, except hop-by-hop ones (the server
+ *   frames the response; `Content-Length` is kept and enforced as above);
+ *   no CGI field is required or interpreted.
  * - Timeout (a silent script, or a client that takes no bytes) → 504 (or
  *   a cut-off response) and the process group is killed; a client that
  *   leaves gets its script's group killed too, and so does every running
@@ -527,6 +536,6 @@ export function cgi(options: CgiOptions = {}): Middleware {
     // upload must not hold one.
     const body = await prepareRequestBody(req, settings.body);
     const run = await _startInSlot(req, ctx, script, body, settings, slots);
-    return await _answer(req, ctx, run.response);
+    return await _answer(req, ctx, script, run.response);
   };
 }

@@ -10,7 +10,8 @@
 
 import { HttpError } from "../server/errors.ts";
 import { isNullBodyStatus } from "../server/http.ts";
-import { pullStream, readChunk } from "./stream.ts";
+import type { LogFn } from "../server/types.ts";
+import { exactLength, pullStream, readChunk } from "./stream.ts";
 
 /**
  * Options of {@linkcode parseCgiResponse}.
@@ -67,10 +68,14 @@ export interface CgiResponse<
   /** The reason phrase the script gave, or `""`. */
   statusText: string;
   /**
-   * The headers to send: validated, without `Status`, hop-by-hop and framing
+   * The headers to send: validated, without `Status` and hop-by-hop
    * headers (`Connection`, `Keep-Alive`, `Transfer-Encoding`, `TE`,
-   * `Trailer`, `Upgrade`, `Proxy-Connection`, `Content-Length`). Repeated
-   * fields (e.g. `Set-Cookie`) are kept as separate values.
+   * `Trailer`, `Upgrade`, `Proxy-Connection`). The script's
+   * `Content-Length` is kept as one value (several equal ones count as
+   * one), unless it also gave `Transfer-Encoding` (which overrides it,
+   * RFC 9112 §6.3: it is dropped then); {@linkcode toHttpResponse} sends
+   * exactly that many bytes. Repeated fields (e.g. `Set-Cookie`) are kept
+   * as separate values.
    */
   headers: Headers;
   /**
@@ -95,7 +100,11 @@ const _TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const _STATUS = /^(\d{3})(?:[ \t]+(.*))?$/;
 const _NPH_STATUS_LINE = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/;
 const _SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:/;
-/** Framing and hop-by-hop headers: the server frames the response itself. */
+/**
+ * Hop-by-hop headers and `Transfer-Encoding`: the server frames the
+ * response itself (`Content-Length` is checked and kept, see
+ * {@linkcode _Framing}).
+ */
 const _DROPPED = new Set([
   "connection",
   "keep-alive",
@@ -104,8 +113,9 @@ const _DROPPED = new Set([
   "te",
   "trailer",
   "upgrade",
-  "content-length",
 ]);
+/** A Content-Length list element: digits only. */
+const _DIGITS = /^[0-9]+$/;
 /** The CGI fields: each may appear at most once (RFC 3875 §6.3). */
 const _CGI_FIELDS = new Set(["status", "content-type", "location"]);
 
@@ -230,7 +240,10 @@ function _bodyStream(
  * `maxHeaderBytes`, a line without `:` or with a name that is not a token,
  * a folded (continuation) line, a CR, LF, NUL or other control character
  * inside a line, a `Status` that is not `NNN [reason]` with NNN in
- * 200-599, a CGI field given twice, or no CGI field at all. Errors from
+ * 200-599, a CGI field given twice, no CGI field at all, or a
+ * `Content-Length` that is not digits only, over `Number.MAX_SAFE_INTEGER`
+ * or given with differing values (unless `Transfer-Encoding` is given
+ * too: then it is dropped). Errors from
  * `output` itself (e.g. a timeout) are rethrown unchanged. On any error
  * `output` is cancelled.
  *
@@ -320,9 +333,59 @@ function _status(match: RegExpExecArray | null, what: string): {
   return { status, statusText: match[2] ?? "" };
 }
 
-/** Adds a header to send, unless it is a framing or hop-by-hop one. */
-function _append(headers: Headers, name: string, value: string): void {
-  if (!_DROPPED.has(name.toLowerCase())) headers.append(name, value);
+/**
+ * The headers to send being collected, and the framing the script asked
+ * for: its `Content-Length` values and whether it gave `Transfer-Encoding`.
+ */
+interface _Framing {
+  headers: Headers;
+  lengths: string[];
+  chunked: boolean;
+}
+
+function _framing(): _Framing {
+  return { headers: new Headers(), lengths: [], chunked: false };
+}
+
+/**
+ * Adds a header to send, unless it is a hop-by-hop one; `Content-Length`
+ * is set aside to be checked, `Transfer-Encoding` noted.
+ */
+function _append(framing: _Framing, name: string, value: string): void {
+  const lower = name.toLowerCase();
+  if (lower === "content-length") framing.lengths.push(value);
+  else if (lower === "transfer-encoding") framing.chunked = true;
+  else if (!_DROPPED.has(lower)) framing.headers.append(name, value);
+}
+
+/**
+ * The headers to send, with the script's `Content-Length` as one value:
+ * digits only, at most `Number.MAX_SAFE_INTEGER`, several lines or list
+ * elements (`42, 42`) only when equal (RFC 9110 §8.6); else a 502, as
+ * nginx answers an upstream's invalid Content-Length. With
+ * `Transfer-Encoding` it is ignored (that overrides it, RFC 9112 §6.3).
+ */
+function _framedHeaders(framing: _Framing): Headers {
+  const { headers, lengths } = framing;
+  if (framing.chunked || lengths.length === 0) return headers;
+  let length: number | undefined;
+  for (const value of lengths) {
+    for (const element of value.split(",")) {
+      const digits = element.replace(/^[ \t]+|[ \t]+$/g, "");
+      const shown = JSON.stringify(value.slice(0, 40));
+      if (!_DIGITS.test(digits)) throw _bad(`invalid Content-Length ${shown}`);
+      const n = Number(digits);
+      if (n > Number.MAX_SAFE_INTEGER) {
+        throw _bad(`Content-Length ${shown} too large`);
+      }
+      if (length !== undefined && n !== length) {
+        throw _bad("differing Content-Length values");
+      }
+      length = n;
+    }
+  }
+  headers.set("content-length", String(length));
+  return headers;
 }
 
 /** An nph block: a status line, then headers kept as written. */
@@ -332,17 +395,18 @@ function _nphFields(lines: readonly string[]): _Fields {
     _hasControl(first) ? null : _NPH_STATUS_LINE.exec(first),
     "nph output does not start with an HTTP/1.x status line",
   );
-  const headers = new Headers();
+  const framing = _framing();
   for (const line of lines.slice(1)) {
     const [name, value] = _splitField(line);
-    if (value !== "") _append(headers, name, value);
+    if (value !== "") _append(framing, name, value);
   }
+  const headers = _framedHeaders(framing);
   return { status, statusText, headers, localRedirect: undefined };
 }
 
 /** A CGI block: the CGI fields interpreted (RFC 3875 §6.2), the rest kept. */
 function _cgiFields(lines: readonly string[]): _Fields {
-  const headers = new Headers();
+  const framing = _framing();
   const seen = new Map<string, string>();
   let status: { status: number; statusText: string } | undefined;
   for (const line of lines) {
@@ -355,7 +419,7 @@ function _cgiFields(lines: readonly string[]): _Fields {
     }
     if (lower === "status") {
       status = _status(_STATUS.exec(value), "malformed Status");
-    } else _append(headers, name, value);
+    } else _append(framing, name, value);
   }
   const location = seen.get("location");
   if (
@@ -363,6 +427,7 @@ function _cgiFields(lines: readonly string[]): _Fields {
   ) {
     throw _bad("no Content-Type, Status or Location");
   }
+  const headers = _framedHeaders(framing);
   if (status !== undefined || location === undefined) {
     return {
       status: 200,
@@ -383,43 +448,138 @@ function _cgiFields(lines: readonly string[]): _Fields {
 }
 
 /**
+ * Options of {@linkcode toHttpResponse}.
+ *
+ * @example A CGI gateway's options
+ * ```ts
+ * import type { ToHttpResponseOptions } from "./response.ts";
+ *
+ * const options: ToHttpResponseOptions = {
+ *   discard: Symbol("discard"),
+ *   tag: "cgi /cgi-bin/report.cgi",
+ *   log: (level, message) => console.error(level, message),
+ * };
+ * ```
+ */
+export interface ToHttpResponseOptions {
+  /**
+   * The reason to cancel an unwanted body with (HEAD, 204/205/304, the
+   * rest of a body longer than its `Content-Length`); the CGI gateway
+   * passes `DISCARD`, so the script is left to end on its own.
+   * @default {undefined}
+   */
+  discard?: unknown;
+  /**
+   * Where a body that does not match its `Content-Length` is reported.
+   * @default {() => {}}
+   */
+  log?: LogFn;
+  /**
+   * The tag of those log lines and errors (e.g. `cgi /cgi-bin/x.cgi`).
+   * @default {"script"}
+   */
+  tag?: string;
+}
+
+/**
  * Turns a parsed {@linkcode CgiResponse} into a `Response`. For `HEAD`
  * requests and statuses that carry no body (204, 205, 304) the script's
  * body is cancelled instead of sent (RFC 3875 §4.3.3), with `discard` as
  * the reason. (For `HEAD`, PHP itself writes no body, so its length is not
- * known.)
+ * known unless the script gives `Content-Length`.)
+ *
+ * The script's `Content-Length` (checked by {@linkcode parseCgiResponse})
+ * is sent, and the body is exactly that long:
+ *
+ * - a longer body is cut at the length: the rest is dropped and the
+ *   script's output cancelled with `discard` (a warning is logged);
+ * - a shorter one makes the body stream error once the output ended, so
+ *   the connection is closed (never padded, never held open), with a
+ *   warning logged;
+ * - a body that came whole (bytes, FastCGI): one longer than the length is
+ *   cut (the bytes are trusted for the shorter value); one shorter is sent
+ *   as a short body (the connection is closed);
+ * - `HEAD` keeps the header and sends no body; 204 and 205 drop it (a 304
+ *   keeps it, though Deno does not send it).
  *
  * @example Answering a HEAD request
  * ```ts
  * import { parseCgiResponse, toHttpResponse } from "./response.ts";
  * import assert from "node:assert/strict";
  *
- * const parsed = await parseCgiResponse(new Response("Content-Type: text/plain\n\nbody").body!);
+ * const parsed = await parseCgiResponse(
+ *   new Response("Content-Type: text/plain\nContent-Length: 4\n\nbody").body!,
+ * );
  * const res = toHttpResponse(parsed, "HEAD");
  * assert.equal(res.body, null);
  * assert.equal(res.headers.get("content-type"), "text/plain");
+ * assert.equal(res.headers.get("content-length"), "4");
+ * ```
+ *
+ * @example A body longer than its Content-Length is cut
+ * ```ts
+ * import { parseCgiResponse, toHttpResponse } from "./response.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const parsed = await parseCgiResponse(
+ *   new Response("Content-Type: text/plain\nContent-Length: 2\n\nbody").body!,
+ * );
+ * assert.equal(await toHttpResponse(parsed, "GET").text(), "bo");
  * ```
  *
  * @param parsed The parsed script response (not a local redirect).
  * @param method The request method.
- * @param discard The reason to cancel an unwanted body with (the CGI
- *   gateway passes `DISCARD`, so the script is left to end on its own).
+ * @param options The discard reason, and where length mismatches go.
  * @returns The response to send.
  */
 export function toHttpResponse(
   parsed: _AnyCgiResponse,
   method: string,
-  discard?: unknown,
+  options: ToHttpResponseOptions = {},
 ): Response {
-  let body: _AnyCgiResponse["body"] | null = parsed.body;
-  if (method === "HEAD" || isNullBodyStatus(parsed.status)) {
-    discardBody(parsed.body, discard);
+  const { status, statusText, headers } = parsed;
+  let body: BodyInit | null = parsed.body;
+  if (method === "HEAD" || isNullBodyStatus(status)) {
+    discardBody(parsed.body, options.discard);
+    if (status === 204 || status === 205) headers.delete("content-length");
     body = null;
+  } else {
+    const length = headers.get("content-length");
+    if (length !== null) {
+      body = _exactBody(parsed.body, Number(length), options);
+    }
   }
-  return new Response(body, {
-    status: parsed.status,
-    statusText: parsed.statusText,
-    headers: parsed.headers,
+  return new Response(body, { status, statusText, headers });
+}
+
+/** The body cut at, or failing short of, `length` (see {@linkcode toHttpResponse}). */
+function _exactBody(
+  body: _AnyCgiResponse["body"],
+  length: number,
+  options: ToHttpResponseOptions,
+): ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> {
+  const { discard, log = () => {}, tag = "script" } = options;
+  const onExcess = (): void =>
+    log(
+      "warn",
+      `${tag}: output longer than its Content-Length ${length}: cut there`,
+    );
+  if (body instanceof Uint8Array && body.length >= length) {
+    if (body.length > length) onExcess();
+    return body.subarray(0, length);
+  }
+  const source = body instanceof Uint8Array
+    ? ReadableStream.from([body])
+    : body;
+  return exactLength(source, length, {
+    cutReason: discard,
+    onExcess,
+    short(got) {
+      const message =
+        `${tag}: output ended after ${got} of its Content-Length ${length} bytes`;
+      log("warn", `${message}: closing the connection`);
+      return new Error(`${message} (response cut off)`);
+    },
   });
 }
 

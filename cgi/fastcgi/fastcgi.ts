@@ -412,16 +412,17 @@ async function _forward(
       discardBody(parsed.body);
       return await dispatchLocalRedirect(req, ctx, parsed.localRedirect);
     }
+    const answer = { log: ctx.log, tag: `FastCGI ${scriptName}` };
     if (parsed.body instanceof Uint8Array) {
       // The whole response is here: the exchange is over.
-      return toHttpResponse(parsed, req.method);
+      return toHttpResponse(parsed, req.method, answer);
     }
     const disposing = _onSettled(parsed.body, () => {
       abort.stop();
       return body.dispose();
     });
     handedOver = true;
-    return toHttpResponse({ ...parsed, body: disposing }, req.method);
+    return toHttpResponse({ ...parsed, body: disposing }, req.method, answer);
   } finally {
     if (!handedOver) {
       abort.stop();
@@ -446,6 +447,13 @@ async function _forward(
  * Every lookup goes through `ctx.root` (set by `resolvePath()`), so its
  * dotfile and symlink policy holds for scripts, index scripts and the
  * front controller too.
+ *
+ * The responder's `Content-Length` is kept when valid (else 502), and the
+ * body sent is exactly that long: longer output is cut there (a streamed
+ * one's connection to the responder is closed), shorter output closes the
+ * client's connection. For a page that arrived whole the bytes are
+ * trusted for a smaller value (cut to it); a larger one is sent as a short
+ * body (the connection is closed).
  *
  * Errors: connect failures → 502, timeouts → 504, a malformed response →
  * 502, a body over the limit → 413, a body silent for `bodyTimeoutMs`
