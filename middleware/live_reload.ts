@@ -8,6 +8,7 @@
 import { relative, resolve, sep } from "node:path";
 import { HttpError } from "../server/errors.ts";
 import { errorMessage } from "../server/log.ts";
+import { _cspHash } from "../server/page_style.ts";
 import type { Context, Middleware, Next } from "../server/types.ts";
 
 /**
@@ -392,6 +393,10 @@ function _injector(
   script: Uint8Array,
   maxInjectSize: number,
 ): (res: Response) => Promise<Response> {
+  // The script's CSP hash, for pages that bring their own policy (listings).
+  let hash: Promise<string> | undefined;
+  const scriptHash = () =>
+    hash ??= _cspHash(new TextDecoder().decode(script).slice(8, -9));
   return async function inject(res) {
     const length = Number(res.headers.get("content-length") ?? 0);
     if (length > maxInjectSize) return res;
@@ -410,12 +415,47 @@ function _injector(
     headers.set("content-length", String(out.byteLength));
     const etag = headers.get("etag");
     if (etag && !etag.startsWith("W/")) headers.set("etag", `W/${etag}`);
+    const csp = headers.get("content-security-policy");
+    if (csp !== null) {
+      headers.set(
+        "content-security-policy",
+        _allowingScript(csp, await scriptHash()),
+      );
+    }
     return new Response(out, {
       status: res.status,
       statusText: res.statusText,
       headers,
     });
   };
+}
+
+/**
+ * A page's own Content-Security-Policy (e.g. a listing's) with the injected
+ * script (`hash`) and its event stream (`connect-src 'self'`) allowed too;
+ * each policy of a comma-joined list is widened the same way.
+ */
+export function _allowingScript(csp: string, hash: string): string {
+  return csp.split(",").map((policy) => {
+    const directives = policy.split(";").map((d) => d.trim()).filter(Boolean);
+    const find = (name: string) =>
+      directives.findIndex((d) => d.split(/\s+/)[0]!.toLowerCase() === name);
+    const fallback = directives[find("default-src")];
+    for (
+      const [name, source] of [["script-src", hash], ["connect-src", "'self'"]]
+    ) {
+      const i = find(name!);
+      // Without the directive, default-src governs (nothing, without it).
+      const base = i !== -1
+        ? directives[i]!
+        : fallback?.replace(/^default-src/i, name!);
+      if (base === undefined) continue;
+      const widened = `${base.replace(/\s'none'(?=\s|$)/gi, "")} ${source}`;
+      if (i !== -1) directives[i] = widened;
+      else directives.push(widened);
+    }
+    return directives.join("; ");
+  }).join(", ");
 }
 
 /**

@@ -7,15 +7,115 @@
 
 import { STATUS_CODES } from "node:http";
 import { prefersJson } from "./negotiate.ts";
+import {
+  _escapeHtml,
+  _PAGE_CSS,
+  _PAGE_CSS_HASH,
+  _pageCsp,
+} from "./page_style.ts";
 
 /** The reason phrase of a status, e.g. `"Not Found"`. */
 export function _reason(status: number): string {
   return STATUS_CODES[status] ?? "Error";
 }
 
+/** What a status means, in one plain sentence a visitor can read. */
+const _MEANING: Readonly<Record<number, string>> = {
+  400: "The server could not understand this request.",
+  401: "This address needs you to sign in first.",
+  403: "You are not allowed to see what is at this address.",
+  404: "Nothing is at this address.",
+  405: "This address does not accept that kind of request.",
+  406: "The server cannot answer in a form your browser accepts.",
+  408: "The request took too long to arrive, so the server stopped waiting.",
+  409: "The request conflicts with what is at this address now.",
+  410: "What was at this address has been removed for good.",
+  411: "The request has to say how long its body is.",
+  412: "The conditions the request set do not hold, so nothing was done.",
+  413: "The request is larger than the server accepts.",
+  414: "This address is longer than the server accepts.",
+  415: "The server does not accept this kind of content.",
+  416: "The part of the file that was asked for is not in it.",
+  417: "The server cannot meet what the request expects.",
+  421: "This connection cannot answer for this address.",
+  422: "The server understood the request but cannot act on what it contains.",
+  428: "The request has to be conditional.",
+  429: "Too many requests arrived in a short time; try again later.",
+  431: "The request's headers are larger than the server accepts.",
+  451: "What is at this address cannot be shown for legal reasons.",
+  500: "Something went wrong on the server.",
+  501: "The server does not support what this request asks for.",
+  502: "The program behind the server did not give a usable answer.",
+  503: "The server cannot answer right now; try again in a moment.",
+  504: "The program behind the server took too long to answer.",
+  505: "The server does not support this version of HTTP.",
+};
+
+/** The sentence for `status` (a generic one for an unlisted 4xx or 5xx). */
+export function _meaning(status: number): string {
+  return _MEANING[status] ??
+    (status >= 500
+      ? "Something went wrong on the server."
+      : "The server cannot answer this request.");
+}
+
+/** The built-in page's policy: its one inline style sheet, nothing else. */
+const _CSP = _pageCsp([_PAGE_CSS_HASH]);
+
+interface _Page {
+  readonly html: Uint8Array<ArrayBuffer>;
+  readonly htmlLength: string;
+  readonly json: Uint8Array<ArrayBuffer>;
+  readonly jsonLength: string;
+}
+
+/** Built-in pages, rendered once per status. */
+const _pages = new Map<number, _Page>();
+
+function _page(status: number): _Page {
+  let page = _pages.get(status);
+  if (page !== undefined) return page;
+  const reason = _reason(status);
+  const encoder = new TextEncoder();
+  const html = encoder.encode(_html(status, reason));
+  const json = encoder.encode(JSON.stringify({ status, error: reason }) + "\n");
+  page = {
+    html,
+    htmlLength: String(html.byteLength),
+    json,
+    jsonLength: String(json.byteLength),
+  };
+  // Only real statuses are kept (at most 500 pages).
+  if (Number.isInteger(status) && status >= 100 && status <= 599) {
+    _pages.set(status, page);
+  }
+  return page;
+}
+
+function _html(status: number, reason: string): string {
+  const title = _escapeHtml(`${status} ${reason}`);
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<title>${title}</title>
+<style>${_PAGE_CSS}</style></head><body>
+<main class="err">
+<h1>${title}</h1>
+<p>${_meaning(status)}</p>
+<p><a href="/">Go to the home page</a></p>
+</main>
+</body></html>
+`;
+}
+
 /**
  * Builds a small error response: HTML by default, JSON when the client
- * prefers it, no body for HEAD. It carries the status and reason only.
+ * prefers it, no body for HEAD. The built-in page has the status, its
+ * reason, one plain sentence of what it means and a link to `/`, in the
+ * look of the directory listing; never a path, a message or a stack. It is
+ * rendered once per status and sent with a `Content-Security-Policy` that
+ * allows only its own inline style.
  *
  * @example A 404 page
  * ```ts
@@ -24,7 +124,10 @@ export function _reason(status: number): string {
  *
  * const res = renderError(404, new Request("http://localhost/x"));
  * assert.equal(res.status, 404);
- * assert.match(await res.text(), /404 Not Found/);
+ * const html = await res.text();
+ * assert.match(html, /404 Not Found/);
+ * assert.match(html, /Nothing is at this address\./);
+ * assert.match(html, /<a href="\/">/);
  * ```
  *
  * @param status HTTP status (4xx/5xx).
@@ -39,28 +142,30 @@ export function renderError(
   headers?: HeadersInit,
   html?: Uint8Array | string,
 ): Response {
-  const reason = _reason(status);
   const out = new Headers(headers);
   out.set("x-content-type-options", "nosniff");
-  // The built-in page is HTML or JSON by Accept; a custom page is always HTML.
-  if (html === undefined) out.append("vary", "Accept");
-  let body: string | Uint8Array;
-  if (html === undefined && prefersJson(req)) {
-    out.set("content-type", "application/json; charset=UTF-8");
-    body = JSON.stringify({ status, error: reason }) + "\n";
-  } else {
+  let bytes: Uint8Array;
+  if (html !== undefined) {
+    // A custom page is always HTML, sent as it is (with its own policy, if any).
     out.set("content-type", "text/html; charset=UTF-8");
-    body = html ??
-      `<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">` +
-        `<meta name="viewport" content="width=device-width, initial-scale=1">` +
-        `<title>${status} ${reason}</title><style>body{font-family:system-ui,sans-serif;margin:3rem auto;max-width:40rem;padding:0 1rem;color:#222}` +
-        `@media (prefers-color-scheme:dark){body{background:#111;color:#ddd}}</style></head>` +
-        `<body><h1>${status} ${reason}</h1></body></html>\n`;
+    bytes = typeof html === "string" ? new TextEncoder().encode(html) : html;
+    out.set("content-length", String(bytes.byteLength));
+  } else {
+    // The built-in page is HTML or JSON by Accept.
+    out.append("vary", "Accept");
+    const page = _page(status);
+    if (prefersJson(req)) {
+      out.set("content-type", "application/json; charset=UTF-8");
+      out.set("content-length", page.jsonLength);
+      bytes = page.json;
+    } else {
+      out.set("content-type", "text/html; charset=UTF-8");
+      out.set("content-security-policy", _CSP);
+      out.set("content-length", page.htmlLength);
+      bytes = page.html;
+    }
   }
-  const bytes = typeof body === "string"
-    ? new TextEncoder().encode(body)
-    : body;
-  out.set("content-length", String(bytes.byteLength));
+  // The Response copies the bytes: a cached page cannot be changed through it.
   return new Response(req.method === "HEAD" ? null : bytes as BodyInit, {
     status,
     headers: out,

@@ -5,7 +5,15 @@
  */
 
 import { prefersJson } from "../server/negotiate.ts";
+import { _escapeHtml } from "../server/page_style.ts";
 import type { DocumentRoot } from "../server/types.ts";
+import {
+  _DEFAULT_SORT,
+  _LISTING_CSP,
+  _listingHtml,
+  type _Sort,
+  _sorted,
+} from "./listing_html.ts";
 
 /**
  * One row of a listing (also the JSON form of a listing).
@@ -163,14 +171,6 @@ async function _readListing(
   return { entries, omitted: all.length - shown.length };
 }
 
-const _ENTITIES: Readonly<Record<string, string>> = {
-  "&": "&amp;",
-  "<": "&lt;",
-  ">": "&gt;",
-  '"': "&quot;",
-  "'": "&#39;",
-};
-
 /**
  * Escapes text for HTML content and attribute values.
  *
@@ -186,28 +186,25 @@ const _ENTITIES: Readonly<Record<string, string>> = {
  * @returns The escaped text.
  */
 export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => _ENTITIES[c]!);
-}
-
-function _size(n: number | null): string {
-  if (n === null) return "";
-  if (n < 1024) return `${n} B`;
-  const units = ["KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let u = -1;
-  do {
-    v /= 1024;
-    u++;
-  } while (v >= 1024 && u < units.length - 1);
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
+  return _escapeHtml(text);
 }
 
 /**
  * Renders a directory listing response: JSON when the client prefers it,
- * otherwise a small responsive HTML table (name, size, modified) with a
- * parent link. Names are HTML-escaped and hrefs percent-encoded. Entries
- * past `maxEntries` are left out and counted (a note in the HTML, an
- * `X-Listing-Omitted` header with JSON). No body for HEAD.
+ * otherwise an HTML page: breadcrumbs (each segment of the path a link), a
+ * table of name (with a file-type icon), size and modification time, a
+ * parent link, and a filter box a small inline script enables. The query
+ * picks the order, for both forms: `?sort=name|size|date&order=asc|desc`
+ * (default name, ascending; directories always first; other values are
+ * ignored); the column headers are links to those, so sorting works
+ * without JavaScript. Names are HTML-escaped and hrefs percent-encoded.
+ * Entries past `maxEntries` (chosen by name) are left out and counted (a
+ * note in the HTML, an `X-Listing-Omitted` header with JSON). The HTML
+ * comes with a `Content-Security-Policy` that allows only its own inline
+ * style and script. No body for HEAD.
+ *
+ * The directory is read once per state (kept by the open-file cache until
+ * it changes) and each form and order rendered once from that reading.
  *
  * @example HTML and JSON listings
  * ```ts
@@ -217,16 +214,25 @@ function _size(n: number | null): string {
  *
  * const dir = await Deno.realPath(await Deno.makeTempDir());
  * await Deno.writeTextFile(`${dir}/<b>.txt`, "x");
+ * await Deno.writeTextFile(`${dir}/big.txt`, "xxxx");
  * const root = documentRoot(dir);
  * const html = await renderListing(new Request("http://x/"), root, []);
  * assert.match(await html.text(), /&lt;b&gt;\.txt/);
  * const json = await renderListing(
- *   new Request("http://x/", { headers: { accept: "application/json" } }), root, []);
- * assert.equal((await json.json())[0].name, "<b>.txt");
+ *   new Request("http://x/?sort=size&order=desc", {
+ *     headers: { accept: "application/json" },
+ *   }),
+ *   root,
+ *   [],
+ * );
+ * assert.deepEqual((await json.json()).map((e: { name: string }) => e.name), [
+ *   "big.txt",
+ *   "<b>.txt",
+ * ]);
  * await Deno.remove(dir, { recursive: true });
  * ```
  *
- * @param req The request.
+ * @param req The request (its `Accept` and query).
  * @param root The document root and its policy (`ctx.root`).
  * @param segments The directory's segments under the root.
  * @param options The entry cap.
@@ -239,85 +245,70 @@ export async function renderListing(
   options: ListingOptions = {},
 ): Promise<Response> {
   const json = prefersJson(req);
-  const key = `${json ? "json" : "html"} ${options.maxEntries ?? ""}`;
-  const page = await root.remember(
+  const sort = _sortOf(req.url);
+  const listed = await root.remember(
     segments,
-    key,
-    () => _render(root, segments, options, json),
+    `listing ${options.maxEntries ?? ""}`,
+    () => _read(root, segments, options),
   );
+  const variant = `${json ? "json" : "html"} ${sort.key} ${sort.order}`;
+  let bytes = listed.pages.get(variant);
+  if (bytes === undefined) {
+    const entries = _sorted(listed.entries, sort);
+    bytes = _encoder.encode(
+      json
+        ? JSON.stringify(entries) + "\n"
+        : _listingHtml(segments, entries, listed.omitted, sort),
+    );
+    listed.pages.set(variant, bytes);
+  }
   const headers = new Headers({
     vary: "Accept",
     "content-type": json
       ? "application/json; charset=UTF-8"
       : "text/html; charset=UTF-8",
-    "content-length": String(page.bytes.byteLength),
+    "content-length": String(bytes.byteLength),
   });
-  if (json && page.omitted > 0) {
-    headers.set("x-listing-omitted", String(page.omitted));
+  if (json && listed.omitted > 0) {
+    headers.set("x-listing-omitted", String(listed.omitted));
   }
-  return new Response(req.method === "HEAD" ? null : page.bytes, {
+  if (!json) headers.set("content-security-policy", _LISTING_CSP);
+  return new Response(req.method === "HEAD" ? null : bytes, {
     status: 200,
     headers,
   });
 }
 
-/** A listing rendered once: its bytes and how many entries were left out. */
-async function _render(
+const _encoder = new TextEncoder();
+
+/**
+ * A directory read once: its entries, how many were left out, and the
+ * pages rendered from it so far (by form and order: at most twelve).
+ */
+interface _Listed {
+  readonly entries: ListingEntry[];
+  readonly omitted: number;
+  readonly pages: Map<string, Uint8Array<ArrayBuffer>>;
+}
+
+async function _read(
   root: DocumentRoot,
   segments: readonly string[],
   options: ListingOptions,
-  json: boolean,
-): Promise<{ bytes: Uint8Array<ArrayBuffer>; omitted: number }> {
+): Promise<_Listed> {
   const { entries, omitted } = await _readListing(root, segments, options);
-  const body = json
-    ? JSON.stringify(entries) + "\n"
-    : _html(segments, entries, omitted);
-  return { bytes: new TextEncoder().encode(body), omitted };
+  return { entries, omitted, pages: new Map() };
 }
 
-function _html(
-  segments: readonly string[],
-  entries: ListingEntry[],
-  omitted: number,
-): string {
-  const title = escapeHtml("/" + segments.map((s) => s + "/").join(""));
-  const rows: string[] = [];
-  if (segments.length > 0) {
-    rows.push(`<tr><td><a href="../">../</a></td><td></td><td></td></tr>`);
-  }
-  for (const e of entries) {
-    const slash = e.type === "directory" ? "/" : "";
-    const href = encodeURIComponent(e.name) + slash;
-    const when = e.mtime ? e.mtime.slice(0, 16).replace("T", " ") : "";
-    rows.push(
-      `<tr><td><a href="./${escapeHtml(href)}">${
-        escapeHtml(e.name)
-      }${slash}</a></td>` +
-        `<td class="n">${_size(e.size)}</td><td><time datetime="${
-          e.mtime ?? ""
-        }">${when}</time></td></tr>`,
-    );
-  }
-  return `<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Index of ${title}</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:1.5rem auto;max-width:60rem;padding:0 1rem;color:#222}
-h1{font-size:1.25rem;word-break:break-all}
-table{border-collapse:collapse;width:100%}
-th,td{padding:.4rem .5rem;text-align:left;border-bottom:1px solid #ddd}
-td:first-child{word-break:break-all}
-.n{text-align:right;white-space:nowrap}
-a{color:#0645ad;text-decoration:none}a:hover{text-decoration:underline}
-@media (max-width:40rem){th:nth-child(3),td:nth-child(3){display:none}}
-@media (prefers-color-scheme:dark){body{background:#111;color:#ddd}a{color:#8ab4f8}th,td{border-color:#333}}
-</style></head><body>
-<h1>Index of ${title}</h1>
-<table><thead><tr><th>Name</th><th class="n">Size</th><th>Modified (UTC)</th></tr></thead><tbody>
-${rows.join("\n")}
-</tbody></table>${
-    omitted > 0 ? `\n<p>${omitted} more entries are not listed.</p>` : ""
-  }</body></html>
-`;
+/** The order the query asks for (`?sort=name|size|date&order=asc|desc`). */
+function _sortOf(url: string): _Sort {
+  const q = url.indexOf("?");
+  if (q === -1) return _DEFAULT_SORT;
+  const params = new URLSearchParams(url.slice(q + 1));
+  const key = params.get("sort");
+  const order = params.get("order") === "desc" ? "desc" : "asc";
+  return {
+    key: key === "size" || key === "date" ? key : "name",
+    order,
+  };
 }

@@ -329,3 +329,19 @@ Deno.test("createHandler() with liveReload gives the endpoint's errors the root'
   assert.equal(await res.text(), "<h1>custom 405</h1>");
   controller.abort();
 });
+
+Deno.test("liveReload widens a page's own CSP to allow its script and event stream", async () => {
+  const { _allowingScript } = await import("../middleware/live_reload.ts");
+  assert.equal(
+    _allowingScript(
+      "default-src 'none'; style-src 'sha256-a'; script-src 'sha256-b'",
+      "'sha256-x'",
+    ),
+    "default-src 'none'; style-src 'sha256-a'; script-src 'sha256-b' 'sha256-x'; connect-src 'self'",
+  );
+  // Only default-src: the new directives start from it ('none' dropped).
+  assert.equal(
+    _allowingScript("default-src 'none'", "'sha256-x'"),
+    "default-src 'none'; script-src 'sha256-x'; connect-src 'self'",
+  );
+});
