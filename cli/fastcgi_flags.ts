@@ -38,6 +38,10 @@ export interface FastCgiFlags {
   "fastcgi-keep-alive"?: string;
   /** `--fastcgi-max-connections N`. */
   "fastcgi-max-connections"?: string;
+  /** `--fastcgi-index NAME`. */
+  "fastcgi-index"?: string;
+  /** `--fastcgi-param NAME=VALUE` (repeatable). */
+  "fastcgi-param"?: string[];
 }
 
 /**
@@ -63,6 +67,10 @@ export const FASTCGI_USAGE =
   --fastcgi-pass-env NAME
                          Pass the server's variable NAME to spawned workers
                          (repeatable; nothing else of its environment is passed)
+  --fastcgi-index NAME   Directory index script (default index.php; "" = none)
+  --fastcgi-param NAME=VALUE
+                         Send (or override) a param with every request, like
+                         nginx fastcgi_param (repeatable)
   --fastcgi-keep-alive N Idle connections kept per --fastcgi backend (default 2;
                          each pins a php-fpm worker; 0 = one per request)
   --fastcgi-max-connections N
@@ -75,6 +83,8 @@ export const FASTCGI_USAGE =
 /** The flags that only make sense with `--fastcgi` or `--fastcgi-spawn`. */
 const _DEPENDENT_FLAGS = [
   "fastcgi-workers",
+  "fastcgi-index",
+  "fastcgi-param",
   "fastcgi-keep-alive",
   "fastcgi-max-connections",
   "fastcgi-front-controller",
@@ -151,6 +161,37 @@ function _poolFlags(
     if (name === "fastcgi-keep-alive") options.keepAlive = n;
     else options.maxConnections = n;
   }
+}
+
+/** `--fastcgi-param NAME=VALUE` pairs (names as CGI variables; values one line). */
+function _params(pairs: string[]): Record<string, string> {
+  const params: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    const name = pair.slice(0, eq);
+    const value = pair.slice(eq + 1);
+    if (
+      eq < 1 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || /[\r\n\0]/.test(value)
+    ) {
+      throw new TypeError(
+        `Invalid --fastcgi-param "${pair}": expected NAME=VALUE (a variable name, a one-line value)`,
+      );
+    }
+    params[name] = value;
+  }
+  return params;
+}
+
+/** `--fastcgi-index NAME`: a file name, or `""` for none. */
+function _index(index: string): string {
+  if (
+    index !== "" && (/[\/\0]/.test(index) || index === "." || index === "..")
+  ) {
+    throw new TypeError(
+      `Invalid --fastcgi-index "${index}": expected a file name like index.php`,
+    );
+  }
+  return index;
 }
 
 /** The validated `--fastcgi-pass-env` names. */
@@ -251,5 +292,9 @@ export function fastCgiOptionsFromFlags(
   }
   const ext = flags["fastcgi-ext"];
   if (ext !== undefined) options.extensions = _extensions(ext);
+  const index = flags["fastcgi-index"];
+  if (index !== undefined) options.index = _index(index);
+  const params = flags["fastcgi-param"] ?? [];
+  if (params.length > 0) options.params = _params(params);
   return options;
 }

@@ -135,6 +135,8 @@ const _FLAGS = {
   "fastcgi-front-controller": { type: "string" },
   "fastcgi-ext": { type: "string" },
   "fastcgi-pass-env": { type: "string", multiple: true },
+  "fastcgi-index": { type: "string" },
+  "fastcgi-param": { type: "string", multiple: true },
   "fastcgi-keep-alive": { type: "string" },
   "fastcgi-max-connections": { type: "string" },
   "connection-guard": { type: "string" },

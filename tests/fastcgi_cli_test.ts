@@ -125,3 +125,45 @@ Deno.test("serve --fastcgi-max-connections 1 --fastcgi-keep-alive 1 runs every r
     await server.stop("SIGTERM");
   }
 });
+
+Deno.test("serve --fastcgi-index and --fastcgi-param set the index script and extra params (like fastcgi_index / fastcgi_param)", async () => {
+  await using fpm = await startPhpFpm({ workers: 2 });
+  const server = await startCli([
+    PHP_ROOT,
+    "--port",
+    "0",
+    "--quiet",
+    "--fastcgi",
+    fpm.address,
+    "--fastcgi-index",
+    "info.php",
+    "--fastcgi-param",
+    "SERVER_SOFTWARE=nginx/1.22.1",
+    "--fastcgi-param",
+    "EXTRA_PARAM=a=b",
+  ], ["run", "-A", MOD]);
+  try {
+    const res = await fetch(`${server.base}/`);
+    assert.equal(res.status, 200);
+    const info = await res.json();
+    assert.equal(info.server.SCRIPT_NAME, "/info.php", "the index script ran");
+    assert.equal(info.server.SERVER_SOFTWARE, "nginx/1.22.1", "overrides ours");
+    assert.equal(info.server.EXTRA_PARAM, "a=b");
+  } finally {
+    await server.stop("SIGTERM");
+  }
+  for (
+    const args of [
+      ["--fastcgi-param", "NO_EQUALS"],
+      ["--fastcgi-param", "1BAD=x"],
+      ["--fastcgi-index", "../x.php"],
+    ]
+  ) {
+    const res = await runCli([PHP_ROOT, "--fastcgi", "127.0.0.1:9", ...args]);
+    assert.equal(res.code, 2, args.join(" "));
+    assert.match(
+      res.stderr,
+      new RegExp(`^error: Invalid --${args[0]!.slice(2)} `),
+    );
+  }
+});
