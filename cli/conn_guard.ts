@@ -17,6 +17,7 @@
  */
 
 import { bodyKind } from "../server/body_kind.ts";
+import { pieceReader } from "../server/piece_reader.ts";
 import type { Handler, LogFn } from "../server/types.ts";
 
 /**
@@ -262,21 +263,12 @@ function _watchedBody(
   sending: _Sending,
 ): ReadableStream<Uint8Array> {
   // A byte stream (a file's) is read in large pieces: fewer hops per MiB.
-  let byob: ReadableStreamBYOBReader | undefined;
-  try {
-    byob = body.getReader({ mode: "byob" });
-  } catch {
-    // not a byte stream
-  }
-  const reader = byob ?? body.getReader();
-  const read = byob
-    ? () => byob.read(new Uint8Array(_PIECE))
-    : () => (reader as ReadableStreamDefaultReader<Uint8Array>).read();
+  const reader = pieceReader(body, _PIECE);
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       sending.waiting = 0;
-      const { value, done } = await read();
-      if (done || value === undefined) return controller.close();
+      const value = await reader.read();
+      if (value === undefined) return controller.close();
       controller.enqueue(value);
       sending.waiting = Date.now();
     },

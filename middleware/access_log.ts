@@ -7,6 +7,7 @@
  */
 
 import { bodyKind } from "../server/body_kind.ts";
+import { pieceReader } from "../server/piece_reader.ts";
 import { describeError } from "../server/log.ts";
 import type { Context, Middleware } from "../server/types.ts";
 
@@ -397,26 +398,17 @@ function _counting(
   source: ReadableStream<Uint8Array>,
   entry: _Entry,
 ): ReadableStream<Uint8Array> {
-  let bytes: ReadableStreamBYOBReader | undefined;
-  try {
-    bytes = source.getReader({ mode: "byob" });
-  } catch {
-    // Not a byte stream: read its chunks as they come.
-  }
-  const reader = bytes ?? source.getReader();
-  const read = bytes
-    ? () => bytes.read(new Uint8Array(_READ_SIZE))
-    : () => (reader as ReadableStreamDefaultReader<Uint8Array>).read();
+  const reader = pieceReader(source, _READ_SIZE);
   return new ReadableStream<Uint8Array>({
     pull(controller) {
-      return read().then((chunk) => {
-        if (chunk.done) {
+      return reader.read().then((chunk) => {
+        if (chunk === undefined) {
           controller.close();
           entry.ended(true);
           return;
         }
-        entry.bytes += chunk.value.byteLength;
-        controller.enqueue(chunk.value);
+        entry.bytes += chunk.byteLength;
+        controller.enqueue(chunk);
       }, (error) => {
         entry.ended(false);
         throw error;
