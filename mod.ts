@@ -44,7 +44,8 @@
  * ```
  *
  * The layers, one way up: `server/` is the core (context, compose, errors,
- * path resolution); `static/`, `cgi/` (with `cgi/fastcgi/`) and
+ * path resolution); `static/`, `cgi/` (with `cgi/fastcgi/`), `rules/` (site
+ * rules: deny, rewrites, mounts, basic auth, X-Accel-Redirect) and
  * `middleware/` build on it; `handler/` composes them ({@linkcode createHandler});
  * `cli/` is the command line. More building blocks live in the subpath
  * exports `@x/serve/static`, `@x/serve/cgi` and `@x/serve/fastcgi`;
@@ -55,6 +56,7 @@
 
 export type {
   Context,
+  DispatchOptions,
   DocumentRoot,
   Failure,
   Handler,
@@ -99,7 +101,21 @@ export {
   type ClosableHandler,
   createHandler,
   type HandlerOptions,
+  type HandlerRule,
 } from "./handler/create_handler.ts";
+export {
+  type VirtualHost,
+  virtualHosts,
+  type VirtualHostsOptions,
+} from "./handler/virtual_hosts.ts";
+export {
+  type SiteRule,
+  SiteRuleError,
+  siteRules,
+  type SiteRulesOptions,
+} from "./rules/site_rules.ts";
+export type { RuleMatch } from "./rules/match.ts";
+export { basicAuth, type BasicAuthOptions } from "./rules/basic_auth.ts";
 export { serveStatic, type ServeStaticOptions } from "./static/serve_static.ts";
 export { type ListingOptions } from "./static/listing.ts";
 export { cgi, type CgiOptions } from "./cgi/cgi.ts";

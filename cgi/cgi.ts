@@ -5,7 +5,7 @@
  * @module
  */
 
-import { dirname, resolve } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { HttpError } from "../server/errors.ts";
 import { documentRoot, isInside } from "../server/resolve.ts";
 import type { Context, DocumentRoot, Middleware } from "../server/types.ts";
@@ -66,6 +66,14 @@ export interface CgiOptions extends RequestBodyOptions {
    * @default {{"/cgi-bin/": "<document root>/cgi-bin"}}
    */
   dirs?: Record<string, string>;
+  /**
+   * URL prefix → one script that answers everything below it (Apache
+   * `ScriptAlias /cgit/ /usr/lib/cgit/cgit.cgi`): `SCRIPT_NAME` is the
+   * prefix without its trailing slash, `PATH_INFO` the rest of the path.
+   * Mounts (these and `dirs`) are matched longest prefix first.
+   * @default {{}}
+   */
+  scripts?: Record<string, string>;
   /**
    * File extension → interpreter (a program name looked up in `path`, or a
    * command array; the script path is appended). A script that is not
@@ -219,15 +227,28 @@ function _settings(options: CgiOptions): _Settings {
 interface _Mount {
   prefix: string[];
   dir: string | undefined; // undefined: <document root>/cgi-bin
+  /** A single script mounted at the prefix: its name inside `dir`. */
+  script?: string;
 }
 
-function _mounts(dirs: Record<string, string> | undefined): _Mount[] {
+function _mounts(
+  dirs: Record<string, string> | undefined,
+  scripts: Record<string, string> = {},
+): _Mount[] {
   const entries: _Mount[] = dirs === undefined
     ? [{ prefix: ["cgi-bin"], dir: undefined }]
     : Object.entries(dirs).map(([url, dir]) => ({
       prefix: url.split("/").filter((s) => s !== ""),
       dir: resolve(dir),
     }));
+  for (const [url, file] of Object.entries(scripts)) {
+    const path = resolve(file);
+    entries.push({
+      prefix: url.split("/").filter((s) => s !== ""),
+      dir: dirname(path),
+      script: basename(path),
+    });
+  }
   // Longest prefix first.
   return entries.sort((a, b) => b.prefix.length - a.prefix.length);
 }
@@ -372,7 +393,9 @@ function _start(
       pathInfo: script.pathInfo,
       contentLength: body.length,
       passAuthorization: settings.passAuthorization,
-      extra: settings.fixedEnv,
+      extra: ctx.scriptVars
+        ? { ...settings.fixedEnv, ...ctx.scriptVars }
+        : settings.fixedEnv,
     }),
   };
   return runScript(script.program, {
@@ -503,7 +526,7 @@ export function cgi(options: CgiOptions = {}): Middleware {
     options.maxConcurrent ?? 64,
     options.retryAfterMs ?? 5000,
   );
-  const mounts = _mounts(options.dirs);
+  const mounts = _mounts(options.dirs, options.scripts);
   const scriptDir = _scriptDirs();
 
   return async function cgiMiddleware(req, ctx, next) {
@@ -518,13 +541,21 @@ export function cgi(options: CgiOptions = {}): Middleware {
     if (dir === undefined) {
       throw new HttpError(404, "CGI directory does not exist");
     }
-    const script = await locateScript(
-      dir,
-      mount.prefix,
-      ctx.segments.slice(mount.prefix.length),
-      ctx.path.endsWith("/") && ctx.segments.length > 0,
-      { interpreters: settings.interpreters },
-    );
+    const rest = ctx.segments.slice(mount.prefix.length);
+    const trailing = ctx.path.endsWith("/") && ctx.segments.length > 0;
+    const interpreters = { interpreters: settings.interpreters };
+    const script = mount.script === undefined
+      ? await locateScript(dir, mount.prefix, rest, trailing, interpreters)
+      : {
+        ...await locateScript(
+          dir,
+          [],
+          [mount.script, ...rest],
+          trailing && rest.length > 0,
+          interpreters,
+        ),
+        scriptName: "/" + mount.prefix.join("/"),
+      };
     try {
       _checkRunning(settings);
       slots.check();

@@ -124,6 +124,18 @@ function _requestTarget(raw: string): string | undefined {
   return hash === -1 ? raw.slice(start) : raw.slice(start, hash);
 }
 
+/**
+ * The target as the client sent it; after a rewrite (`ctx.requestUrl` is
+ * not the request's own URL), the original one.
+ */
+function _requestUri(req: Request, ctx: { url: URL; requestUrl?: URL }) {
+  const original = ctx.requestUrl;
+  if (original !== undefined && original !== ctx.url) {
+    return original.pathname + original.search;
+  }
+  return _requestTarget(req.url) ?? ctx.url.pathname + ctx.url.search;
+}
+
 /** `[::1]` → `::1`: addresses in the environment carry no brackets. */
 function _unbracket(host: string): string {
   return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
@@ -184,6 +196,7 @@ export function buildCgiEnv(
   req: Request,
   ctx: Pick<Context, "url" | "info"> & {
     root?: Pick<DocumentRoot, "path"> | undefined;
+    requestUrl?: URL;
   },
   options: CgiEnvOptions = {},
 ): Record<string, string> {
@@ -208,7 +221,7 @@ export function buildCgiEnv(
     SERVER_PORT: url.port || (https ? "443" : "80"),
     REQUEST_METHOD: req.method,
     REQUEST_SCHEME: https ? "https" : "http",
-    REQUEST_URI: _requestTarget(req.url) ?? url.pathname + url.search,
+    REQUEST_URI: _requestUri(req, ctx),
     QUERY_STRING: url.search.slice(1),
     SCRIPT_NAME: scriptName,
     PATH_INFO: pathInfo,

@@ -24,6 +24,14 @@ export interface BannerInfo {
   permissions: BannerPermissions;
   /** The connection guard is on (deadlines and caps). */
   guard?: boolean;
+  /** Virtual hosts: host names, root and options of each. */
+  sites?: readonly {
+    hosts: readonly string[];
+    root: string;
+    options: HandlerOptions;
+  }[];
+  /** What an unknown host gets (with `sites`). */
+  unknownHost?: "default" | 421;
 }
 
 /**
@@ -77,6 +85,9 @@ function _features(o: HandlerOptions, scheme: "http" | "https"): string[] {
   if (o.cgi) on.push("CGI");
   if (o.fastcgi) on.push("FastCGI");
   if (o.liveReload) on.push("live reload");
+  if (o.rules?.length) {
+    on.push(`${o.rules.length} site rule${o.rules.length > 1 ? "s" : ""}`);
+  }
   return on;
 }
 
@@ -144,6 +155,23 @@ export function bannerLines(info: BannerInfo): string[] {
   lines.push(
     `  Features:    ${features.length ? features.join(", ") : "static files"}`,
   );
+  for (const site of info.sites ?? []) {
+    const more = _features(site.options, scheme);
+    lines.push(
+      `  Site:        ${site.hosts.join(", ")} → ${site.root}${
+        more.length ? ` (${more.join(", ")})` : ""
+      }`,
+    );
+  }
+  if (info.sites?.length) {
+    lines.push(
+      `  Other hosts: ${
+        info.unknownHost === 421
+          ? "421 Misdirected Request"
+          : "the default site (Root above)"
+      }`,
+    );
+  }
   lines.push(`  Permissions: ${_permissions(info.permissions)}`);
   return lines;
 }

@@ -7,8 +7,10 @@
  */
 
 import { dirname, resolve } from "node:path";
+import type { HandlerRule } from "../handler/create_handler.ts";
 import type { HeaderRule } from "../middleware/headers.ts";
 import { errorMessage } from "../server/log.ts";
+import { RuleConfigError, rulesFromConfig } from "./rules_config.ts";
 
 /**
  * How a flag takes its value (as in `node:util` `parseArgs`). Internal to the CLI (not exported from `mod.ts`).
@@ -28,6 +30,28 @@ export interface ConfigArgs {
   root: string | undefined;
   /** Per-path header rules from `"rules"`. */
   rules: HeaderRule[];
+  /** Site rules from `"rules"` (deny, rewrite, alias, …). */
+  siteRules: HandlerRule[];
+  /** Virtual hosts from `"sites"`, in order. */
+  sites: ConfigSite[];
+  /** `"unknown-host"`: the default site (`"default"`) or `421`. */
+  unknownHost: "default" | 421;
+}
+
+/** One entry of `"sites"`. Internal to the CLI. */
+export interface ConfigSite {
+  /** Where it is in the file (`sites[0]`), for messages. */
+  at: string;
+  /** Its host names (lower case; `*.example.com` for subdomains). */
+  hosts: string[];
+  /** Its flags, as arguments (after the file's top-level ones). */
+  args: string[];
+  /** Its ROOT (relative to the file's folder). */
+  root: string | undefined;
+  /** Its header rules. */
+  rules: HeaderRule[];
+  /** Its site rules. */
+  siteRules: HandlerRule[];
 }
 
 /**
@@ -47,7 +71,7 @@ export class ConfigError extends Error {
 }
 
 /** Keys that are not flags. */
-const _SPECIAL = new Set(["root", "rules", "$schema"]);
+const _SPECIAL = new Set(["root", "rules", "sites", "unknown-host", "$schema"]);
 /** Flags that make no sense in a file. */
 const _EXCLUDED = new Set([
   "config",
@@ -60,59 +84,6 @@ function _scalar(file: string, key: string, value: unknown): string {
   if (typeof value === "string") return value;
   if (typeof value === "number" && Number.isFinite(value)) return String(value);
   throw new ConfigError(`${file}: "${key}" must be a string or a number`);
-}
-
-function _rules(file: string, value: unknown): HeaderRule[] {
-  if (!Array.isArray(value)) {
-    throw new ConfigError(`${file}: "rules" must be an array`);
-  }
-  return value.map((rule, i) => {
-    const at = `rules[${i}]`;
-    if (typeof rule !== "object" || rule === null || Array.isArray(rule)) {
-      throw new ConfigError(`${file}: "${at}" must be an object`);
-    }
-    const { path, headers = {}, "cache-control": cache, ...rest } =
-      rule as Record<string, unknown>;
-    const extra = Object.keys(rest)[0];
-    if (extra !== undefined) {
-      throw new ConfigError(`${file}: unknown key "${at}.${extra}"`);
-    }
-    if (typeof path !== "string" || path === "") {
-      throw new ConfigError(`${file}: "${at}.path" must be a glob string`);
-    }
-    if (
-      typeof headers !== "object" || headers === null || Array.isArray(headers)
-    ) {
-      throw new ConfigError(
-        `${file}: "${at}.headers" must be an object of header names to values`,
-      );
-    }
-    const pairs: Array<[string, string]> = [];
-    for (const [name, v] of Object.entries(headers)) {
-      if (typeof v !== "string") {
-        throw new ConfigError(
-          `${file}: "${at}.headers.${name}" must be a string`,
-        );
-      }
-      pairs.push([name, v]);
-    }
-    if (cache !== undefined) {
-      if (typeof cache !== "string") {
-        throw new ConfigError(
-          `${file}: "${at}.cache-control" must be a string`,
-        );
-      }
-      pairs.push(["cache-control", cache]);
-    }
-    try {
-      new Headers(pairs);
-    } catch {
-      throw new ConfigError(
-        `${file}: "${at}.headers" has an invalid header name or value`,
-      );
-    }
-    return { path, headers: pairs };
-  });
 }
 
 /**
@@ -146,38 +117,131 @@ export function configToArgs(
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new ConfigError(`${file}: expected a JSON object`);
   }
+  const own = _flags(json as Record<string, unknown>, file, flags, "");
+  const out: ConfigArgs = {
+    ...own,
+    sites: [],
+    unknownHost: "default",
+  };
+  const { sites, "unknown-host": unknown } = json as Record<string, unknown>;
+  if (unknown !== undefined) {
+    if (unknown !== "default" && unknown !== 421) {
+      throw new ConfigError(`${file}: "unknown-host" must be "default" or 421`);
+    }
+    out.unknownHost = unknown;
+  }
+  if (sites === undefined) return out;
+  if (!Array.isArray(sites)) {
+    throw new ConfigError(`${file}: "sites" must be an array of sites`);
+  }
+  const seen = new Set<string>();
+  sites.forEach((site, i) => {
+    const at = `sites[${i}]`;
+    if (typeof site !== "object" || site === null || Array.isArray(site)) {
+      throw new ConfigError(`${file}: "${at}" must be an object`);
+    }
+    const { host, ...rest } = site as Record<string, unknown>;
+    const hosts = (Array.isArray(host) ? host : [host]).map((h) => {
+      if (
+        typeof h !== "string" ||
+        !/^(?:\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$|^\[[0-9a-f:.]+\]$/i.test(h)
+      ) {
+        throw new ConfigError(
+          `${file}: "${at}.host" must be a host name (or "*.name"), or a list of them`,
+        );
+      }
+      const name = h.toLowerCase();
+      if (seen.has(name)) {
+        throw new ConfigError(`${file}: "${at}.host": "${h}" is given twice`);
+      }
+      seen.add(name);
+      return name;
+    });
+    for (const key of Object.keys(rest)) {
+      if (_LISTENER.has(key)) {
+        throw new ConfigError(
+          `${file}: "${at}.${key}" belongs to the server, not to a site (put it at the top level)`,
+        );
+      }
+    }
+    out.sites.push({ at, hosts, ..._flags(rest, file, flags, `${at}.`) });
+  });
+  return out;
+}
+
+/** Flags that belong to the listener, not to one site. */
+const _LISTENER = new Set([
+  "host",
+  "port",
+  "cert",
+  "key",
+  "connection-guard",
+  "header-timeout",
+  "keepalive-timeout",
+  "send-timeout",
+  "max-connections",
+  "max-connections-per-client",
+  "log-format",
+  "log-file",
+  "quiet",
+  "shutdown-grace",
+  "live-reload",
+  "sites",
+  "unknown-host",
+]);
+
+/** A site's (or the top level's) flags, root and rules. */
+function _flags(
+  json: Record<string, unknown>,
+  file: string,
+  flags: Readonly<Record<string, FlagSpec>>,
+  at: string,
+): Pick<ConfigArgs, "args" | "root" | "rules" | "siteRules"> {
   const args: string[] = [];
   let root: string | undefined;
   let rules: HeaderRule[] = [];
-  for (const [key, value] of Object.entries(json)) {
-    if (key === "root") {
+  let siteRules: HandlerRule[] = [];
+  for (const [name, value] of Object.entries(json)) {
+    const key = at + name;
+    if (name === "root") {
       root = resolve(dirname(file), _scalar(file, key, value));
       continue;
     }
-    if (key === "rules") {
-      rules = _rules(file, value);
+    if (name === "rules") {
+      try {
+        ({ headers: rules, site: siteRules } = rulesFromConfig(
+          file,
+          value,
+          key,
+        ));
+      } catch (error) {
+        if (error instanceof RuleConfigError) {
+          throw new ConfigError(error.message);
+        }
+        throw error;
+      }
       continue;
     }
-    if (_SPECIAL.has(key)) continue;
-    const spec = flags[key];
-    if (!spec || _EXCLUDED.has(key)) {
+    if (_SPECIAL.has(name)) continue;
+    const spec = flags[name];
+    if (!spec || _EXCLUDED.has(name)) {
       throw new ConfigError(`${file}: unknown key "${key}"`);
     }
     if (spec.type === "boolean") {
       if (typeof value !== "boolean") {
         throw new ConfigError(`${file}: "${key}" must be true or false`);
       }
-      args.push(value ? `--${key}` : `--no-${key}`);
+      args.push(value ? `--${name}` : `--no-${name}`);
     } else if (spec.multiple) {
       const list = Array.isArray(value) ? value : [value];
       for (const item of list) {
-        args.push(`--${key}=${_scalar(file, key, item)}`);
+        args.push(`--${name}=${_scalar(file, key, item)}`);
       }
     } else {
-      args.push(`--${key}=${_scalar(file, key, value)}`);
+      args.push(`--${name}=${_scalar(file, key, value)}`);
     }
   }
-  return { args, root, rules };
+  return { args, root, rules, siteRules };
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   type HandlerOptions,
 } from "../handler/create_handler.ts";
 import { headerOptionsFromFlags } from "./header_flags.ts";
+import { RULE_USAGE, ruleFlags } from "./rule_flags.ts";
 import { type CertificateWatch, watchCertificate } from "./cert_reload.ts";
 import { serveTlsFront } from "./tls_front.ts";
 import type { AccessLogFormat } from "../middleware/access_log.ts";
@@ -40,6 +41,7 @@ import { guardAvailable, serveGuarded } from "./conn_guard.ts";
 import { CGI_USAGE, cgiOptionsFromFlags } from "./cgi_flags.ts";
 import { errorMessage } from "../server/log.ts";
 import { bodyKind } from "../server/body_kind.ts";
+import { virtualHosts } from "../handler/virtual_hosts.ts";
 import type { Handler } from "../server/types.ts";
 
 const _USAGE = `Usage: serve [ROOT] [flags]
@@ -66,8 +68,8 @@ Flags:
   --cache-control "GLOB=VALUE"
                          Cache-Control for paths matching GLOB (repeatable; later wins),
                          e.g. "/assets/**=public, max-age=31536000, immutable"
-  --config FILE          Read flags and per-path rules from a JSON file (flags win)
-${GUARD_USAGE}${CGI_USAGE}${FASTCGI_USAGE}  --log-format FORMAT    Access log format: text, common, combined or json (default text)
+  --config FILE          Read flags, per-path rules and sites from a JSON file (flags win)
+${RULE_USAGE}${GUARD_USAGE}${CGI_USAGE}${FASTCGI_USAGE}  --log-format FORMAT    Access log format: text, common, combined or json (default text)
   --log-file FILE        Append the access log to FILE instead of stdout
   --live-reload          Developer mode: reload open HTML pages when files in ROOT change
   --shutdown-grace SECONDS
@@ -95,6 +97,17 @@ interface _Config {
   shutdownGraceMs: number;
   configFile: string | undefined;
   printPermissions: boolean;
+  handler: HandlerOptions;
+  /** Virtual hosts (`"sites"` in the config file); the default site is `handler`. */
+  sites: _Site[];
+  /** What an unknown Host gets: the default site, or 421. */
+  unknownHost: "default" | 421;
+}
+
+/** A virtual host. */
+interface _Site {
+  hosts: string[];
+  root: string;
   handler: HandlerOptions;
 }
 
@@ -159,6 +172,13 @@ const _FLAGS = {
   "shutdown-grace": { type: "string", default: "10" },
   "live-reload": { type: "boolean", default: false },
   "print-permissions": { type: "boolean", default: false },
+  deny: { type: "string", multiple: true },
+  internal: { type: "string", multiple: true },
+  alias: { type: "string", multiple: true },
+  redirect: { type: "string", multiple: true },
+  rewrite: { type: "string", multiple: true },
+  "try-files": { type: "string" },
+  "basic-auth": { type: "string", multiple: true },
 } satisfies NonNullable<ParseArgsConfig["options"]>;
 
 const _LOG_FORMATS: readonly AccessLogFormat[] = [
@@ -255,7 +275,14 @@ async function _parseWith(
   let parsed = _parseFlags(args);
   if (parsed.values.help) return "help";
   if (parsed.values.version) return "version";
-  let fromFile: ConfigArgs = { args: [], root: undefined, rules: [] };
+  let fromFile: ConfigArgs = {
+    args: [],
+    root: undefined,
+    rules: [],
+    siteRules: [],
+    sites: [],
+    unknownHost: "default",
+  };
   if (parsed.values.config !== undefined) {
     try {
       const file = parsed.values.config;
@@ -282,13 +309,6 @@ async function _parseWith(
       `Invalid --shutdown-grace "${graceSpec}": expected seconds, 0 or more`,
     );
   }
-  const cacheSpec = values["file-cache-valid"];
-  const cacheMs = Number(cacheSpec) * 1000;
-  if (!/^\d+(?:\.\d+)?$/.test(cacheSpec) || !Number.isFinite(cacheMs)) {
-    throw new _UsageError(
-      `Invalid --file-cache-valid "${cacheSpec}": expected seconds, 0 or more`,
-    );
-  }
   const port = Number(values.port);
   if (!/^\d+$/.test(values.port) || port > 65535) {
     throw new _UsageError(`Invalid --port "${values.port}": expected 0-65535`);
@@ -303,10 +323,6 @@ async function _parseWith(
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new _UsageError("--cert and --key must be given together");
   }
-  const setHeaders = _usage(() =>
-    headerOptionsFromFlags(values, fromFile.rules)
-  );
-  const fastcgi = _usage(() => fastCgiOptionsFromFlags(values));
   const guard = _usage(() => guardOptionsFromFlags(values, host));
   const root = positionals[0] ?? fromFile.root ?? ".";
   const logFormat = values["log-format"] as AccessLogFormat;
@@ -317,7 +333,19 @@ async function _parseWith(
       }`,
     );
   }
-  const cgi = _usage(() => cgiOptionsFromFlags(values, root));
+  const handler = _handler(values, root, fromFile.rules, fromFile.siteRules);
+  const sites = fromFile.sites.map((site): _Site => {
+    if (site.root === undefined) {
+      throw new _UsageError(`${from.file}: "${site.at}.root" is missing`);
+    }
+    // The file's top-level flags, the site's own, then the command line's.
+    const own = _parseFlags([...fromFile.args, ...site.args, ...args]).values;
+    return {
+      hosts: site.hosts,
+      root: site.root,
+      handler: _handler(own, site.root, site.rules, site.siteRules),
+    };
+  });
   return {
     root,
     host,
@@ -331,24 +359,60 @@ async function _parseWith(
     shutdownGraceMs,
     configFile: values.config,
     printPermissions: values["print-permissions"],
-    handler: {
-      root,
-      dotfiles: values.dotfiles,
-      followSymlinks: values["follow-symlinks"],
-      ...(cacheMs > 0 ? { cache: { validMs: cacheMs } } : {}),
-      serveStatic: {
-        dirListing: values["dir-listing"],
-        compress: values.compress,
-        precompressed: values.precompressed,
-        spa: values.spa,
-        cleanUrls: values["clean-urls"],
-      },
-      cors: values.cors,
-      ...(setHeaders ? { setHeaders } : {}),
-      liveReload: values["live-reload"],
-      ...(cgi ? { cgi } : {}),
-      ...(fastcgi ? { fastcgi } : {}),
+    handler,
+    sites,
+    unknownHost: fromFile.unknownHost,
+  };
+}
+
+/** The flags' values, as parsed. */
+type _Values = ReturnType<typeof _parseFlags>["values"];
+
+/** One site's handler options from its flags, root and rules. */
+function _handler(
+  values: _Values,
+  root: string,
+  headerRules: ConfigArgs["rules"],
+  rules: ConfigArgs["siteRules"],
+): HandlerOptions {
+  const cacheSpec = values["file-cache-valid"];
+  const cacheMs = Number(cacheSpec) * 1000;
+  if (!/^\d+(?:\.\d+)?$/.test(cacheSpec) || !Number.isFinite(cacheMs)) {
+    throw new _UsageError(
+      `Invalid --file-cache-valid "${cacheSpec}": expected seconds, 0 or more`,
+    );
+  }
+  const setHeaders = _usage(() => headerOptionsFromFlags(values, headerRules));
+  const fastcgi = _usage(() => fastCgiOptionsFromFlags(values));
+  const cgi = _usage(() => cgiOptionsFromFlags(values, root));
+  const flagged = _usage(() => ruleFlags(values));
+  const all = [...rules, ...flagged];
+  const needsFastcgi = all.findIndex((r) => r.fastcgi !== undefined);
+  if (needsFastcgi >= 0 && !fastcgi) {
+    throw new _UsageError(
+      `a "fastcgi" rule (${
+        all[needsFastcgi]!.prefix
+      }) needs --fastcgi or --fastcgi-spawn`,
+    );
+  }
+  return {
+    root,
+    dotfiles: values.dotfiles,
+    followSymlinks: values["follow-symlinks"],
+    ...(cacheMs > 0 ? { cache: { validMs: cacheMs } } : {}),
+    serveStatic: {
+      dirListing: values["dir-listing"],
+      compress: values.compress,
+      precompressed: values.precompressed,
+      spa: values.spa,
+      cleanUrls: values["clean-urls"],
     },
+    cors: values.cors,
+    ...(setHeaders ? { setHeaders } : {}),
+    liveReload: values["live-reload"],
+    ...(cgi ? { cgi } : {}),
+    ...(fastcgi ? { fastcgi } : {}),
+    ...(all.length ? { rules: all } : {}),
   };
 }
 
@@ -481,8 +545,10 @@ export async function main(args: string[]): Promise<number> {
   }
   const missing = await _missingPermission(config);
   if (missing) return _fail(`missing permission: run with ${missing} (or -A)`);
-  const problem = await _rootProblem(config.root);
-  if (problem) return _fail(problem);
+  for (const root of [config.root, ...config.sites.map((s) => s.root)]) {
+    const problem = await _rootProblem(root);
+    if (problem) return _fail(problem);
+  }
   const tls = await _readTls(config);
   if (typeof tls === "string") return _fail(tls);
   const log = await _openAccessLog(config);
@@ -761,14 +827,28 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
   const stopping = new AbortController();
   // Aborted past the grace: kills every running CGI script's group.
   const killing = new AbortController();
-  const cgi = config.handler.cgi &&
-    { ...config.handler.cgi, signal: killing.signal };
-  const app = createHandler({
-    ...config.handler,
-    ...(cgi ? { cgi } : {}),
-    signal: stopping.signal,
+  const site = (options: HandlerOptions) => {
+    const cgi = options.cgi && { ...options.cgi, signal: killing.signal };
+    return createHandler({
+      ...options,
+      // One access log for every site (the default site's).
+      ...(config.handler.accessLog
+        ? { accessLog: config.handler.accessLog }
+        : {}),
+      ...(cgi ? { cgi } : {}),
+      signal: stopping.signal,
+    });
+  };
+  const app = config.sites.length === 0 ? site(config.handler) : virtualHosts({
+    sites: config.sites.map((s) => ({
+      hosts: s.hosts,
+      handler: site(s.handler),
+    })),
+    fallback: config.unknownHost === 421 ? 421 : site(config.handler),
   });
-  const requests = _inFlight(app, cgi !== undefined);
+  const cgi = [config.handler, ...config.sites.map((s) => s.handler)]
+    .some((h) => h.cgi !== undefined || h.rules?.some((r) => r.cgi));
+  const requests = _inFlight(app, cgi);
   const handler = requests.handler;
   const root = await Deno.realPath(config.root);
   // Aborted only while the server has not started: once shutdown() was
@@ -823,6 +903,12 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
         root,
         options,
         guard: guarded,
+        sites: config.sites.map((s) => ({
+          hosts: s.hosts,
+          root: s.root,
+          options: s.handler,
+        })),
+        unknownHost: config.unknownHost,
         permissions: {
           needed: permissionFlags(needed),
           ...comparePermissions(needed),

@@ -25,6 +25,7 @@
 import { isAbsolute, relative, resolve } from "node:path";
 import { DEFAULT_PATH } from "../cgi/base_env.ts";
 import type { CgiOptions } from "../cgi/cgi.ts";
+import type { HandlerRule } from "../handler/create_handler.ts";
 import { type FastCgiAddress, parseAddress } from "../cgi/fastcgi/address.ts";
 import type { FastCgiOptions } from "../cgi/fastcgi/fastcgi.ts";
 
@@ -51,8 +52,15 @@ export interface PermissionConfig {
   quiet?: boolean;
   /** The connection guard's settings, when it is on. */
   guard?: object | undefined;
+  /** Virtual hosts: each site's root and options. */
+  sites?: readonly { root: string; handler: PermissionConfig["handler"] }[];
   /** The gateways' options. */
   handler: {
+    /** Site rules: folders, scripts and htpasswd files they read. */
+    rules?: readonly Pick<
+      HandlerRule,
+      "alias" | "cgi" | "fastcgi" | "basicAuth"
+    >[];
     /** CGI, when on. */
     cgi?: Pick<
       CgiOptions,
@@ -194,6 +202,31 @@ function _cgi(
   }
 }
 
+/** What one site's gateways and rules need. */
+function _site(
+  needs: _Needs,
+  handler: PermissionConfig["handler"],
+  root: string,
+  facts: PermissionFacts,
+): void {
+  const { cgi, fastcgi, rules = [] } = handler;
+  if (cgi) _cgi(needs, cgi, root, facts);
+  else if (rules.some((r) => r.cgi !== undefined)) {
+    _cgi(needs, { dirs: {} }, root, facts);
+  }
+  if (fastcgi) _fastcgi(needs, fastcgi, facts);
+  for (const rule of rules) {
+    for (const path of [rule.alias, rule.cgi, rule.fastcgi]) {
+      if (path !== undefined) {
+        _readFolder(needs, resolve(facts.cwd, path), facts);
+      }
+    }
+    if (rule.basicAuth !== undefined) {
+      needs.add("read", resolve(facts.cwd, rule.basicAuth));
+    }
+  }
+}
+
 function _backend(
   needs: _Needs,
   backend: string | FastCgiAddress,
@@ -291,9 +324,12 @@ export function neededPermissions(
     needs.add("read", "/proc/net/tcp");
     needs.add("read", "/proc/net/tcp6");
   }
-  const { cgi, fastcgi } = config.handler;
-  if (cgi) _cgi(needs, cgi, root, facts);
-  if (fastcgi) _fastcgi(needs, fastcgi, facts);
+  _site(needs, config.handler, root, facts);
+  for (const site of config.sites ?? []) {
+    const siteRoot = resolve(facts.cwd, site.root);
+    _readFolder(needs, siteRoot, facts);
+    _site(needs, site.handler, siteRoot, facts);
+  }
   const scope = (kind: _Kind): PermissionScope => {
     const values = needs.get(kind);
     if (values === "any") return "any";
@@ -505,9 +541,23 @@ export function permissionFacts(config: PermissionConfig): PermissionFacts {
   const realPaths: Record<string, string> = {};
   const programs: Record<string, string> = {};
   const folders = [root];
-  const { cgi } = config.handler;
-  if (cgi) {
-    const dirs = cgi.dirs ?? { "/cgi-bin/": resolve(root, "cgi-bin") };
+  const sites = [
+    { root, handler: config.handler },
+    ...(config.sites ?? []).map((site) => ({
+      root: resolve(cwd, site.root),
+      handler: site.handler,
+    })),
+  ];
+  for (const site of sites) {
+    if (site.root !== root) folders.push(site.root);
+    for (const rule of site.handler.rules ?? []) {
+      for (const path of [rule.alias, rule.cgi, rule.fastcgi]) {
+        if (path !== undefined) folders.push(resolve(cwd, path));
+      }
+    }
+    const { cgi } = site.handler;
+    if (!cgi) continue;
+    const dirs = cgi.dirs ?? { "/cgi-bin/": resolve(site.root, "cgi-bin") };
     folders.push(...Object.values(dirs).map((dir) => resolve(cwd, dir)));
     const path = (cgi.path ?? DEFAULT_PATH).split(":").filter((d) => d !== "");
     for (const command of Object.values(cgi.interpreters ?? {})) {

@@ -26,6 +26,11 @@ import {
   type ServeStaticOptions,
 } from "../static/serve_static.ts";
 import { fastcgi, type FastCgiOptions } from "../cgi/fastcgi/fastcgi.ts";
+import {
+  type SiteRule,
+  SiteRuleError,
+  siteRules,
+} from "../rules/site_rules.ts";
 import { cgi, type CgiOptions } from "../cgi/cgi.ts";
 
 /**
@@ -124,11 +129,50 @@ export interface HandlerOptions extends ResolvePathOptions {
    */
   liveReload?: boolean | LiveReloadOptions;
   /**
+   * Site rules: deny and internal paths, redirects, rewrites and
+   * `tryFiles`, `alias` folders, `cgi` / `fastcgi` scripts or folders
+   * mounted at a prefix, basic authentication and script variables (see
+   * {@linkcode siteRules} for the order they act in).
+   * @default {[]}
+   */
+  rules?: readonly HandlerRule[];
+  /**
    * Abort it when the server starts shutting down: ends long-lived
    * responses (live-reload event streams) so in-flight requests can finish.
    * @default {undefined}
    */
   signal?: AbortSignal;
+}
+
+/**
+ * A site rule of {@linkcode createHandler}: a {@linkcode SiteRule}, plus
+ * scripts mounted at its `prefix`.
+ *
+ * @example A gitweb mount
+ * ```ts
+ * import type { HandlerRule } from "@x/serve";
+ *
+ * const rules: HandlerRule[] = [
+ *   { prefix: "/gitweb/static/", alias: "/usr/share/gitweb/static/" },
+ *   { prefix: "/gitweb/", cgi: "/usr/share/gitweb/gitweb.cgi", env: { GITWEB_CONFIG: "/etc/gitweb.conf" } },
+ * ];
+ * ```
+ */
+export interface HandlerRule extends SiteRule {
+  /**
+   * A CGI folder (Apache `ScriptAlias /cgi/ /usr/lib/cgi-bin/`) or one
+   * CGI script (`SCRIPT_NAME` = the prefix, `PATH_INFO` = the rest) at the
+   * rule's `prefix`, run with the `cgi` options (their defaults without
+   * them).
+   * @default {undefined}
+   */
+  cgi?: string;
+  /**
+   * One FastCGI script answering everything at the rule's `prefix` (needs
+   * `fastcgi` options for the responder).
+   * @default {undefined}
+   */
+  fastcgi?: string;
 }
 
 /**
@@ -158,8 +202,9 @@ export interface ClosableHandler extends Handler, AsyncDisposable {
 
 /**
  * Builds the default handler: access log → compression → CORS → headers →
- * error pages → path resolution → live reload → CGI → FastCGI → static
- * files (the optional steps only when configured). Errors become responses where they
+ * error pages → path resolution → site rules → live reload → CGI → FastCGI
+ * → static files (the optional steps only when configured; site rules also
+ * whenever CGI or FastCGI is on, to act on X-Accel-Redirect). Errors become responses where they
  * are thrown, so every step outside sees the real status. Call `close()` on shutdown to end
  * live-reload event streams and stop spawned FastCGI workers.
  *
@@ -184,10 +229,29 @@ export interface ClosableHandler extends Handler, AsyncDisposable {
  */
 export function createHandler(options: HandlerOptions = {}): ClosableHandler {
   const reload = _liveReload(options);
+  const mounts = _scriptMounts(options.rules ?? []);
   const php = options.fastcgi
     ? fastcgi({
       ...(options.log ? { log: options.log } : {}),
       ...options.fastcgi,
+      scripts: { ...options.fastcgi.scripts, ...mounts.fastcgi },
+    })
+    : undefined;
+  if (!php && Object.keys(mounts.fastcgi).length > 0) {
+    throw new SiteRuleError(
+      `rules[${mounts.fastcgiAt}].fastcgi: needs a FastCGI responder (fastcgi options)`,
+    );
+  }
+  const scripts = _cgi(options, mounts);
+  const files = serveStatic(_staticOptions(options));
+  const rules = options.rules?.length || php || scripts
+    ? siteRules({
+      rules: options.rules ?? [],
+      mounts: mounts.prefixes,
+      serveAlias: php
+        ? (req, ctx, next) =>
+          php(req, ctx, async () => await files(req, ctx, next))
+        : files,
     })
     : undefined;
   const resolve = resolvePath({
@@ -200,10 +264,11 @@ export function createHandler(options: HandlerOptions = {}): ClosableHandler {
     ..._outer(options),
     errorPages(options.errorPages),
     resolve,
+    ...(rules ? [rules] : []),
     ...(reload ? [reload] : []),
-    ...(options.cgi ? [cgi(options.cgi)] : []),
+    ...(scripts ? [scripts] : []),
     ...(php ? [php] : []),
-    serveStatic(_staticOptions(options)),
+    files,
   ];
   const handler = compose(chain, options.log ? { log: options.log } : {});
   const close = async (): Promise<void> => {
@@ -212,6 +277,81 @@ export function createHandler(options: HandlerOptions = {}): ClosableHandler {
     await resolve.close();
   };
   return Object.assign(handler, { close, [Symbol.asyncDispose]: close });
+}
+
+/** Scripts and CGI folders the rules mount, for cgi() and fastcgi(). */
+interface _ScriptMounts {
+  cgiDirs: Record<string, string>;
+  cgiScripts: Record<string, string>;
+  fastcgi: Record<string, string>;
+  fastcgiAt: number;
+  prefixes: string[];
+}
+
+function _scriptMounts(rules: readonly HandlerRule[]): _ScriptMounts {
+  const out: _ScriptMounts = {
+    cgiDirs: {},
+    cgiScripts: {},
+    fastcgi: {},
+    fastcgiAt: -1,
+    prefixes: [],
+  };
+  rules.forEach((rule, i) => {
+    if (rule.cgi === undefined && rule.fastcgi === undefined) return;
+    const key = rule.cgi !== undefined ? "cgi" : "fastcgi";
+    if (rule.cgi !== undefined && rule.fastcgi !== undefined) {
+      throw new SiteRuleError(`rules[${i}].fastcgi: conflicts with "cgi"`);
+    }
+    if (rule.prefix === undefined) {
+      throw new SiteRuleError(`rules[${i}].${key}: needs "prefix"`);
+    }
+    if (rule.alias !== undefined) {
+      throw new SiteRuleError(`rules[${i}].${key}: conflicts with "alias"`);
+    }
+    const target = (rule.cgi ?? rule.fastcgi)!;
+    if (typeof target !== "string" || target === "") {
+      throw new SiteRuleError(`rules[${i}].${key}: must be a path`);
+    }
+    const prefix = rule.prefix;
+    out.prefixes.push(prefix);
+    if (rule.fastcgi !== undefined) {
+      out.fastcgi[prefix] = target;
+      if (out.fastcgiAt < 0) out.fastcgiAt = i;
+      return;
+    }
+    let folder: boolean;
+    try {
+      folder = Deno.statSync(target).isDirectory;
+    } catch {
+      folder = target.endsWith("/");
+    }
+    (folder ? out.cgiDirs : out.cgiScripts)[prefix] = target;
+  });
+  return out;
+}
+
+/** The CGI middleware: the `cgi` options plus the rules' mounts. */
+function _cgi(
+  options: HandlerOptions,
+  mounts: _ScriptMounts,
+): Middleware | undefined {
+  const ruled = Object.keys(mounts.cgiDirs).length +
+    Object.keys(mounts.cgiScripts).length;
+  if (!options.cgi && ruled === 0) return undefined;
+  const own = options.cgi?.dirs ??
+    (options.cgi ? undefined : {});
+  return cgi({
+    ...options.cgi,
+    ...(own === undefined && ruled === 0
+      ? {}
+      : { dirs: { ...(own ?? _defaultCgiDirs(options)), ...mounts.cgiDirs } }),
+    scripts: { ...options.cgi?.scripts, ...mounts.cgiScripts },
+  });
+}
+
+/** `--cgi`'s default folder, named explicitly once the rules add others. */
+function _defaultCgiDirs(options: HandlerOptions): Record<string, string> {
+  return { "/cgi-bin/": `${options.root ?? "."}/cgi-bin` };
 }
 
 /** The middlewares outside error pages: they see every final response. */

@@ -108,7 +108,7 @@ export function setHeaders(options: SetHeadersOptions = {}): Middleware {
     // Rules describe the file actually sent (the SPA's index.html, not the
     // route it answered), and only successful or not-modified answers.
     if ((res.status >= 200 && res.status < 300) || res.status === 304) {
-      const path = ctx.served ?? ctx.path;
+      const path = ctx.base + (ctx.served ?? ctx.path);
       for (const rule of rules) {
         if (!rule.matches(path)) continue;
         for (const [name, value] of rule.headers) res.headers.set(name, value);

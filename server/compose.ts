@@ -7,7 +7,14 @@
 import { HttpError, statusOf } from "./errors.ts";
 import { renderError } from "./error_response.ts";
 import { defaultLog, describeError } from "./log.ts";
-import type { Context, Handler, LogFn, Middleware, Next } from "./types.ts";
+import type {
+  Context,
+  DispatchOptions,
+  Handler,
+  LogFn,
+  Middleware,
+  Next,
+} from "./types.ts";
 
 /**
  * Options of {@linkcode compose}.
@@ -139,6 +146,7 @@ export function compose(
     req: Request,
     info: Deno.ServeHandlerInfo | undefined,
     depth: number,
+    outer?: Context,
   ): Promise<Response> {
     let url: URL;
     try {
@@ -152,13 +160,16 @@ export function compose(
       info,
       segments,
       path: url.pathname,
+      base: "",
+      requestUrl: outer?.requestUrl ?? url,
+      scriptVars: outer?.scriptVars,
       root: undefined,
       file: undefined,
       served: undefined,
       failure: undefined,
       depth,
       log,
-      dispatch(inner: Request): Promise<Response> {
+      dispatch(inner: Request, options?: DispatchOptions): Promise<Response> {
         if (depth + 1 > maxDispatchDepth) {
           return Promise.reject(
             new HttpError(
@@ -167,7 +178,12 @@ export function compose(
             ),
           );
         }
-        return handle(inner, info, depth + 1);
+        return handle(
+          inner,
+          info,
+          depth + 1,
+          options?.internal ? ctx : undefined,
+        );
       },
     };
     return run(req, ctx, 0);

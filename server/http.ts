@@ -43,13 +43,20 @@ export function isNullBodyStatus(status: number): boolean {
  *
  * @param segments The decoded path segments of the directory.
  * @param search The query string to keep (`url.search`).
+ * @param base The decoded URL prefix they are mounted at (`ctx.base`).
  * @returns The redirect.
  */
 export function directoryRedirect(
   segments: readonly string[],
   search: string,
+  base = "",
 ): Response {
-  const location = "/" + segments.map(encodeURIComponent).join("/") + "/" +
-    search;
+  const path = segments.map((s) => encodeURIComponent(s) + "/").join("");
+  const location = _encodeBase(base) + "/" + path + search;
   return new Response(null, { status: 308, headers: { location } });
+}
+
+/** A mount's decoded URL prefix, encoded segment by segment. */
+function _encodeBase(base: string): string {
+  return base === "" ? "" : base.split("/").map(encodeURIComponent).join("/");
 }

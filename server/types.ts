@@ -165,13 +165,35 @@ export interface Context {
    * Per-path header rules match it, when set, instead of {@linkcode Context.path}.
    */
   served: string | undefined;
+  /**
+   * The URL path prefix the document root is mounted at: `""` for the
+   * site's root, the rule's prefix (without its trailing slash, e.g.
+   * `"/gitweb/static"`) inside an `alias` mount, where `segments` and `path`
+   * are relative to the alias folder.
+   */
+  base: string;
+  /**
+   * The URL the client asked for: {@linkcode Context.url} itself, except in
+   * a request re-dispatched by a rewrite or an X-Accel-Redirect, where it
+   * stays the original (scripts get it as `REQUEST_URI`).
+   */
+  readonly requestUrl: URL;
+  /**
+   * Variables site rules add to a script's environment (CGI) or params
+   * (FastCGI): a rule's `env`, and `AUTH_TYPE`/`REMOTE_USER` after basic
+   * authentication. They override the computed ones.
+   */
+  scriptVars: Record<string, string> | undefined;
   /** How many internal re-dispatches (local redirects) led to this request. */
   readonly depth: number;
   /**
-   * Runs a request through the whole chain again (used for CGI local
-   * redirects). Throws once `depth` exceeds the chain's limit.
+   * Runs a request through the whole chain again (CGI local redirects,
+   * rewrites, X-Accel-Redirect). With `internal: true` the new request keeps
+   * this one's {@linkcode Context.requestUrl} and
+   * {@linkcode Context.scriptVars} (a rewrite, not a new request). Throws
+   * once `depth` exceeds the chain's limit.
    */
-  dispatch(req: Request): Promise<Response>;
+  dispatch(req: Request, options?: DispatchOptions): Promise<Response>;
   /**
    * The last error the chain turned into a response for this request, and
    * that response. `compose()` sets it; `errorPages()` reads it.
@@ -179,6 +201,35 @@ export interface Context {
   failure: Failure | undefined;
   /** Logs a server-side message (never sent to the client). */
   readonly log: LogFn;
+}
+
+/**
+ * How {@linkcode Context.dispatch} runs a request again.
+ *
+ * @example A rewrite keeps the original URL
+ * ```ts
+ * import { compose, type DispatchOptions } from "@x/serve";
+ * import assert from "node:assert/strict";
+ *
+ * const rewrite: DispatchOptions = { internal: true };
+ * const handler = compose([
+ *   (req, ctx, next) =>
+ *     ctx.url.pathname === "/pretty"
+ *       ? ctx.dispatch(new Request(new URL("/index.php", ctx.url), req), rewrite)
+ *       : next(),
+ *   (_req, ctx) => new Response(`${ctx.url.pathname} for ${ctx.requestUrl.pathname}`),
+ * ]);
+ * const res = await handler(new Request("http://localhost/pretty"));
+ * assert.equal(await res.text(), "/index.php for /pretty");
+ * ```
+ */
+export interface DispatchOptions {
+  /**
+   * An internal rewrite: the new request keeps the original
+   * `requestUrl` and `scriptVars`.
+   * @default {false}
+   */
+  internal?: boolean;
 }
 
 /**

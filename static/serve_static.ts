@@ -160,7 +160,7 @@ export function serveStatic(options: ServeStaticOptions = {}): Middleware {
     next: Next,
   ): Promise<Response> {
     if (!ctx.path.endsWith("/")) {
-      return directoryRedirect(ctx.segments, ctx.url.search);
+      return directoryRedirect(ctx.segments, ctx.url.search, ctx.base);
     }
     for (const name of index) {
       const segments = [...ctx.segments, name];

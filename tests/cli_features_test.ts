@@ -67,7 +67,7 @@ Deno.test("cli --config rejects bad files with a message naming the key", async 
       { rules: [{ path: "*.js", cache: "x" }] },
       /unknown key "rules\[0\]\.cache"/,
     ],
-    [{ rules: [{ headers: {} }] }, /"rules\[0\]\.path" must be a glob string/],
+    [{ rules: [{ headers: {} }] }, /"rules\[0\]\.headers" needs "path"/],
     [[1, 2], /expected a JSON object/],
   ];
   for (const [json, message] of cases) {

@@ -10,8 +10,9 @@ const ALLOWED: Record<string, readonly string[]> = {
   static: ["server"],
   cgi: ["server"],
   middleware: ["server"],
-  handler: ["server", "static", "cgi", "middleware"],
-  cli: ["server", "static", "cgi", "middleware", "handler"],
+  rules: ["server"],
+  handler: ["server", "static", "cgi", "middleware", "rules"],
+  cli: ["server", "static", "cgi", "middleware", "rules", "handler"],
 };
 
 function layerOf(file: string): string {

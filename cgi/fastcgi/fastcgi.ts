@@ -10,8 +10,11 @@
 import { defaultLog, errorMessage } from "../../server/log.ts";
 import { HttpError } from "../../server/errors.ts";
 import { directoryRedirect } from "../../server/http.ts";
+import { basename, dirname, resolve } from "node:path";
+import { documentRoot } from "../../server/resolve.ts";
 import type {
   Context,
+  DocumentRoot,
   LogFn,
   Middleware,
   ResolvedFile,
@@ -118,6 +121,14 @@ export interface FastCgiOptions
    */
   frontController?: string;
   /**
+   * URL prefix → one script that answers everything below it (a front
+   * controller mounted at a prefix): `SCRIPT_NAME` is the prefix without
+   * its trailing slash, `PATH_INFO` the rest of the path,
+   * `SCRIPT_FILENAME` the script's real path. Longest prefix first.
+   * @default {{}}
+   */
+  scripts?: Record<string, string>;
+  /**
    * The document root as the responder sees it (for a php-fpm in a
    * container); `SCRIPT_FILENAME` and `DOCUMENT_ROOT` are built on it.
    * @default {undefined} (the server's real root)
@@ -175,6 +186,49 @@ interface _Script {
   segments: string[];
   file: ResolvedFile;
   pathInfo: string;
+  /** Mounted at a prefix (`scripts`): named by its real path. */
+  mounted?: boolean;
+}
+
+/** A script mounted at a prefix (`scripts`). */
+interface _MountedScript {
+  prefix: string[];
+  dir: DocumentRoot;
+  name: string;
+}
+
+function _mountedScripts(
+  scripts: Record<string, string> = {},
+): _MountedScript[] {
+  return Object.entries(scripts).map(([url, file]) => {
+    const path = resolve(file);
+    return {
+      prefix: url.split("/").filter((s) => s !== ""),
+      dir: documentRoot(dirname(path), { dotfiles: true }),
+      name: basename(path),
+    };
+  }).sort((a, b) => b.prefix.length - a.prefix.length);
+}
+
+/** The mounted script answering `ctx`, if any (404 while it is missing). */
+async function _mounted(
+  ctx: Context,
+  mounts: readonly _MountedScript[],
+): Promise<_Script | undefined> {
+  if (mounts.length === 0 || ctx.base !== "") return undefined;
+  const { segments } = ctx;
+  const mount = mounts.find((m) => m.prefix.every((s, i) => segments[i] === s));
+  if (!mount) return undefined;
+  const file = await mount.dir.find([mount.name]);
+  if (!file?.info.isFile) throw new HttpError(404, "Mounted script missing");
+  const rest = segments.slice(mount.prefix.length);
+  const trailing = rest.length > 0 && ctx.path.endsWith("/");
+  return {
+    segments: mount.prefix,
+    file,
+    mounted: true,
+    pathInfo: rest.length ? "/" + rest.join("/") + (trailing ? "/" : "") : "",
+  };
 }
 
 /** The responders: a client, and the workers when they are spawned. */
@@ -325,21 +379,26 @@ function _params(
   body: PreparedBody,
   settings: _Forwarding,
 ): [string, string][] {
-  const scriptName = "/" + script.segments.join("/");
+  const scriptName = ctx.base + "/" + script.segments.join("/");
   const { documentRoot } = settings;
   const docRoot = documentRoot?.replace(/\/+$/, "") ?? ctx.root!.path;
   const env = buildCgiEnv(req, ctx, {
     scriptName,
     // The real path resolution checked (inside the root unless symlinks may
     // leave it): a symlink swapped since the lookup cannot redirect it.
-    scriptFilename: documentRoot === undefined
+    scriptFilename: documentRoot === undefined || script.mounted ||
+        ctx.base !== ""
       ? script.file.realPath
       : docRoot + scriptName,
     pathInfo: script.pathInfo,
     documentRoot: docRoot,
     contentLength: body.length,
     passAuthorization: settings.passAuthorization,
-    extra: { DOCUMENT_URI: scriptName, ...settings.params },
+    extra: {
+      DOCUMENT_URI: scriptName,
+      ...settings.params,
+      ...ctx.scriptVars,
+    },
   });
   return Object.entries(env);
 }
@@ -493,6 +552,7 @@ export function fastcgi(options: FastCgiOptions = {}): FastCgiMiddleware {
   const routing = _routing(options);
   const backend = _backend(options, options.log ?? defaultLog);
   const forwarding = _forwarding(options, backend);
+  const mounts = _mountedScripts(options.scripts);
 
   const middleware: Middleware = async function fastcgiMiddleware(
     req,
@@ -500,13 +560,13 @@ export function fastcgi(options: FastCgiOptions = {}): FastCgiMiddleware {
     next,
   ) {
     if (ctx.root === undefined) return next();
-    const script = await _route(ctx, routing);
+    const script = await _mounted(ctx, mounts) ?? await _route(ctx, routing);
     if (!script) return next();
     if (
       script.pathInfo === "" && ctx.file?.info.isDirectory &&
       !ctx.path.endsWith("/")
     ) {
-      return directoryRedirect(ctx.segments, ctx.url.search);
+      return directoryRedirect(ctx.segments, ctx.url.search, ctx.base);
     }
     return _forward(req, ctx, script, forwarding);
   };
