@@ -509,6 +509,13 @@ export function siteRules(options: SiteRulesOptions = {}): Middleware {
       const rest = alias.match.rest.split("/").filter((s) => s !== "");
       return (await root.find(rest))?.info;
     }
+    // The request's own path: resolvePath() looked it up already.
+    if (
+      segments.length === ctx.segments.length &&
+      segments.every((s, i) => s === ctx.segments[i])
+    ) {
+      return ctx.file?.info;
+    }
     return (await ctx.root!.find(segments))?.info;
   }
 

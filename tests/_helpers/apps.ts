@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { freePort, waitForListen } from "./net.ts";
 import { waitFor } from "./poll.ts";
 
-/** The app fixtures: `<app>.nginx.conf`, `<app>.serve.json`, RECIPES.md. */
+/** The app fixtures: `<app>.nginx.conf` and `<app>.serve.json` (their recipes are in the README). */
 export const APPS_DATA: string = fileURLToPath(
   new URL("../testdata/apps", import.meta.url),
 );
