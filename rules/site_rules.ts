@@ -223,18 +223,20 @@ function _compile(rule: SiteRule, index: number): _Rule {
   } else if (rule.status !== undefined) {
     fail("status", 'needs "redirect"');
   }
-  if (rule.rewrite !== undefined) {
-    out.rewrite = template("rewrite", rule.rewrite);
-  }
+  const path = (key: string, text: unknown): Template => {
+    if (typeof text === "string" && !/^[/$]/.test(text)) {
+      fail(key, 'must be a path inside the site (start with "/" or $uri)');
+    }
+    return template(key, text);
+  };
+  if (rule.rewrite !== undefined) out.rewrite = path("rewrite", rule.rewrite);
   if (rule.tryFiles !== undefined) {
     if (out.rewrite) fail("tryFiles", 'conflicts with "rewrite"');
     const list = rule.tryFiles;
     if (!Array.isArray(list) || list.length < 2) {
       fail("tryFiles", "needs at least two entries (tries, then a fallback)");
     }
-    const tries = list.slice(0, -1).map((t, i) =>
-      template(`tryFiles[${i}]`, t)
-    );
+    const tries = list.slice(0, -1).map((t, i) => path(`tryFiles[${i}]`, t));
     const directory = list.slice(0, -1).map((t: string) => t.endsWith("/"));
     const fallback = list.at(-1) as string;
     const status = /^=(\d{3})$/.exec(fallback ?? "");
@@ -245,7 +247,7 @@ function _compile(rule: SiteRule, index: number): _Rule {
     out.tryFiles = {
       tries,
       directory,
-      last: status ? code : template(`tryFiles[${list.length - 1}]`, fallback),
+      last: status ? code : path(`tryFiles[${list.length - 1}]`, fallback),
     };
   }
   if (rule.alias !== undefined) {
@@ -440,7 +442,10 @@ export function siteRules(options: SiteRulesOptions = {}): Middleware {
       }
       if (name !== undefined) {
         const found = await ctx.root!.find([...ctx.segments, name]);
-        if (found?.info.isFile) return _rewrite(req, ctx, path + name);
+        if (found?.info.isFile) {
+          const dir = ctx.segments.map((s) => encodeURIComponent(s) + "/");
+          return _rewrite(req, ctx, `/${dir.join("")}${name}`);
+        }
       }
     }
     for (const rule of envs) {
@@ -520,6 +525,9 @@ export function siteRules(options: SiteRulesOptions = {}): Middleware {
   }
 
   function _rewrite(req: Request, ctx: Context, target: string) {
+    if (!target.startsWith("/")) {
+      throw new HttpError(500, `Rewrite target is not a path: ${target}`);
+    }
     const url = _targetUrl(target, ctx);
     return ctx.dispatch(new Request(url, req), { internal: true });
   }

@@ -412,6 +412,10 @@ Deno.test("siteRules() names the rule and the key of a mistake", () => {
       /^rules\[0\]\.tryFiles: needs at least two/,
     ],
     [
+      { prefix: "/", rewrite: "https://elsewhere/" },
+      /^rules\[0\]\.rewrite: must be a path inside the site/,
+    ],
+    [
       { prefix: "/", basicAuth: "/nonexistent/users" },
       /^rules\[0\]\.basicAuth: .*\/nonexistent\/users/,
     ],
