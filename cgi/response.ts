@@ -542,7 +542,13 @@ export function toHttpResponse(
   if (method === "HEAD" || isNullBodyStatus(status)) {
     discardBody(parsed.body, options.discard);
     if (status === 204 || status === 205) headers.delete("content-length");
-    body = null;
+    // Without the script's length, a null body would go out as
+    // `Content-Length: 0` (Deno's default), which a GET would belie: an
+    // empty stream sends neither a length nor chunked framing for HEAD.
+    body = method === "HEAD" && !isNullBodyStatus(status) &&
+        !headers.has("content-length")
+      ? new ReadableStream({ start: (c) => c.close() })
+      : null;
   } else {
     const length = headers.get("content-length");
     if (length !== null) {

@@ -262,3 +262,19 @@ Deno.test("exactLength() passes a cancel on, and waits for the end once every by
   assert.equal(excess, 1);
   assert.equal(cancelled, "cut");
 });
+
+Deno.test("cgi() answers HEAD without a script Content-Length with no length at all, not 0", async () => {
+  const { handler } = cgiHarness();
+  await using server = serve(handler);
+  using conn = await WireConn.open(server.port);
+  const get = await conn.request("GET", "/cgi-bin/length.cgi?none");
+  assert.ok(get.body.length > 0);
+  const head = await conn.request("HEAD", "/cgi-bin/length.cgi?none");
+  assert.equal(head.status, 200);
+  assert.equal(head.headers.get("content-length"), null);
+  assert.equal(head.headers.get("transfer-encoding"), null);
+  assert.equal(head.body.length, 0);
+  // The connection stays usable: HEAD has no body, whatever its headers.
+  const again = await conn.request("GET", "/cgi-bin/length.cgi?none");
+  assert.equal(text(again.body), text(get.body));
+});
