@@ -69,27 +69,31 @@ interface _Page {
   readonly jsonLength: string;
 }
 
-/** Built-in pages, rendered once per status. */
-const _pages = new Map<number, _Page>();
-
-function _page(status: number): _Page {
-  let page = _pages.get(status);
-  if (page !== undefined) return page;
+function _render(status: number): _Page {
   const reason = _reason(status);
   const encoder = new TextEncoder();
   const html = encoder.encode(_html(status, reason));
   const json = encoder.encode(JSON.stringify({ status, error: reason }) + "\n");
-  page = {
+  return {
     html,
     htmlLength: String(html.byteLength),
     json,
     jsonLength: String(json.byteLength),
   };
-  // Only real statuses are kept (at most 500 pages).
-  if (Number.isInteger(status) && status >= 100 && status <= 599) {
-    _pages.set(status, page);
-  }
-  return page;
+}
+
+/**
+ * The built-in pages of every error status with a name, rendered once when
+ * the module loads (a table that never changes: nothing is shared between
+ * requests, or isolates, but constants).
+ */
+const _PAGES: ReadonlyMap<number, _Page> = new Map(
+  Object.keys(STATUS_CODES).map(Number).filter((s) => s >= 400)
+    .map((s) => [s, _render(s)]),
+);
+
+function _page(status: number): _Page {
+  return _PAGES.get(status) ?? _render(status);
 }
 
 function _html(status: number, reason: string): string {
