@@ -531,7 +531,8 @@ export function cgi(options: CgiOptions = {}): Middleware {
 
   return async function cgiMiddleware(req, ctx, next) {
     const mount = mounts.find((m) => _startsWith(ctx.segments, m.prefix));
-    if (!mount) {
+    // A file asked for by X-Accel-Redirect / X-Sendfile is sent, never run.
+    if (!mount || ctx.fileOnly) {
       await _guardScriptFiles(ctx, mounts, scriptDir);
       const res = await next();
       await _guardServedFile(ctx, res, mounts, scriptDir);
@@ -551,7 +552,7 @@ export function cgi(options: CgiOptions = {}): Middleware {
           dir,
           [],
           [mount.script, ...rest],
-          trailing && rest.length > 0,
+          trailing,
           interpreters,
         ),
         scriptName: "/" + mount.prefix.join("/"),

@@ -149,10 +149,21 @@ export function ruleFlags(values: RuleFlags): HandlerRule[] {
   rules.forEach(([flag, rule]) => {
     try {
       siteRules({ rules: [rule] });
+      if (rule.alias !== undefined && !_isFolder(rule.alias)) {
+        throw new Error(`"${rule.alias}" is not a folder`);
+      }
     } catch (error) {
       const why = (error as Error).message.replace(/^rules\[0\](\.\w+)?: /, "");
       throw new Error(`Invalid ${flag}: ${why}`);
     }
   });
   return rules.map(([, rule]) => rule);
+}
+
+function _isFolder(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
 }

@@ -252,6 +252,26 @@ function _check(file: string, site: HandlerRule[], places: string[]): void {
       throw new RuleConfigError(`${file}: ${at}: must be a path`);
     }
   });
+  // What the rules name on disk must be there at start, not 404 later.
+  site.forEach((rule, i) => {
+    for (const key of ["alias", "cgi", "fastcgi"] as const) {
+      const path = rule[key];
+      if (typeof path !== "string") continue;
+      let info: Deno.FileInfo;
+      try {
+        info = Deno.statSync(path);
+      } catch {
+        throw new RuleConfigError(
+          `${file}: ${places[i]}.${key}: "${path}" does not exist`,
+        );
+      }
+      if (key === "alias" && !info.isDirectory) {
+        throw new RuleConfigError(
+          `${file}: ${places[i]}.alias: "${path}" is not a folder`,
+        );
+      }
+    }
+  });
 }
 
 function _kebab(key: string): string {

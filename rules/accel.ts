@@ -49,18 +49,30 @@ const _KEPT_RESPONSE = [
 function _target(headers: Headers): AccelTarget | string {
   const accel = headers.get("x-accel-redirect");
   if (accel !== null) {
-    if (!accel.startsWith("/")) {
+    // As nginx's ngx_http_parse_unsafe_uri: one decoded segment is one
+    // segment — no encoded "/" or "\\", no "." or "..", no NUL.
+    const query = accel.indexOf("?");
+    const raw = query === -1 ? accel : accel.slice(0, query);
+    const search = query === -1 ? "" : accel.slice(query);
+    if (!raw.startsWith("/")) {
       return `X-Accel-Redirect "${accel}" is not a path`;
     }
-    let url: URL;
-    let path: string;
-    try {
-      url = new URL(accel, "http://x");
-      path = decodeURIComponent(url.pathname);
-    } catch {
-      return `X-Accel-Redirect "${accel}" is not a URL path`;
+    const segments: string[] = [];
+    for (const part of raw.split("/").slice(1)) {
+      let segment: string;
+      try {
+        segment = decodeURIComponent(part);
+      } catch {
+        return `X-Accel-Redirect "${accel}" is not a URL path`;
+      }
+      if (
+        segment === "." || segment === ".." || /[/\\\0]/.test(segment)
+      ) {
+        return `X-Accel-Redirect "${accel}" is an unsafe path`;
+      }
+      segments.push(segment);
     }
-    return { kind: "uri", path, search: url.search };
+    return { kind: "uri", path: "/" + segments.join("/"), search };
   }
   const file = headers.get("x-sendfile") ??
     headers.get("x-lighttpd-send-file")!;
@@ -145,7 +157,7 @@ export async function serveAccel(
       headers,
       signal: req.signal,
     }),
-    { internal: true },
+    { internal: true, fileOnly: true },
   );
   if (served.status >= 300 && served.status !== 304) return served;
   const out = new Headers(served.headers);

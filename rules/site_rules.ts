@@ -158,6 +158,8 @@ interface _Rule {
   source: SiteRule;
   access?: number; // 403/404 (deny) or 0 (internal)
   redirect?: Template;
+  /** The redirect goes to another site (its target names a scheme). */
+  external?: boolean;
   rewrite?: Template;
   tryFiles?: {
     tries: Template[];
@@ -217,6 +219,7 @@ function _compile(rule: SiteRule, index: number): _Rule {
   }
   if (rule.redirect !== undefined) {
     out.redirect = template("redirect", rule.redirect);
+    out.external = /^[a-z][a-z0-9+.-]*:\/\//i.test(rule.redirect);
     if (rule.status !== undefined && !_REDIRECT_STATUSES.has(rule.status)) {
       fail("status", "must be 301, 302, 303, 307 or 308");
     }
@@ -252,6 +255,9 @@ function _compile(rule: SiteRule, index: number): _Rule {
   }
   if (rule.alias !== undefined) {
     if (match.prefix === undefined) fail("alias", 'needs "prefix"');
+    if (!match.prefix!.endsWith("/")) {
+      fail("alias", `its "prefix" must end with "/" ("${match.prefix}/")`);
+    }
     if (typeof rule.alias !== "string" || rule.alias === "") {
       fail("alias", "must be a folder path");
     }
@@ -311,7 +317,7 @@ function _values(
  * A filled target as a URL: a target without `?` keeps the request's
  * query, one ending in `?` drops it.
  */
-function _targetUrl(target: string, ctx: Context): URL {
+function _targetUrl(target: string, ctx: Context, external = false): URL {
   let url: URL;
   if (target.startsWith("/")) {
     // A path ("$uri/" of "/" is "//", not a host): one slash a step.
@@ -324,6 +330,11 @@ function _targetUrl(target: string, ctx: Context): URL {
     url = new URL(target, ctx.url);
   } catch {
     throw new HttpError(500, `Rule target is not a URL: ${target}`);
+  }
+  // Filled values are escaped (rules/template.ts); this holds whatever
+  // they held: a target in the site stays in it.
+  if (!external && url.origin !== ctx.url.origin) {
+    throw new HttpError(400, `Rule target left the site: ${target}`);
   }
   if (!target.includes("?")) url.search = ctx.url.search;
   else if (url.search === "") url.search = ""; // "…?" drops it, "?" too
@@ -404,6 +415,25 @@ export function siteRules(options: SiteRulesOptions = {}): Middleware {
     return undefined;
   }
 
+  /**
+   * The first rule of `list` that matches the path or a folder above it: a
+   * script answers for the paths below it (`/x.php/more` runs `/x.php`), so
+   * a rule that guards `*.php` must see `/x.php` there too.
+   */
+  function guarding(list: readonly _Rule[], ctx: Context) {
+    if (list.length === 0) return undefined;
+    const { segments } = ctx;
+    for (const rule of list) {
+      if (rule.match(ctx.path)) return { rule };
+      if (rule.match.prefix !== undefined) continue; // covers what is below
+      for (let n = segments.length; n > 0; n--) {
+        const above = "/" + segments.slice(0, n).join("/");
+        if (above !== ctx.path && rule.match(above)) return { rule };
+      }
+    }
+    return undefined;
+  }
+
   async function afterAuth(
     req: Request,
     ctx: Context,
@@ -413,7 +443,7 @@ export function siteRules(options: SiteRulesOptions = {}): Middleware {
     const redirect = first(redirects, path);
     if (redirect) {
       const target = redirect.rule.redirect!(_values(ctx, redirect.match));
-      const url = _targetUrl(target, ctx);
+      const url = _targetUrl(target, ctx, redirect.rule.external);
       await req.body?.cancel().catch(() => {});
       return new Response(null, {
         status: redirect.rule.source.status ?? 302,
@@ -469,19 +499,14 @@ export function siteRules(options: SiteRulesOptions = {}): Middleware {
     for (let i = 0; i < tries.length; i++) {
       const target = tries[i]!(values);
       const url = _targetUrl(target, ctx);
-      let segments: string[];
-      try {
-        segments = decodeURIComponent(url.pathname).split("/").filter((s) =>
-          s !== ""
-        );
-      } catch {
-        continue;
-      }
-      if (segments.some((s) => s === "." || s === "..")) continue;
+      const segments = _segments(url.pathname);
+      if (segments === undefined) continue;
       const found = await _lookup(ctx, segments);
       if (!found) continue;
       if (found !== "script") {
         if (directory[i] ? !found.isDirectory : !found.isFile) continue;
+        // "file.php/" is no file (ENOTDIR), as nginx's stat says.
+        if (!found.isDirectory && url.pathname.endsWith("/")) continue;
       }
       // The request's own path (or its folder, which the chain redirects
       // to the trailing slash): no rewrite needed.
@@ -620,7 +645,7 @@ export function siteRules(options: SiteRulesOptions = {}): Middleware {
 
   return async function siteRulesMiddleware(req, ctx, next) {
     const path = ctx.path;
-    const decided = first(access, path);
+    const decided = guarding(access, ctx);
     if (decided) {
       const status = decided.rule.access!;
       if (status !== 0 || ctx.depth === 0) {
@@ -633,12 +658,34 @@ export function siteRules(options: SiteRulesOptions = {}): Middleware {
         );
       }
     }
-    const auth = first(auths, path);
+    const auth = guarding(auths, ctx);
     if (auth) {
       return auth.rule.auth!(req, ctx, () => afterAuth(req, ctx, next));
     }
     return afterAuth(req, ctx, next);
   };
+}
+
+/**
+ * The decoded segments of an encoded URL path, or `undefined` when one
+ * would not stay one segment (an encoded `/` or `\\`, NUL, `.`, `..`).
+ */
+function _segments(pathname: string): string[] | undefined {
+  const out: string[] = [];
+  for (const raw of pathname.split("/")) {
+    if (raw === "") continue;
+    let segment: string;
+    try {
+      segment = decodeURIComponent(raw);
+    } catch {
+      return undefined;
+    }
+    if (segment === "." || segment === ".." || /[/\\\0]/.test(segment)) {
+      return undefined;
+    }
+    out.push(segment);
+  }
+  return out;
 }
 
 function _under(path: string, prefix: string): boolean {

@@ -105,8 +105,15 @@ export function compileTemplate(
     if (piece.includes("?")) inQuery = true;
     parts.push(piece);
   };
-  const value = (fill: (v: TemplateValues) => string): void => {
-    parts.push(inQuery ? fill : (v) => _escapePath(fill(v)));
+  // Decoded values ($uri, $rest, captures) are escaped for where they land:
+  // in the path so that they stay one path (no "?", "#", "\\" or
+  // control character can end or bend it), in the query so that they stay
+  // one value ("&", "+", "#", "%" escaped, as nginx's NGX_ESCAPE_ARGS).
+  // Raw parts of the request ($query, $request_uri) are sent as they came.
+  const value = (fill: (v: TemplateValues) => string, raw = false): void => {
+    if (raw) parts.push(fill);
+    else if (inQuery) parts.push((v) => _escapeArg(fill(v)));
+    else parts.push((v) => _escapePath(fill(v)));
   };
   let last = 0;
   for (const match of text.matchAll(_PLACEHOLDER)) {
@@ -132,7 +139,7 @@ export function compileTemplate(
     const name = (braced ?? bare)!;
     const fill = _NAMED[name];
     if (fill) {
-      value(fill);
+      value(fill, _RAW.has(name));
     } else if (braced !== undefined && groups.names.includes(name)) {
       value((v) => v.named[name] ?? "");
     } else {
@@ -150,9 +157,24 @@ export function compileTemplate(
   };
 }
 
-/** Keeps a decoded path a path inside a URL: `%`, `?` and `#` escaped. */
+/** Placeholders whose values are still encoded: never escaped again. */
+const _RAW = new Set(["query", "args", "is_args", "request_uri", "scheme"]);
+
+// deno-lint-ignore no-control-regex
+const _UNSAFE_IN_PATH = /[%?#\\\x00-\x1f\x7f]/g;
+// deno-lint-ignore no-control-regex
+const _UNSAFE_IN_ARG = /[%?#&+\\\s\x00-\x1f\x7f]/g;
+
+function _escape(c: string): string {
+  return "%" + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0");
+}
+
+/** Keeps a decoded path one path inside a URL. */
 function _escapePath(path: string): string {
-  return /[%?#]/.test(path)
-    ? path.replace(/[%?#]/g, (c) => encodeURIComponent(c))
-    : path;
+  return path.replace(_UNSAFE_IN_PATH, _escape);
+}
+
+/** Keeps a decoded value one query value. */
+function _escapeArg(value: string): string {
+  return value.replace(_UNSAFE_IN_ARG, _escape);
 }

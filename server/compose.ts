@@ -52,6 +52,10 @@ export interface ComposeOptions {
   maxDispatchDepth?: number;
 }
 
+/** A host name, an IPv4 address or a bracketed IPv6 one, with a port. */
+const _HOST =
+  /^(?:[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9.])?|\[[0-9A-Fa-f:.]+\])?(?::\d{0,5})?$/;
+
 /**
  * Builds the chain once and returns a `Deno.serve` handler. Each request gets
  * a fresh {@linkcode Context}; a middleware that calls `next()` twice gets an
@@ -147,11 +151,19 @@ export function compose(
     info: Deno.ServeHandlerInfo | undefined,
     depth: number,
     outer?: Context,
+    fileOnly = false,
   ): Promise<Response> {
     let url: URL;
     try {
       url = new URL(req.url);
     } catch {
+      return Promise.resolve(renderError(400, req));
+    }
+    // The request URL is built from Host: a Host that is not a name or an
+    // address (with a port) would bend its path (`a\\@b`, `b/x`) or its
+    // site (RFC 9112 §3.2: 400, as nginx answers).
+    const host = depth === 0 ? req.headers.get("host") : null;
+    if (host !== null && !_HOST.test(host)) {
       return Promise.resolve(renderError(400, req));
     }
     const segments = url.pathname.split("/").filter((s) => s !== "");
@@ -163,6 +175,7 @@ export function compose(
       base: "",
       requestUrl: outer?.requestUrl ?? url,
       scriptVars: outer?.scriptVars,
+      fileOnly,
       root: undefined,
       file: undefined,
       served: undefined,
@@ -183,6 +196,7 @@ export function compose(
           info,
           depth + 1,
           options?.internal ? ctx : undefined,
+          options?.fileOnly,
         );
       },
     };

@@ -184,6 +184,12 @@ export interface Context {
    * authentication. They override the computed ones.
    */
   scriptVars: Record<string, string> | undefined;
+  /**
+   * A request re-dispatched to send a file (X-Accel-Redirect, X-Sendfile):
+   * CGI and FastCGI leave it to static files, so a script named that way
+   * is sent as bytes, never run.
+   */
+  readonly fileOnly: boolean;
   /** How many internal re-dispatches (local redirects) led to this request. */
   readonly depth: number;
   /**
@@ -230,6 +236,11 @@ export interface DispatchOptions {
    * @default {false}
    */
   internal?: boolean;
+  /**
+   * Send a file, run no script (sets {@linkcode Context.fileOnly}).
+   * @default {false}
+   */
+  fileOnly?: boolean;
 }
 
 /**

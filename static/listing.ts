@@ -236,6 +236,8 @@ export function escapeHtml(text: string): string {
  * @param root The document root and its policy (`ctx.root`).
  * @param segments The directory's segments under the root.
  * @param options The entry cap.
+ * @param base The URL prefix the root is mounted at (`ctx.base`), shown in
+ *   the title and the breadcrumbs.
  * @returns The listing response.
  */
 export async function renderListing(
@@ -243,6 +245,7 @@ export async function renderListing(
   root: DocumentRoot,
   segments: readonly string[],
   options: ListingOptions = {},
+  base = "",
 ): Promise<Response> {
   const json = prefersJson(req);
   const sort = _sortOf(req.url);
@@ -251,14 +254,17 @@ export async function renderListing(
     `listing ${options.maxEntries ?? ""}`,
     () => _read(root, segments, options),
   );
-  const variant = `${json ? "json" : "html"} ${sort.key} ${sort.order}`;
+  const variant = `${json ? "json" : "html"} ${sort.key} ${sort.order} ${base}`;
   let bytes = listed.pages.get(variant);
   if (bytes === undefined) {
     const entries = _sorted(listed.entries, sort);
     bytes = _encoder.encode(
-      json
-        ? JSON.stringify(entries) + "\n"
-        : _listingHtml(segments, entries, listed.omitted, sort),
+      json ? JSON.stringify(entries) + "\n" : _listingHtml(
+        [...base.split("/").filter((s) => s !== ""), ...segments],
+        entries,
+        listed.omitted,
+        sort,
+      ),
     );
     listed.pages.set(variant, bytes);
   }

@@ -169,7 +169,9 @@ export function serveStatic(options: ServeStaticOptions = {}): Middleware {
         return send(req, ctx, root, segments, candidate);
       }
     }
-    if (listing) return renderListing(req, root, ctx.segments, listing);
+    if (listing) {
+      return renderListing(req, root, ctx.segments, listing, ctx.base);
+    }
     return next();
   }
 

@@ -92,6 +92,10 @@ Deno.test("cli rule flags refuse bad values with one line naming the flag", asyn
     [["--alias=pub"], /^error: Invalid --alias "pub": expected URL=DIR$/m],
     [["--deny=data"], /^error: Invalid --deny "data": expected a URL path/m],
     [
+      ["--alias=/p=/nonexistent"],
+      /^error: Invalid --alias "\/p=\/nonexistent": "\/nonexistent" is not a folder$/m,
+    ],
+    [
       ["--basic-auth=/nonexistent/users"],
       /^error: Invalid --basic-auth "\/nonexistent\/users": .*nonexistent/m,
     ],
@@ -131,6 +135,14 @@ Deno.test("cli --config rules errors name the file, the rule and the key", async
       /unknown key "rules\[0\]\.denny"/,
     ],
     [
+      { rules: [{ prefix: "/p/", alias: "missing" }] },
+      /serve\.json: rules\[0\]\.alias: ".*\/missing" does not exist/,
+    ],
+    [
+      { rules: [{ prefix: "/p/", alias: "users" }] },
+      /serve\.json: rules\[0\]\.alias: ".*\/users" is not a folder/,
+    ],
+    [
       { rules: [{ path: "/x/**", alias: "pub" }] },
       /serve\.json: rules\[0\]\.alias: needs "prefix"/,
     ],
@@ -167,7 +179,7 @@ Deno.test("cli --config rules errors name the file, the rule and the key", async
     ],
     [{ "unknown-host": 404 }, /"unknown-host" must be "default" or 421/],
     [
-      { rules: [{ prefix: "/app/", fastcgi: "app.php" }] },
+      { rules: [{ prefix: "/app/", fastcgi: "www/index.html" }] },
       /"fastcgi" rule \(\/app\/\) needs --fastcgi or --fastcgi-spawn/,
     ],
   ];

@@ -189,6 +189,7 @@ Deno.test("siteRules() serves an alias folder at its prefix, with redirects and 
   const listing = await get(h, "/static/sub/");
   assert.equal(listing.status, 200);
   assert.match(listing.text, /c\.txt/);
+  assert.match(listing.text, /<title>Index of \/static\/sub\/<\/title>/);
   // Nothing outside the alias: the root's files are not under it.
   assert.equal((await get(h, "/static/a.txt")).status, 404);
   assert.equal((await get(h, "/static/%2e%2e/site/a.txt")).status, 404);
@@ -209,7 +210,10 @@ Deno.test("siteRules() mounts a CGI script and a CGI folder at prefixes with SCR
   const one = await get(h, "/tool/a/b");
   assert.equal(one.status, 200, one.text);
   assert.match(one.text, /SCRIPT_NAME=\/tool PATH_INFO=\/a\/b FOO=bar/);
-  assert.match((await get(h, "/tool/")).text, /SCRIPT_NAME=\/tool PATH_INFO= /);
+  assert.match(
+    (await get(h, "/tool/")).text,
+    /SCRIPT_NAME=\/tool PATH_INFO=\/ /,
+  );
   const folder = await get(h, "/scripts/env.sh/x");
   assert.match(
     folder.text,
@@ -404,6 +408,10 @@ Deno.test("siteRules() names the rule and the key of a mistake", () => {
     [{ deny: true }, /needs one of "path", "prefix" or "regex"/],
     [{ path: "/x/**", alias: "/tmp" }, /^rules\[0\]\.alias: needs "prefix"/],
     [
+      { prefix: "/al", alias: "/tmp" },
+      /^rules\[0\]\.alias: its "prefix" must end with "\/"/,
+    ],
+    [
       { prefix: "/x/", redirect: "/y", status: 200 as 301 },
       /^rules\[0\]\.status: must be 301/,
     ],
@@ -454,4 +462,136 @@ Deno.test("virtualHosts() picks a site by host name, wildcard or fallback, else 
     await (await fallback(new Request("http://other/"))).text(),
     "default",
   );
+});
+
+Deno.test("siteRules() keeps filled targets inside the site: backslashes, control characters and encoded slashes never bend a path", async () => {
+  await using dir = await tempDir();
+  await site(dir.path);
+  await using h = withRules(dir.path, [
+    { prefix: "/data/", internal: true },
+    { regex: "^/go/(.*)", redirect: "/$1" },
+    { regex: "^/files/(.*)", rewrite: "/pub/$1" },
+    { prefix: "/", tryFiles: ["$uri", "$uri/", "=404"] },
+  ]);
+  for (
+    const path of [
+      "/x%5C..%5Cdata%5Csecret.txt",
+      "/files/x%5C..%5C..%5Cdata%5Csecret.txt",
+      "/x/.%09./data/secret.txt",
+      "/files/%2e%2e/data/secret.txt",
+    ]
+  ) {
+    const res = await get(h, path);
+    assert.notEqual(res.status, 200, path);
+    assert.doesNotMatch(res.text, /secret data/, path);
+  }
+  // An open redirect through a backslash: the target stays a path here.
+  const res = await get(h, "/go/%5Cevil.example");
+  assert.equal(res.status, 302);
+  assert.equal(res.headers.get("location"), "/%5Cevil.example");
+});
+
+Deno.test("siteRules() escapes decoded values put into a query: one value stays one value", async () => {
+  await using dir = await tempDir();
+  await site(dir.path);
+  await using h = withRules(dir.path, [
+    { regex: "^/q/(.*)$", redirect: "/show?a=$1&$query" },
+  ]);
+  const res = await get(h, "/q/x%26y%3Dz%23w%20v?k=v");
+  assert.equal(res.headers.get("location"), "/show?a=x%26y=z%23w%20v&k=v");
+});
+
+Deno.test("siteRules() denies a script reached with extra path after it (PATH_INFO), as the script itself", async () => {
+  await using dir = await tempDir();
+  await site(dir.path);
+  await Deno.mkdir(`${dir.path}/site/uploads`);
+  await Deno.writeTextFile(
+    `${dir.path}/site/uploads/evil.php`,
+    "<?php echo 'RAN';",
+  );
+  await using fpm = await startPhpFpm({ unix: true, workers: 1 });
+  await using h = withRules(dir.path, [
+    { path: "/uploads/**/*.php", deny: true },
+    { regex: "\\.secret$", deny: 404 },
+    { prefix: "/", tryFiles: ["$uri", "$uri/", "/front.php?$query"] },
+  ], { fastcgi: { backends: [fpm.address] } });
+  for (
+    const path of [
+      "/uploads/evil.php",
+      "/uploads/evil.php/",
+      "/uploads/evil.php/x/y",
+    ]
+  ) {
+    const res = await get(h, path);
+    assert.equal(res.status, 403, path);
+    assert.doesNotMatch(res.text, /RAN/);
+  }
+  await Deno.writeTextFile(`${dir.path}/site/a.secret`, "hidden");
+  assert.equal((await get(h, "/a.secret/more")).status, 404);
+  // try-files: "file.php/" is not a file (nginx's stat: ENOTDIR).
+  const slash = await get(h, "/env.php/");
+  assert.match(slash.text, /^front \/env\.php\//);
+});
+
+Deno.test("siteRules() refuses unsafe X-Accel-Redirect paths and never runs the file it sends", async () => {
+  await using dir = await tempDir();
+  await site(dir.path);
+  await Deno.writeTextFile(
+    `${dir.path}/site/data/up.php`,
+    "<?php echo 'EXECUTED';",
+  );
+  await using fpm = await startPhpFpm({ unix: true, workers: 2 });
+  await using h = withRules(dir.path, [{ prefix: "/data/", internal: true }], {
+    fastcgi: { backends: [fpm.address] },
+  });
+  for (
+    const to of [
+      "/data/..%2Fenv.php",
+      "/data/%2E%2E/env.php",
+      "/data/..%5Cenv.php",
+      "/data/x%00",
+    ]
+  ) {
+    const res = await get(h, `/accel.php?to=${encodeURIComponent(to)}`);
+    assert.equal(res.status, 502, to);
+    assert.doesNotMatch(res.text, /FOO=/);
+  }
+  const sent = await get(h, "/accel.php?to=/data/up.php");
+  assert.equal(sent.status, 200);
+  assert.equal(sent.text, "<?php echo 'EXECUTED';");
+  const file = await get(h, `/sendfile.php?to=${dir.path}/site/data/up.php`);
+  assert.equal(file.text, "<?php echo 'EXECUTED';");
+});
+
+Deno.test("compose() answers 400 for a Host that is not a name or an address", async () => {
+  await using dir = await tempDir();
+  await site(dir.path);
+  await using h = withRules(dir.path, []);
+  for (
+    const host of [
+      "a.test\\@b.test",
+      "b.test/x",
+      "a%2etest",
+      "a b",
+      "a.test:80:80",
+    ]
+  ) {
+    const res = await get(h, "/a.txt", { headers: { host } });
+    assert.equal(res.status, 400, host);
+  }
+  for (
+    const host of [
+      "localhost",
+      "localhost:8000",
+      "127.0.0.1:1",
+      "[::1]:80",
+      "a.test.",
+    ]
+  ) {
+    assert.equal(
+      (await get(h, "/a.txt", { headers: { host } })).status,
+      200,
+      host,
+    );
+  }
 });

@@ -222,12 +222,13 @@ async function _mounted(
   const file = await mount.dir.find([mount.name]);
   if (!file?.info.isFile) throw new HttpError(404, "Mounted script missing");
   const rest = segments.slice(mount.prefix.length);
-  const trailing = rest.length > 0 && ctx.path.endsWith("/");
+  const trailing = segments.length > 0 && ctx.path.endsWith("/");
   return {
     segments: mount.prefix,
     file,
     mounted: true,
-    pathInfo: rest.length ? "/" + rest.join("/") + (trailing ? "/" : "") : "",
+    // As nginx's `fastcgi_split_path_info ^(/app)(/.*)$`: /app/ → "/".
+    pathInfo: (rest.length ? "/" + rest.join("/") : "") + (trailing ? "/" : ""),
   };
 }
 
@@ -559,7 +560,8 @@ export function fastcgi(options: FastCgiOptions = {}): FastCgiMiddleware {
     ctx,
     next,
   ) {
-    if (ctx.root === undefined) return next();
+    // A file asked for by X-Accel-Redirect / X-Sendfile is sent, never run.
+    if (ctx.root === undefined || ctx.fileOnly) return next();
     const script = await _mounted(ctx, mounts) ?? await _route(ctx, routing);
     if (!script) return next();
     if (
