@@ -102,11 +102,25 @@ export interface CgiOptions extends RequestBodyOptions {
    */
   bodyTimeoutMs?: number;
   /**
-   * How many scripts may run at once (per isolate). Over it → 503 with
+   * How many scripts may run at once (per isolate, or across the isolates
+   * sharing {@linkcode CgiOptions.sharedSlots}). Over it → 503 with
    * `Retry-After`.
    * @default {64}
    */
   maxConcurrent?: number;
+  /**
+   * A running-script count shared with other isolates (the CLI's
+   * `--workers`, e.g. a `SharedArrayBuffer` counted with `Atomics`), so
+   * that `maxConcurrent` holds across all of them: `count()` is how many
+   * run now, `tryTake(limit)` takes one slot when fewer than `limit` run
+   * (atomically; `false` when full), `release()` frees one.
+   * @default {undefined} (this isolate's own count)
+   */
+  sharedSlots?: {
+    count(): number;
+    tryTake(limit: number): boolean;
+    release(): void;
+  };
   /**
    * How long clients are told to wait (`Retry-After`, in whole seconds,
    * rounded up) by the 503 sent when `maxConcurrent` is hit.
@@ -338,26 +352,44 @@ async function _guardServedFile(
 interface _Slots {
   /** Throws the 503 when no slot is free. */
   check(): void;
+  /** Takes one; throws the 503 when none is free (any more). */
   take(): void;
   release(): void;
 }
 
-function _slots(maxConcurrent: number, retryAfterMs: number): _Slots {
+function _slots(
+  maxConcurrent: number,
+  retryAfterMs: number,
+  shared: CgiOptions["sharedSlots"],
+): _Slots {
   if (!(maxConcurrent >= 1)) {
     throw new RangeError(
       `Cannot create cgi(): maxConcurrent "${maxConcurrent}" is below 1`,
     );
   }
   const retryAfter = String(Math.ceil(retryAfterMs / 1000));
+  const full = () =>
+    new HttpError(
+      503,
+      `CGI limit of ${maxConcurrent} running scripts reached`,
+      { headers: { "retry-after": retryAfter } },
+    );
+  if (shared) {
+    return {
+      check() {
+        if (shared.count() >= maxConcurrent) throw full();
+      },
+      // Another isolate may have taken the last slot since check().
+      take() {
+        if (!shared.tryTake(maxConcurrent)) throw full();
+      },
+      release: () => shared.release(),
+    };
+  }
   let running = 0;
   return {
     check() {
-      if (running < maxConcurrent) return;
-      throw new HttpError(
-        503,
-        `CGI limit of ${maxConcurrent} running scripts reached`,
-        { headers: { "retry-after": retryAfter } },
-      );
+      if (running >= maxConcurrent) throw full();
     },
     take: () => void running++,
     release: () => void running--,
@@ -525,6 +557,7 @@ export function cgi(options: CgiOptions = {}): Middleware {
   const slots = _slots(
     options.maxConcurrent ?? 64,
     options.retryAfterMs ?? 5000,
+    options.sharedSlots,
   );
   const mounts = _mounts(options.dirs, options.scripts);
   const scriptDir = _scriptDirs();

@@ -47,6 +47,13 @@ export interface ConnectionGuardOptions {
   /** Called once the port listens. */
   onListen(addr: { hostname: string; port: number }): void;
   /**
+   * Share the port with other listeners of this process (`SO_REUSEPORT`,
+   * Linux; needs `--unstable-net`): the CLI's `--workers` isolates each
+   * run a guard of their own, and its caps count per isolate.
+   * @default {false}
+   */
+  reusePort?: boolean;
+  /**
    * Milliseconds from accepting a connection until its first request head
    * is complete (nginx `client_header_timeout`); then it is closed.
    * @default {60000}
@@ -323,6 +330,7 @@ export function serveGuarded(
   const listener = Deno.listen({
     hostname: options.hostname,
     port: options.port,
+    ...(options.reusePort ? { reusePort: true } : {}),
   });
   const open = new Map<Deno.Conn, _Guarded>();
   const perClient = new Map<string, number>();

@@ -7,10 +7,7 @@
 import { resolve } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import denoConfig from "../deno.json" with { type: "json" };
-import {
-  createHandler,
-  type HandlerOptions,
-} from "../handler/create_handler.ts";
+import type { HandlerOptions } from "../handler/create_handler.ts";
 import { headerOptionsFromFlags } from "./header_flags.ts";
 import { RULE_USAGE, ruleFlags } from "./rule_flags.ts";
 import { type CertificateWatch, watchCertificate } from "./cert_reload.ts";
@@ -32,17 +29,15 @@ import {
   readConfig,
 } from "./config.ts";
 import { FASTCGI_USAGE, fastCgiOptionsFromFlags } from "./fastcgi_flags.ts";
-import {
-  GUARD_USAGE,
-  guardOptionsFromFlags,
-  type GuardSettings,
-} from "./guard_flags.ts";
+import { GUARD_USAGE, guardOptionsFromFlags } from "./guard_flags.ts";
 import { guardAvailable, serveGuarded } from "./conn_guard.ts";
 import { CGI_USAGE, cgiOptionsFromFlags } from "./cgi_flags.ts";
 import { errorMessage } from "../server/log.ts";
-import { bodyKind } from "../server/body_kind.ts";
-import { virtualHosts } from "../handler/virtual_hosts.ts";
-import type { Handler } from "../server/types.ts";
+import { buildApp } from "./app.ts";
+import { FORCE_WAIT_MS } from "./in_flight.ts";
+import type { ServeConfig, ServeSite } from "./serve_config.ts";
+import { testHooksEnabled } from "./test_hooks.ts";
+import { serveWorkers, type WorkerCount, workerCount } from "./workers.ts";
 
 const _USAGE = `Usage: serve [ROOT] [flags]
 
@@ -72,6 +67,9 @@ Flags:
 ${RULE_USAGE}${GUARD_USAGE}${CGI_USAGE}${FASTCGI_USAGE}  --log-format FORMAT    Access log format: text, common, combined or json (default text)
   --log-file FILE        Append the access log to FILE instead of stdout
   --live-reload          Developer mode: reload open HTML pages when files in ROOT change
+  --workers N|auto       Isolates serving the port, each with its own handler (auto:
+                         one per core; default 1; 1 with --live-reload or HTTPS;
+                         Linux with --unstable-net, else 1)
   --shutdown-grace SECONDS
                          On SIGINT/SIGTERM, let in-flight requests finish this long,
                          then cut them (a second signal cuts at once; default 10)
@@ -83,33 +81,10 @@ ${RULE_USAGE}${GUARD_USAGE}${CGI_USAGE}${FASTCGI_USAGE}  --log-format FORMAT    
 `;
 
 /** What a run of the CLI needs once flags are parsed. */
-interface _Config {
-  root: string;
-  host: string;
-  port: number;
-  cert: string | undefined;
-  key: string | undefined;
-  /** The connection guard's settings; `undefined`: off. */
-  guard: GuardSettings | undefined;
-  quiet: boolean;
-  logFormat: AccessLogFormat;
-  logFile: string | undefined;
-  shutdownGraceMs: number;
-  configFile: string | undefined;
-  printPermissions: boolean;
-  handler: HandlerOptions;
-  /** Virtual hosts (`"sites"` in the config file); the default site is `handler`. */
-  sites: _Site[];
-  /** What an unknown Host gets: the default site, or 421. */
-  unknownHost: "default" | 421;
-}
+type _Config = ServeConfig;
 
 /** A virtual host. */
-interface _Site {
-  hosts: string[];
-  root: string;
-  handler: HandlerOptions;
-}
+type _Site = ServeSite;
 
 /** A usage error: message + usage, exit 2. */
 class _UsageError extends Error {}
@@ -171,6 +146,7 @@ const _FLAGS = {
   "log-file": { type: "string" },
   "shutdown-grace": { type: "string", default: "10" },
   "live-reload": { type: "boolean", default: false },
+  workers: { type: "string" },
   "print-permissions": { type: "boolean", default: false },
   deny: { type: "string", multiple: true },
   internal: { type: "string", multiple: true },
@@ -324,6 +300,7 @@ async function _parseWith(
     throw new _UsageError("--cert and --key must be given together");
   }
   const guard = _usage(() => guardOptionsFromFlags(values, host));
+  const workers = _workers(values.workers);
   const root = positionals[0] ?? fromFile.root ?? ".";
   const logFormat = values["log-format"] as AccessLogFormat;
   if (!_LOG_FORMATS.includes(logFormat)) {
@@ -359,10 +336,23 @@ async function _parseWith(
     shutdownGraceMs,
     configFile: values.config,
     printPermissions: values["print-permissions"],
+    workers,
     handler,
     sites,
     unknownHost: fromFile.unknownHost,
   };
+}
+
+/** `--workers N|auto`: a count, `"auto"`, or `undefined` (not given). */
+function _workers(spec: string | undefined): number | "auto" | undefined {
+  if (spec === undefined || spec === "auto") return spec;
+  const count = Number(spec);
+  if (!/^\d+$/.test(spec) || count < 1 || count > 1024) {
+    throw new _UsageError(
+      `Invalid --workers "${spec}": expected auto or a count, 1-1024`,
+    );
+  }
+  return count;
 }
 
 /** The flags' values, as parsed. */
@@ -663,157 +653,6 @@ async function _openAccessLog(
 }
 
 /**
- * Streamed bodies announced at most this long are handed to Deno as they
- * are (a file's stream keeps Deno's own copy loop): they fit in the socket
- * buffers, so shutdown has nothing of theirs to cancel.
- */
-const _CUT_ABOVE = 64 * 1024;
-
-/**
- * Once the grace is over, how long the server waits for the killed
- * scripts, the cancelled bodies and FastCGI to be done with; then the
- * process exits anyway (e.g. a request still waiting on an external
- * FastCGI backend).
- */
-const _FORCE_WAIT_MS = 5000;
-
-/** The requests of one server: counted, and their bodies cancellable. */
-interface _InFlight {
-  /** The app's handler, counting its requests. */
-  handler: Handler;
-  /** Requests not finished yet (their response not wholly sent). */
-  readonly count: number;
-  /**
-   * Cancels the source of every open streamed body, as for a client that
-   * left (a CGI script's group is killed, a FastCGI request aborted, a
-   * file closed), and of each one that comes later; resolves once those
-   * cancels and the handler calls under way have settled. The connections
-   * themselves stay open until the process exits (Deno.serve has no way to
-   * close them once `shutdown()` was called).
-   */
-  cut(): Promise<void>;
-}
-
-/**
- * Wraps `app`: each request is in flight until `info.completed` settles
- * (without it, as through the TLS front, until its body ended). With
- * `relay` (CGI on: a cancel kills a script, which the exit must wait for)
- * each streamed body of unknown length, and without `completed` each one
- * larger than {@linkcode _CUT_ABOVE}, is relayed through a stream whose source
- * {@linkcode _InFlight.cut} can cancel; otherwise bodies go to Deno as
- * they are (a file's stream keeps Deno's own copy loop) and the process
- * exit alone cuts them. Strings and bytes are always left alone (Deno
- * sends them whole, on its fast path).
- */
-function _inFlight(app: Handler, relay: boolean): _InFlight {
-  let count = 0;
-  let cutting = false;
-  const open = new Set<() => Promise<void>>();
-  const calls = new Set<Promise<unknown>>();
-  const cuts: Promise<void>[] = [];
-  const handler: Handler = async (req, info) => {
-    count++;
-    let done = false;
-    const finish = (): void => {
-      if (done) return;
-      done = true;
-      count--;
-    };
-    // Typed as always there; a hand-made info may lack it.
-    const completed: Promise<void> | undefined = info?.completed;
-    completed?.then(finish, finish);
-    const call = app(req, info);
-    if (relay) {
-      calls.add(call);
-      call.catch(() => {}).finally(() => calls.delete(call));
-    }
-    let res: Response;
-    try {
-      res = await call;
-    } catch (error) {
-      finish();
-      throw error;
-    }
-    const kind = bodyKind(res);
-    const length = kind === "stream" || kind === undefined
-      ? Number(res.headers.get("content-length") ?? Infinity)
-      : 0;
-    // A body of known length (a static file) keeps Deno's native copy:
-    // CGI output has none (its scripts die with their group anyway).
-    if (
-      (completed && (!relay || Number.isFinite(length))) ||
-      length <= _CUT_ABOVE || res.body === null
-    ) {
-      if (!completed) finish();
-      return res;
-    }
-    const body = _cuttable(res.body, open, completed ? () => {} : finish);
-    if (cutting) cuts.push(body.cut());
-    return new Response(body.stream, {
-      status: res.status,
-      statusText: res.statusText,
-      headers: res.headers,
-    });
-  };
-  return {
-    handler,
-    get count() {
-      return count;
-    },
-    async cut() {
-      cutting = true;
-      for (const cut of open) cuts.push(cut());
-      // A script waiting for its header block answers once it was killed.
-      await Promise.allSettled([...calls]);
-      await Promise.all(cuts);
-    },
-  };
-}
-
-/** `source` relayed chunk by chunk (no read-ahead); `cut` cancels it. */
-function _cuttable(
-  source: ReadableStream<Uint8Array>,
-  open: Set<() => Promise<void>>,
-  onEnd: () => void,
-): { stream: ReadableStream<Uint8Array>; cut: () => Promise<void> } {
-  const reader = source.getReader();
-  let ended = false;
-  const end = (): boolean => {
-    if (ended) return false;
-    ended = true;
-    open.delete(cut);
-    onEnd();
-    return true;
-  };
-  // The relay is left waiting (not errored: Deno.serve would log a stack
-  // trace); the process exits right after.
-  const cut = (): Promise<void> =>
-    end() ? reader.cancel(_SHUTDOWN).catch(() => {}) : Promise.resolve();
-  open.add(cut);
-  const stream = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const { value, done } = await reader.read();
-        if (ended) return; // cut meanwhile
-        if (!done) return controller.enqueue(value);
-        end();
-        controller.close();
-      } catch (error) {
-        if (end()) controller.error(error);
-      }
-    },
-    cancel(reason) {
-      end();
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
-  return { stream, cut };
-}
-
-/** The reason open bodies are cancelled with past the shutdown grace. */
-const _SHUTDOWN = new Error("the server shut down: response cut off");
-
-/**
  * Listens, prints the banner, and serves until SIGINT/SIGTERM. The first
  * signal prints `stopping: N requests in flight`, stops accepting and gives
  * in-flight requests `--shutdown-grace`; past it, or on a second signal,
@@ -822,33 +661,22 @@ const _SHUTDOWN = new Error("the server shut down: response cut off");
  * process exit closes the connections still open. Exit code 0 either way.
  */
 async function _serve(config: _Config, tls: _Tls): Promise<number> {
+  const workers = workerCount(config);
+  if (workers.count > 1) return await _serveWorkers(config, workers);
+  if (workers.reason !== undefined && config.workers !== undefined) {
+    console.error(
+      `warning: --workers ${config.workers}: ${workers.reason}; serving with one`,
+    );
+  }
   // Aborted on the first SIGINT/SIGTERM: ends live-reload event streams,
   // which would otherwise keep server.shutdown() waiting for the open pages.
   const stopping = new AbortController();
   // Aborted past the grace: kills every running CGI script's group.
   const killing = new AbortController();
-  const site = (options: HandlerOptions) => {
-    const cgi = options.cgi && { ...options.cgi, signal: killing.signal };
-    return createHandler({
-      ...options,
-      // One access log for every site (the default site's).
-      ...(config.handler.accessLog
-        ? { accessLog: config.handler.accessLog }
-        : {}),
-      ...(cgi ? { cgi } : {}),
-      signal: stopping.signal,
-    });
-  };
-  const app = config.sites.length === 0 ? site(config.handler) : virtualHosts({
-    sites: config.sites.map((s) => ({
-      hosts: s.hosts,
-      handler: site(s.handler),
-    })),
-    fallback: config.unknownHost === 421 ? 421 : site(config.handler),
+  const { app, requests } = buildApp(config, {
+    stopping: stopping.signal,
+    killing: killing.signal,
   });
-  const cgi = [config.handler, ...config.sites.map((s) => s.handler)]
-    .some((h) => h.cgi !== undefined || h.rules?.some((r) => r.cgi));
-  const requests = _inFlight(app, cgi);
   const handler = requests.handler;
   const root = await Deno.realPath(config.root);
   // Aborted only while the server has not started: once shutdown() was
@@ -867,7 +695,7 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
     killing.abort();
     forced = Promise.race([
       Promise.allSettled([requests.cut(), app.close()]),
-      new Promise((resolve) => giveUp = setTimeout(resolve, _FORCE_WAIT_MS)),
+      new Promise((resolve) => giveUp = setTimeout(resolve, FORCE_WAIT_MS)),
     ]);
     forced.then(() => cutOff.resolve());
   };
@@ -890,33 +718,8 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
   const scheme = tls ? "https" : "http";
   // Set once the server is started with the guard (for the banner).
   let guarded = false;
-  const onListen = ({ hostname, port }: { hostname: string; port: number }) => {
-    const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-    console.log(`Listening on ${scheme}://${host}:${port}/`);
-    if (!config.quiet) {
-      const options = config.handler;
-      const needed = _needed(config);
-      const lines = bannerLines({
-        scheme,
-        hostname,
-        port,
-        root,
-        options,
-        guard: guarded,
-        sites: config.sites.map((s) => ({
-          hosts: s.hosts,
-          root: s.root,
-          options: s.handler,
-        })),
-        unknownHost: config.unknownHost,
-        permissions: {
-          needed: permissionFlags(needed),
-          ...comparePermissions(needed),
-        },
-      });
-      console.log(lines.join("\n"));
-    }
-  };
+  const onListen = ({ hostname, port }: { hostname: string; port: number }) =>
+    _announce(config, { scheme, hostname, port, root, guarded, workers });
   const listen = { hostname: config.host, port: config.port };
   let certificates: CertificateWatch | undefined;
   try {
@@ -972,6 +775,87 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
     Deno.removeSignalListener("SIGTERM", stop);
   }
   return 0;
+}
+
+/** What the `Listening on` line and the banner tell. */
+interface _Listening {
+  scheme: "http" | "https";
+  hostname: string;
+  port: number;
+  /** The real ROOT. */
+  root: string;
+  guarded: boolean;
+  workers: WorkerCount;
+}
+
+/** Prints `Listening on URL` (the first stdout line), then the banner. */
+function _announce(config: _Config, at: _Listening): void {
+  const { scheme, hostname, port } = at;
+  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+  console.log(`Listening on ${scheme}://${host}:${port}/`);
+  // --quiet: nothing on stdout but the Listening line.
+  if (config.quiet) return;
+  const needed = _needed(config);
+  const lines = bannerLines({
+    scheme,
+    hostname,
+    port,
+    root: at.root,
+    options: config.handler,
+    guard: at.guarded,
+    sites: config.sites.map((s) => ({
+      hosts: s.hosts,
+      root: s.root,
+      options: s.handler,
+    })),
+    unknownHost: config.unknownHost,
+    permissions: {
+      needed: permissionFlags(needed),
+      ...comparePermissions(needed),
+    },
+  });
+  const { count, reason } = at.workers;
+  if (count > 1 || reason !== undefined) {
+    // Before the permissions line (the banner's last).
+    lines.splice(
+      lines.length - 1,
+      0,
+      `  Workers:     ${
+        count > 1 ? `${count} isolates sharing the port` : `1 (${reason})`
+      }`,
+    );
+  }
+  console.log(lines.join("\n"));
+}
+
+/**
+ * `--workers` over 1: the isolates of cli/workers.ts serve, this thread
+ * announces, logs and supervises.
+ */
+async function _serveWorkers(
+  config: _Config,
+  workers: WorkerCount,
+): Promise<number> {
+  const root = await Deno.realPath(config.root);
+  const accessLog = config.handler.accessLog;
+  const write = typeof accessLog === "object"
+    ? accessLog.write ?? ((lines: string) => console.log(lines))
+    : undefined;
+  const result = await serveWorkers(config, {
+    count: workers.count,
+    writeLog: write,
+    testHooks: await testHooksEnabled(),
+    onListen: ({ hostname, port }) =>
+      _announce(config, {
+        scheme: "http",
+        hostname,
+        port,
+        root,
+        guarded: config.guard !== undefined && guardAvailable(),
+        workers,
+      }),
+  });
+  return typeof result === "string" ? _fail(result) : result;
 }
 
 /**

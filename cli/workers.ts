@@ -1,0 +1,460 @@
+/**
+ * `--workers N|auto`: N isolates (Web Workers running
+ * cli/worker_entry.ts), each with its own handler, listening on one port
+ * with `SO_REUSEPORT` (the kernel spreads connections over them). The main
+ * thread keeps what must be one per server: the FastCGI process manager
+ * (spawned once, every worker gets its sockets), the CGI limit (a shared
+ * count), the access log (workers post whole lines, the main thread writes
+ * them), the banner and the signals; it restarts a worker that crashed
+ * (with backoff) and makes sure nothing outlives the server. Internal to
+ * the CLI (not exported from `mod.ts`).
+ *
+ * @module
+ */
+
+import type { FastCgiOptions } from "../cgi/fastcgi/fastcgi.ts";
+import {
+  type FastCgiWorkers,
+  spawnFastCgiWorkers,
+} from "../cgi/fastcgi/spawn.ts";
+import { defaultLog, errorMessage } from "../server/log.ts";
+import { FORCE_WAIT_MS } from "./in_flight.ts";
+import type { ServeConfig } from "./serve_config.ts";
+import { createSlotBuffer, releaseWorkerSlots } from "./shared_slots.ts";
+import type { FromWorker, ToWorker } from "./worker_messages.ts";
+
+/**
+ * How many workers serve by default: 1 for now. `auto` (one per core, as
+ * nginx's `worker_processes auto`) measured up to 2× on 2 cores (see
+ * bench/WORKERS.md), but some limits still count per isolate (the guard's
+ * `--max-connections*`, `--fastcgi-max-connections`, CGI mounted by rules
+ * only) and a narrowly permitted run needs read access to cli/: it is
+ * opt-in until those are shared.
+ */
+export const DEFAULT_WORKERS: number | "auto" = 1;
+
+/**
+ * Why this process cannot share a port between isolates, or `undefined`
+ * when it can: Linux balances `SO_REUSEPORT` listeners (other systems let
+ * one of them take every connection), and Deno 2.9 gates `reusePort`
+ * behind `--unstable-net` (a Worker cannot turn it on itself; without it,
+ * asking for it ends the process).
+ *
+ * @example Checking
+ * ```ts
+ * import { portSharingProblem } from "./workers.ts";
+ *
+ * console.log(portSharingProblem() ?? "workers can share the port");
+ * ```
+ *
+ * @returns The reason, or `undefined`.
+ */
+export function portSharingProblem(): string | undefined {
+  if (Deno.build.os !== "linux") {
+    return `${Deno.build.os} does not balance a shared port (SO_REUSEPORT) between isolates`;
+  }
+  // Unstable APIs are only there with their flag (`--unstable-net`, or
+  // `"unstable": ["net"]` in deno.json).
+  if (
+    typeof (Deno as { listenDatagram?: unknown }).listenDatagram !== "function"
+  ) {
+    return "sharing the port needs --unstable-net";
+  }
+  return undefined;
+}
+
+/** How many workers serve, and why fewer than asked for. */
+export interface WorkerCount {
+  /** The workers (1: the main thread serves alone). */
+  count: number;
+  /** Why it is 1 when more were asked for (or were the default). */
+  reason?: string;
+}
+
+/**
+ * The workers `config` gets: `--workers` (default
+ * {@linkcode DEFAULT_WORKERS}; `auto` = `navigator.hardwareConcurrency`),
+ * but one with `--live-reload` (one watcher, one set of event streams),
+ * with HTTPS (the TLS front's node:tls listener cannot share its port) and
+ * where the port cannot be shared.
+ *
+ * @example One per core
+ * ```ts ignore
+ * const { count, reason } = workerCount(config);
+ * ```
+ *
+ * @param config The parsed command line.
+ * @returns The count, with the reason when it fell back to one.
+ */
+export function workerCount(config: ServeConfig): WorkerCount {
+  const asked = config.workers ?? DEFAULT_WORKERS;
+  const count = asked === "auto"
+    ? Math.max(1, navigator.hardwareConcurrency || 1)
+    : asked;
+  if (count <= 1) return { count: 1 };
+  const handlers = [config.handler, ...config.sites.map((s) => s.handler)];
+  const reason = handlers.some((h) => h.liveReload)
+    ? "--live-reload runs one worker"
+    : config.cert !== undefined
+    ? "HTTPS runs one worker (the TLS front cannot share its port)"
+    : portSharingProblem() ?? _moduleProblem();
+  return reason === undefined ? { count } : { count: 1, reason };
+}
+
+/** The worker module's URL. */
+const _ENTRY = new URL("./worker_entry.ts", import.meta.url);
+
+/** Why a Worker cannot load its module (a local one needs read access). */
+function _moduleProblem(): string | undefined {
+  if (_ENTRY.protocol !== "file:") return undefined;
+  const path = decodeURIComponent(_ENTRY.pathname);
+  const read = Deno.permissions.querySync({ name: "read", path });
+  if (read.state === "granted") return undefined;
+  return `workers need --allow-read=${path.slice(0, path.lastIndexOf("/"))}`;
+}
+
+/** Options of {@linkcode serveWorkers}. */
+export interface ServeWorkersOptions {
+  /** How many workers (2 or more). */
+  count: number;
+  /** Prints `Listening on …` and the banner, once every worker listens. */
+  onListen(addr: { hostname: string; port: number }): void;
+  /** Writes whole access-log lines (`\n`-joined); `undefined`: no log. */
+  writeLog: ((lines: string) => void) | undefined;
+  /** Whether the test hooks are on (see cli/test_hooks.ts). */
+  testHooks: boolean;
+}
+
+/** First restart delay of a crashed worker; it doubles per quick crash. */
+const _RESTART_DELAY_MS = 100;
+/** Longest restart delay. */
+const _MAX_RESTART_DELAY_MS = 10_000;
+/** A worker that served this long before crashing restarts at once again. */
+const _STABLE_MS = 10_000;
+
+/** One worker's place: its current isolate and restart state. */
+interface _Slot {
+  index: number;
+  worker: Worker | undefined;
+  /** Its thread id (Linux): its CGI children are listed under it. */
+  tid: number | undefined;
+  startedAt: number;
+  delayMs: number;
+  restart: ReturnType<typeof setTimeout> | undefined;
+  /** Set once it crashed, until it is buried. */
+  crashed: boolean;
+  /** Its answer to `drain`. */
+  draining: PromiseWithResolvers<number> | undefined;
+  /** Settles once its isolate is gone for good (shutdown). */
+  done: PromiseWithResolvers<void>;
+}
+
+/**
+ * The FastCGI process managers of `config`'s sites, started once here:
+ * each site's `spawn` options become the pool's socket addresses (with
+ * the one-connection-per-worker settings the spawned path uses).
+ */
+async function _spawnPools(config: ServeConfig): Promise<FastCgiWorkers[]> {
+  const pools: FastCgiWorkers[] = [];
+  const handlers = [config.handler, ...config.sites.map((s) => s.handler)];
+  for (const h of handlers) {
+    const options = h.fastcgi;
+    if (options?.spawn === undefined) continue;
+    const log = h.log ?? defaultLog;
+    const pool = spawnFastCgiWorkers({
+      command: options.spawn,
+      workers: options.workers,
+      env: options.spawnEnv,
+      passEnv: options.spawnPassEnv,
+      path: options.spawnPath,
+      log,
+    });
+    pools.push(pool);
+    const {
+      spawn: _spawn,
+      workers: _workers,
+      spawnEnv: _env,
+      spawnPassEnv: _passEnv,
+      spawnPath: _path,
+      ...rest
+    } = options;
+    const backends: FastCgiOptions = {
+      ...rest,
+      backends: pool.addresses,
+      keepAlive: Math.min(options.keepAlive ?? 1, 1),
+      maxConnections: 1,
+      downTimeMs: options.downTimeMs ?? 1_000,
+    };
+    h.fastcgi = backends;
+    // One worker failing to start does not block requests.
+    await pool.ready.catch((error) =>
+      log("error", `FastCGI workers did not start: ${errorMessage(error)}`)
+    );
+  }
+  return pools;
+}
+
+/**
+ * The port every worker listens on: `config.port`, or a free one for `0`.
+ * Bound once without `reusePort` first, so that a port another server
+ * holds fails here ("address in use") instead of being shared with it.
+ */
+function _choosePort(config: ServeConfig): number {
+  const probe = Deno.listen({ hostname: config.host, port: config.port });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  return port;
+}
+
+/** Kills what a worker's thread still has running (its CGI scripts' groups). */
+function _killChildren(tid: number | undefined): void {
+  if (tid === undefined) return;
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(`/proc/self/task/${tid}/children`);
+  } catch {
+    return;
+  }
+  for (const pid of text.split(" ").filter(Boolean).map(Number)) {
+    for (const target of [-pid, pid]) {
+      try {
+        Deno.kill(target, "SIGKILL");
+      } catch { /* gone, or not a group leader */ }
+    }
+  }
+}
+
+/**
+ * Serves `config` with `options.count` workers until SIGINT/SIGTERM, with
+ * the single-isolate CLI's shutdown: the first signal prints `stopping: N
+ * requests in flight` (N over every worker), every worker stops accepting
+ * and gets `--shutdown-grace`; past it, or on a second signal, each kills
+ * its scripts' groups and cuts its bodies. Then every worker is ended and
+ * the FastCGI pools stopped. Resolves with 0, or with the error message
+ * when the workers could not start.
+ *
+ * @example Serving with two workers
+ * ```ts ignore
+ * const code = await serveWorkers(config, { count: 2, onListen, writeLog, testHooks: false });
+ * ```
+ *
+ * @param config The parsed command line (its FastCGI `spawn` options are
+ *   replaced by the pool's addresses).
+ * @param options The count, the banner and the log sink.
+ * @returns 0, or why it could not serve.
+ */
+export async function serveWorkers(
+  config: ServeConfig,
+  options: ServeWorkersOptions,
+): Promise<number | string> {
+  let port: number;
+  try {
+    port = _choosePort(config);
+  } catch (error) {
+    return `cannot listen on ${config.host}:${config.port}: ${
+      errorMessage(error)
+    }`;
+  }
+  const { count } = options;
+  const handlers = [config.handler, ...config.sites.map((s) => s.handler)];
+  const cgiSlots = handlers.map((h) =>
+    h.cgi ? createSlotBuffer(count) : undefined
+  );
+  // The access log's sink stays here: workers get the format only.
+  const { write: _write, ...accessLog } = config.handler.accessLog === true
+    ? {}
+    : config.handler.accessLog || {};
+  // Copies: the FastCGI pools replace their sites' spawn options below.
+  const shared: ServeConfig = {
+    ...config,
+    handler: {
+      ...config.handler,
+      ...(config.handler.accessLog ? { accessLog } : {}),
+    },
+    sites: config.sites.map((s) => ({ ...s, handler: { ...s.handler } })),
+  };
+  let stopping = false;
+  let forcing = false;
+  let starting = true;
+  const started = Promise.withResolvers<void>();
+  let listening = 0;
+  let pools: FastCgiWorkers[] = [];
+  let grace: ReturnType<typeof setTimeout> | undefined;
+  let giveUp: ReturnType<typeof setTimeout> | undefined;
+  const slots: _Slot[] = Array.from({ length: count }, (_, index) => ({
+    index,
+    worker: undefined,
+    tid: undefined,
+    startedAt: 0,
+    delayMs: _RESTART_DELAY_MS,
+    restart: undefined,
+    crashed: false,
+    draining: undefined,
+    done: Promise.withResolvers<void>(),
+  }));
+  const post = (slot: _Slot, message: ToWorker): void => {
+    try {
+      slot.worker?.postMessage(message);
+    } catch { /* terminated */ }
+  };
+
+  /** Ends `slot`'s isolate and whatever it left; restarts it unless stopping. */
+  const bury = (slot: _Slot): void => {
+    const worker = slot.worker;
+    if (!worker) return;
+    _killChildren(slot.tid);
+    worker.terminate();
+    slot.worker = undefined;
+    slot.tid = undefined;
+    slot.crashed = false;
+    slot.draining?.resolve(0);
+    for (const buffer of cgiSlots) {
+      if (buffer) releaseWorkerSlots(buffer, slot.index);
+    }
+    if (stopping || starting) return slot.done.resolve();
+    const delay = slot.delayMs;
+    slot.restart = setTimeout(() => {
+      slot.restart = undefined;
+      if (!stopping) start(slot);
+    }, delay);
+  };
+
+  const crashed = (slot: _Slot, message: string): void => {
+    if (slot.crashed) return;
+    slot.crashed = true;
+    const lived = Date.now() - slot.startedAt;
+    if (lived >= _STABLE_MS) slot.delayMs = _RESTART_DELAY_MS;
+    if (starting) {
+      started.reject(new Error(`worker ${slot.index} crashed: ${message}`));
+    } else if (!stopping) {
+      console.error(
+        `error: worker ${slot.index} crashed (${message}); restarting it in ${slot.delayMs} ms`,
+      );
+    }
+    const delay = slot.delayMs;
+    slot.delayMs = Math.min(delay * 2, _MAX_RESTART_DELAY_MS);
+    // It cleans up (kills its scripts) and says `dead`; past that, it ends.
+    const worker = slot.worker;
+    setTimeout(() => {
+      if (slot.worker === worker && slot.crashed) bury(slot);
+    }, FORCE_WAIT_MS + 1000);
+  };
+
+  const onMessage = (slot: _Slot, message: FromWorker): void => {
+    switch (message.type) {
+      case "loaded":
+        return post(slot, {
+          type: "start",
+          index: slot.index,
+          config: shared,
+          port,
+          cgiSlots,
+          testHooks: options.testHooks,
+        });
+      case "log":
+        options.writeLog?.(message.lines.join("\n"));
+        return;
+      case "listening":
+        slot.tid = message.tid;
+        if (starting && ++listening === count) started.resolve();
+        if (!starting && !stopping) {
+          console.error(`info: worker ${slot.index} restarted`);
+        }
+        return;
+      case "failed":
+        if (starting) return started.reject(new Error(message.message));
+        return crashed(slot, message.message);
+      case "draining":
+        return slot.draining?.resolve(message.count);
+      case "stopped":
+        return bury(slot);
+      case "crashed":
+        return crashed(slot, message.message);
+      case "dead":
+        return bury(slot);
+    }
+  };
+
+  const start = (slot: _Slot): void => {
+    const worker = new Worker(_ENTRY, { type: "module" });
+    slot.worker = worker;
+    slot.startedAt = Date.now();
+    worker.onmessage = (event: MessageEvent<FromWorker>) =>
+      onMessage(slot, event.data);
+    // An error the isolate did not handle itself (it failed to load, or
+    // failed while cleaning up): it is gone.
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      if (slot.worker !== worker) return;
+      crashed(slot, event.message);
+      bury(slot);
+    };
+  };
+
+  const force = (): void => {
+    if (forcing) return;
+    forcing = true;
+    clearTimeout(grace);
+    for (const slot of slots) post(slot, { type: "cut" });
+    giveUp = setTimeout(() => {
+      for (const slot of slots) bury(slot);
+    }, FORCE_WAIT_MS + 1000);
+  };
+
+  // A signal before every worker listens: handled once they all do.
+  let signalled = false;
+  const stop = (): void => {
+    if (starting) return void (signalled = true);
+    if (stopping) return force();
+    stopping = true;
+    const counts = slots.map((slot) => {
+      clearTimeout(slot.restart);
+      if (!slot.worker) {
+        slot.done.resolve();
+        return Promise.resolve(0);
+      }
+      slot.draining = Promise.withResolvers<number>();
+      post(slot, { type: "drain" });
+      return slot.draining.promise;
+    });
+    Promise.all(counts).then((n) => {
+      // --quiet: nothing on stdout but the Listening line.
+      if (!config.quiet) {
+        console.log(
+          `stopping: ${n.reduce((a, b) => a + b, 0)} requests in flight`,
+        );
+      }
+    });
+    grace = setTimeout(force, config.shutdownGraceMs);
+  };
+
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  try {
+    pools = await _spawnPools(shared);
+    for (const slot of slots) start(slot);
+    try {
+      await started.promise;
+    } catch (error) {
+      stopping = true;
+      for (const slot of slots) bury(slot);
+      return errorMessage(error);
+    }
+    starting = false;
+    options.onListen({ hostname: config.host, port });
+    // A signal during the start: drain now that the banner is out.
+    if (signalled) stop();
+    await Promise.all(slots.map((s) => s.done.promise));
+    return 0;
+  } finally {
+    clearTimeout(grace);
+    clearTimeout(giveUp);
+    for (const slot of slots) {
+      clearTimeout(slot.restart);
+      bury(slot);
+    }
+    await Promise.allSettled(pools.map((p) => p.stop()));
+    Deno.removeSignalListener("SIGINT", stop);
+    Deno.removeSignalListener("SIGTERM", stop);
+  }
+}

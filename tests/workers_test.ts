@@ -1,0 +1,405 @@
+// `--workers`: several isolates on one port (SO_REUSEPORT), with one CGI
+// limit, one FastCGI pool, one access log, one shutdown, and crashed
+// workers replaced (real processes, real sockets; Linux).
+import assert from "node:assert/strict";
+import { PHP_ROOT } from "./_helpers/php.ts";
+import { tempDir, testdata } from "./_helpers/fs.ts";
+import { waitFor } from "./_helpers/poll.ts";
+import {
+  children,
+  commandLine,
+  isAlive,
+  MOD,
+  type ServerProcess,
+  startCli,
+} from "./_helpers/process.ts";
+
+const ROOT = testdata("workers");
+/** Shows which worker answered, and lets a test crash one. */
+const HOOKS = { env: { X_SERVE_TEST_HOOKS: "1" } };
+const RUN = ["run", "--no-prompt", "-A", MOD];
+
+/** A request on a connection of its own (the kernel picks its worker). */
+async function fresh(url: string, init: RequestInit = {}): Promise<Response> {
+  const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
+  try {
+    const res = await fetch(url, { ...init, client });
+    const body = new Uint8Array(await res.arrayBuffer());
+    return new Response(res.status === 204 ? null : body, {
+      status: res.status,
+      headers: res.headers,
+    });
+  } finally {
+    client.close();
+  }
+}
+
+/** The workers that answered `count` requests on fresh connections. */
+async function workersSeen(url: string, count: number): Promise<Set<string>> {
+  const seen = new Set<string>();
+  for (let i = 0; i < count; i++) {
+    const res = await fresh(url);
+    assert.equal(res.status, 200);
+    seen.add(res.headers.get("x-serve-worker") ?? "none");
+  }
+  return seen;
+}
+
+/** Live (not zombie) processes of process group `pgid` (Linux /proc). */
+async function groupMembers(pgid: number): Promise<number[]> {
+  const members: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(
+        " ",
+      );
+      if (state !== "Z" && state !== "X" && Number(pgrp) === pgid) {
+        members.push(Number(entry.name));
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return members;
+}
+
+async function stopped(server: ServerProcess): Promise<string> {
+  const status = await server.stop("SIGTERM");
+  const stderr = await server.stderr;
+  assert.equal(status.code, 0, stderr);
+  assert.doesNotMatch(stderr, /BadResource|Uncaught|crashed/, stderr);
+  return stderr;
+}
+
+Deno.test("--workers 2: connections are answered by both isolates, one banner", async () => {
+  const server = await startCli(
+    [ROOT, "--port", "0", "--workers", "2"],
+    RUN,
+    HOOKS,
+  );
+  try {
+    const seen = await workersSeen(`${server.base}/index.txt`, 40);
+    assert.deepEqual([...seen].sort(), ["0", "1"]);
+    assert.equal(
+      server.lines.filter((l) => l.startsWith("Listening on")).length,
+      1,
+    );
+    assert.ok(
+      server.lines.includes("  Workers:     2 isolates sharing the port"),
+      server.lines.join("\n"),
+    );
+  } finally {
+    await stopped(server);
+  }
+});
+
+Deno.test("--workers in the config file, and bad values are usage errors", async () => {
+  await using dir = await tempDir();
+  const config = `${dir.path}/serve.json`;
+  await Deno.writeTextFile(config, JSON.stringify({ workers: 2 }));
+  const server = await startCli(
+    [ROOT, "--port", "0", "--config", config],
+    RUN,
+    HOOKS,
+  );
+  try {
+    const seen = await workersSeen(`${server.base}/index.txt`, 40);
+    assert.deepEqual([...seen].sort(), ["0", "1"]);
+  } finally {
+    await stopped(server);
+  }
+  for (const bad of ["0", "two", "-1"]) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [...RUN, ROOT, "--workers", bad],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 2);
+    assert.match(
+      new TextDecoder().decode(out.stderr),
+      /Invalid --workers ".*": expected auto or a count/,
+    );
+  }
+});
+
+Deno.test("--workers 2 --live-reload serves with one isolate", async () => {
+  const server = await startCli(
+    [ROOT, "--port", "0", "--workers", "2", "--live-reload"],
+    RUN,
+    HOOKS,
+  );
+  try {
+    const res = await fresh(`${server.base}/index.txt`);
+    assert.equal(res.status, 200);
+    // The main thread serves: no worker header.
+    assert.equal(res.headers.get("x-serve-worker"), null);
+  } finally {
+    const status = await server.stop("SIGTERM");
+    assert.equal(status.code, 0);
+    assert.match(
+      await server.stderr,
+      /warning: --workers 2: --live-reload runs one worker; serving with one/,
+    );
+  }
+});
+
+Deno.test("--workers 2: --cgi-max-concurrent counts the scripts of both workers", async () => {
+  const server = await startCli(
+    [
+      ROOT,
+      "--port",
+      "0",
+      "--quiet",
+      "--workers",
+      "2",
+      "--cgi",
+      "--cgi-max-concurrent",
+      "1",
+    ],
+    RUN,
+    HOOKS,
+  );
+  try {
+    // Both workers get some of the 12 connections; only one script runs.
+    const answers = await Promise.all(
+      Array.from(
+        { length: 12 },
+        () => fresh(`${server.base}/cgi-bin/wait.cgi?1`),
+      ),
+    );
+    const statuses = answers.map((r) => r.status).sort();
+    assert.deepEqual(statuses, [200, ...Array(11).fill(503)]);
+    const workers = new Set(
+      answers.map((r) => r.headers.get("x-serve-worker")),
+    );
+    assert.deepEqual([...workers].sort(), ["0", "1"]);
+    // The slot is free again once the script ended.
+    const again = await fresh(`${server.base}/cgi-bin/wait.cgi?0`);
+    assert.equal(again.status, 200);
+  } finally {
+    await stopped(server);
+  }
+});
+
+Deno.test("--workers 2 --fastcgi-spawn starts its pool once, which both workers use", async () => {
+  const server = await startCli(
+    [
+      PHP_ROOT,
+      "--port",
+      "0",
+      "--quiet",
+      "--workers",
+      "2",
+      "--fastcgi-spawn",
+      "php-cgi",
+      "--fastcgi-workers",
+      "2",
+    ],
+    RUN,
+    HOOKS,
+  );
+  let pool: number[] = [];
+  try {
+    const php = () =>
+      children(server.pid).filter((pid) =>
+        commandLine(pid).some((arg) => arg.endsWith("php-cgi"))
+      );
+    await waitFor(() => php().length === 2, { message: "2 php-cgi workers" });
+    pool = php();
+    const workers = new Set<string | null>();
+    const pids = new Set<number>();
+    for (let i = 0; i < 40 && workers.size < 2; i++) {
+      const res = await fresh(`${server.base}/info.php?i=${i}`);
+      assert.equal(res.status, 200);
+      workers.add(res.headers.get("x-serve-worker"));
+      pids.add((await res.json()).pid);
+    }
+    assert.deepEqual([...workers].sort(), ["0", "1"]);
+    assert.ok(
+      [...pids].every((pid) => pool.includes(pid)),
+      `${pids} in ${pool}`,
+    );
+    assert.deepEqual(php().sort(), pool.sort(), "still the same 2 workers");
+  } finally {
+    await stopped(server);
+  }
+  for (const pid of pool) {
+    assert.ok(!(await isAlive(pid)), `php-cgi ${pid} stopped`);
+  }
+});
+
+Deno.test("--workers 2 --log-format json: lines under load are whole, on stdout and in --log-file", async () => {
+  await using dir = await tempDir();
+  const file = `${dir.path}/access.log`;
+  // A long query makes each line longer than a pipe's atomic write.
+  const query = "q=" + "x".repeat(6000);
+  const requests = 300;
+  for (const logFile of [undefined, file]) {
+    const server = await startCli(
+      [
+        ROOT,
+        "--port",
+        "0",
+        "--workers",
+        "2",
+        "--log-format",
+        "json",
+        ...(logFile ? ["--log-file", logFile] : []),
+      ],
+      RUN,
+      HOOKS,
+    );
+    const workers = new Set<string | null>();
+    try {
+      for (let round = 0; round < requests / 30; round++) {
+        const answers = await Promise.all(
+          Array.from(
+            { length: 30 },
+            (_, i) =>
+              fresh(`${server.base}/index.txt?n=${round * 30 + i}&${query}`),
+          ),
+        );
+        for (const res of answers) {
+          assert.equal(res.status, 200);
+          workers.add(res.headers.get("x-serve-worker"));
+        }
+      }
+    } finally {
+      await stopped(server);
+    }
+    assert.deepEqual([...workers].sort(), ["0", "1"]);
+    const lines = logFile
+      ? (await Deno.readTextFile(logFile)).split("\n").filter(Boolean)
+      : server.lines.filter((l) => l.startsWith("{"));
+    assert.equal(lines.length, requests);
+    const seen = new Set<number>();
+    for (const line of lines) {
+      const entry = JSON.parse(line);
+      assert.equal(entry.status, 200);
+      seen.add(Number(/[?&]n=(\d+)/.exec(entry.path)![1]));
+    }
+    assert.equal(seen.size, requests, "every request logged once");
+  }
+});
+
+Deno.test("--workers 2: SIGTERM under load drains every worker and exits 0", async () => {
+  const server = await startCli(
+    [
+      ROOT,
+      "--port",
+      "0",
+      "--workers",
+      "2",
+      "--cgi",
+      "--shutdown-grace",
+      "10",
+    ],
+    RUN,
+    HOOKS,
+  );
+  const before = children(server.pid);
+  // 10 scripts of 1 s in flight, over both workers.
+  const answers = Array.from(
+    { length: 10 },
+    () => fresh(`${server.base}/cgi-bin/wait.cgi?1`),
+  );
+  await waitFor(
+    () => children(server.pid).filter((p) => !before.includes(p)).length >= 10,
+    { message: "10 scripts running" },
+  );
+  const stderr = await stopped(server);
+  const done = await Promise.all(answers);
+  assert.deepEqual(done.map((r) => r.status), Array(10).fill(200));
+  assert.deepEqual(
+    new Set(done.map((r) => r.headers.get("x-serve-worker"))).size,
+    2,
+    "both workers had requests in flight",
+  );
+  assert.deepEqual(
+    server.lines.filter((l) => l.startsWith("stopping:")),
+    ["stopping: 10 requests in flight"],
+    stderr,
+  );
+});
+
+Deno.test("--workers 2: a worker that crashes is replaced, and its CGI scripts die with it", async () => {
+  const server = await startCli(
+    [
+      ROOT,
+      "--port",
+      "0",
+      "--quiet",
+      "--workers",
+      "2",
+      "--cgi",
+      "--shutdown-grace",
+      "1",
+    ],
+    RUN,
+    HOOKS,
+  );
+  try {
+    // Long scripts on both workers: their pid (= process group) first.
+    const running: { worker: string; pgid: number; body: Promise<unknown> }[] =
+      [];
+    for (
+      let i = 0;
+      i < 40 && new Set(running.map((r) => r.worker)).size < 2;
+      i++
+    ) {
+      const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
+      const res = await fetch(`${server.base}/cgi-bin/slow.cgi`, { client });
+      const reader = res.body!.getReader();
+      const first = new TextDecoder().decode((await reader.read()).value);
+      running.push({
+        worker: res.headers.get("x-serve-worker")!,
+        pgid: Number(first.trim()),
+        body: (async () => {
+          try {
+            while (!(await reader.read()).done);
+          } catch { /* cut */ }
+          client.close();
+        })(),
+      });
+    }
+    const crash = await fresh(`${server.base}/__x_serve_test/crash`);
+    assert.equal(crash.status, 202);
+    const dead = crash.headers.get("x-serve-worker")!;
+    const victims = running.filter((r) => r.worker === dead);
+    const survivors = running.filter((r) => r.worker !== dead);
+    assert.ok(victims.length > 0 && survivors.length > 0);
+    // The crashed worker's scripts are killed; the other worker's run on.
+    for (const { pgid } of victims) {
+      await waitFor(async () => (await groupMembers(pgid)).length === 0, {
+        message: `script group ${pgid} of the crashed worker gone`,
+      });
+    }
+    for (const { pgid } of survivors) {
+      assert.ok((await groupMembers(pgid)).length > 0, `script ${pgid} runs`);
+    }
+    // Replaced: both workers answer again.
+    await waitFor(async () => {
+      const seen = await workersSeen(`${server.base}/index.txt`, 20);
+      return seen.size === 2;
+    }, { message: "both workers answering again", timeoutMs: 10_000 });
+    assert.equal((await server.stop("SIGTERM")).code, 0);
+    await Promise.all(running.map((r) => r.body));
+    for (const { pgid } of survivors) {
+      await waitFor(async () => (await groupMembers(pgid)).length === 0, {
+        message: `script group ${pgid} gone at shutdown`,
+      });
+    }
+    const stderr = await server.stderr;
+    assert.match(
+      stderr,
+      new RegExp(
+        `error: worker ${dead} crashed \\(Uncaught Error: test hook: worker ${dead} crashed on purpose\\); restarting it in 100 ms`,
+      ),
+    );
+    assert.match(stderr, new RegExp(`info: worker ${dead} restarted`));
+  } finally {
+    await server.stop("SIGTERM");
+  }
+});
