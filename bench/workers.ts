@@ -1,11 +1,12 @@
-// `--workers` study: the CLI with --workers 1 and 2 (and auto) on a 1 KiB
-// file and on on-the-fly brotli of a 100 KiB HTML page, with wrk, and the
-// server's RSS after each run. `deno run -A bench/workers.ts`
-// (BENCH_SECONDS, default 5; BENCH_COUNTS, default "1,2"). Linux only
+// `--workers` study: the CLI with --workers 1 and the default (no flag:
+// auto, one per core), or any counts, on a 1 KiB file and on on-the-fly
+// brotli of a 100 KiB HTML page, with wrk, and the server's RSS after
+// each run. `deno run -A bench/workers.ts` (BENCH_SECONDS, default 5;
+// BENCH_COUNTS, default "1,default"; e.g. "1,2,auto"). Linux only
 // (/proc); needs /usr/bin/wrk. Prints a Markdown table.
 
 const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 5);
-const COUNTS = (Deno.env.get("BENCH_COUNTS") ?? "1,2").split(",");
+const COUNTS = (Deno.env.get("BENCH_COUNTS") ?? "1,default").split(",");
 const MOD = new URL("../mod.ts", import.meta.url).pathname;
 
 interface Workload {
@@ -65,8 +66,7 @@ async function start(root: string, workers: string) {
       "0",
       "--quiet",
       "--compress",
-      "--workers",
-      workers,
+      ...(workers === "default" ? [] : ["--workers", workers]),
     ],
     stdout: "piped",
     stderr: "inherit",

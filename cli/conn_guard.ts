@@ -49,10 +49,23 @@ export interface ConnectionGuardOptions {
   /**
    * Share the port with other listeners of this process (`SO_REUSEPORT`,
    * Linux; needs `--unstable-net`): the CLI's `--workers` isolates each
-   * run a guard of their own, and its caps count per isolate.
+   * run a guard of their own (their caps count together through
+   * {@linkcode ConnectionGuardOptions.shared}).
    * @default {false}
    */
   reusePort?: boolean;
+  /**
+   * Counts shared with the guards of other isolates (the CLI's
+   * `--workers`, cli/shared_conns.ts): `tryOpen(client)` counts a
+   * connection when `maxConnections` and `maxConnectionsPerClient` allow
+   * it over every isolate, `close(client)` uncounts it. The caps are then
+   * checked there only, not against this guard's own connections.
+   * @default {undefined} (this guard's own count)
+   */
+  shared?: {
+    tryOpen(client: string): boolean;
+    close(client: string): void;
+  };
   /**
    * Milliseconds from accepting a connection until its first request head
    * is complete (nginx `client_header_timeout`); then it is closed.
@@ -93,6 +106,9 @@ export interface ConnectionGuardOptions {
    */
   log?: LogFn;
 }
+
+/** `maxConnections` when not given. */
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
 
 /**
  * A guarded server: like `Deno.HttpServer`.
@@ -323,8 +339,9 @@ export function serveGuarded(
     headerTimeoutMs = 60_000,
     keepAliveTimeoutMs = 75_000,
     sendTimeoutMs = 60_000,
-    maxConnections = 10_000,
+    maxConnections = DEFAULT_MAX_CONNECTIONS,
     maxConnectionsPerClient = 0,
+    shared,
     log,
   } = options;
   const listener = Deno.listen({
@@ -485,10 +502,10 @@ export function serveGuarded(
     const remote = conn.remoteAddr as Deno.NetAddr;
     const client = remote.hostname;
     const fromClient = perClient.get(client) ?? 0;
-    if (
-      stopped || open.size >= maxConnections ||
-      (maxConnectionsPerClient > 0 && fromClient >= maxConnectionsPerClient)
-    ) {
+    const over = stopped ||
+      (shared ? !shared.tryOpen(client) : open.size >= maxConnections ||
+        (maxConnectionsPerClient > 0 && fromClient >= maxConnectionsPerClient));
+    if (over) {
       refused(client);
       conn.write(_refusal()).catch(() => {}).finally(() => {
         try {
@@ -522,6 +539,7 @@ export function serveGuarded(
     guarded.server = server;
     const forget = (): void => {
       open.delete(conn);
+      shared?.close(client);
       if (open.size === 0) allClosed?.resolve();
       const left = (perClient.get(client) ?? 1) - 1;
       if (left > 0) perClient.set(client, left);

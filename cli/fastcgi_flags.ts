@@ -71,11 +71,13 @@ export const FASTCGI_USAGE =
   --fastcgi-param NAME=VALUE
                          Send (or override) a param with every request, like
                          nginx fastcgi_param (repeatable)
-  --fastcgi-keep-alive N Idle connections kept per --fastcgi backend (default 2;
-                         each pins a php-fpm worker; 0 = one per request)
+  --fastcgi-keep-alive N Idle connections kept per --fastcgi backend, all workers
+                         together (default 2; each pins a php-fpm worker;
+                         0 = one per request)
   --fastcgi-max-connections N
-                         Most connections per --fastcgi backend, further
-                         requests queue (default 0 = no limit); set it and
+                         Most connections per --fastcgi backend, all workers
+                         together; further requests queue (default 0 = no
+                         limit); set it and
                          --fastcgi-keep-alive to pm.max_children when this
                          server is the pool's only client
 `;

@@ -65,9 +65,11 @@ export const GUARD_USAGE = `  --connection-guard MODE
   --keepalive-timeout SECONDS
                          Close a kept connection idle this long (default 75)
   --send-timeout SECONDS Drop a client that takes no response bytes this long (default 60)
-  --max-connections N    Refuse (503) connections beyond N (default 10000)
+  --max-connections N    Refuse (503) connections beyond N open, all workers
+                         together (default 10000)
   --max-connections-per-client N
-                         Refuse (503) beyond N from one address (default 0 = no limit)
+                         Refuse (503) beyond N from one address, all workers
+                         together (default 0 = no limit)
 `;
 
 const _TIMEOUTS = [

@@ -37,7 +37,12 @@ import { buildApp } from "./app.ts";
 import { FORCE_WAIT_MS } from "./in_flight.ts";
 import type { ServeConfig, ServeSite } from "./serve_config.ts";
 import { testHooksEnabled } from "./test_hooks.ts";
-import { serveWorkers, type WorkerCount, workerCount } from "./workers.ts";
+import {
+  plannedWorkers,
+  serveWorkers,
+  type WorkerCount,
+  workerCount,
+} from "./workers.ts";
 
 const _USAGE = `Usage: serve [ROOT] [flags]
 
@@ -67,9 +72,10 @@ Flags:
 ${RULE_USAGE}${GUARD_USAGE}${CGI_USAGE}${FASTCGI_USAGE}  --log-format FORMAT    Access log format: text, common, combined or json (default text)
   --log-file FILE        Append the access log to FILE instead of stdout
   --live-reload          Developer mode: reload open HTML pages when files in ROOT change
-  --workers N|auto       Isolates serving the port, each with its own handler (auto:
-                         one per core; default 1; 1 with --live-reload or HTTPS;
-                         Linux with --unstable-net, else 1)
+  --workers N|auto       Isolates serving the port, each with its own handler; limits
+                         hold for the whole server (default auto: one per core;
+                         1 with --live-reload or HTTPS; Linux with --unstable-net,
+                         else 1)
   --shutdown-grace SECONDS
                          On SIGINT/SIGTERM, let in-flight requests finish this long,
                          then cut them (a second signal cuts at once; default 10)
@@ -408,7 +414,10 @@ function _handler(
 
 /** What `config` needs (see cli/permissions.ts). */
 function _needed(config: _Config): NeededPermissions {
-  return neededPermissions(config, permissionFacts(config));
+  // What the planned workers need (also when they fell back to one for
+  // lack of it: --print-permissions says how to run them).
+  const isolates = plannedWorkers(config).count;
+  return neededPermissions({ ...config, isolates }, permissionFacts(config));
 }
 
 /** Returns the missing-permission flag, or undefined when all are granted. */
@@ -815,16 +824,18 @@ function _announce(config: _Config, at: _Listening): void {
     },
   });
   const { count, reason } = at.workers;
-  if (count > 1 || reason !== undefined) {
-    // Before the permissions line (the banner's last).
-    lines.splice(
-      lines.length - 1,
-      0,
-      `  Workers:     ${
-        count > 1 ? `${count} isolates sharing the port` : `1 (${reason})`
-      }`,
-    );
-  }
+  // Before the permissions line (the banner's last).
+  lines.splice(
+    lines.length - 1,
+    0,
+    `  Workers:     ${
+      count > 1
+        ? `${count} isolates sharing the port`
+        : reason === undefined
+        ? "1"
+        : `1 (${reason})`
+    }`,
+  );
   console.log(lines.join("\n"));
 }
 

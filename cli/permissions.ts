@@ -23,6 +23,7 @@
  */
 
 import { isAbsolute, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { DEFAULT_PATH } from "../cgi/base_env.ts";
 import type { CgiOptions } from "../cgi/cgi.ts";
 import type { HandlerRule } from "../handler/create_handler.ts";
@@ -52,6 +53,12 @@ export interface PermissionConfig {
   quiet?: boolean;
   /** The connection guard's settings, when it is on. */
   guard?: object | undefined;
+  /**
+   * How many isolates serve (`--workers` once its fallbacks are applied,
+   * the missing permission aside): over 1, each worker reads the modules
+   * of a local copy of the package.
+   */
+  isolates?: number;
   /** Virtual hosts: each site's root and options. */
   sites?: readonly { root: string; handler: PermissionConfig["handler"] }[];
   /** The gateways' options. */
@@ -89,6 +96,34 @@ export interface PermissionFacts {
   programs: Readonly<Record<string, string>>;
   /** Absolute path → its real path, for the folders read by real path. */
   realPaths: Readonly<Record<string, string>>;
+  /**
+   * The package's folder when it runs from local files (see
+   * {@linkcode workerModuleFolder}); `undefined` when it runs from a
+   * remote URL (`jsr:`, `https:`), which workers import without read.
+   */
+  moduleFolder?: string | undefined;
+}
+
+/**
+ * The folder whose modules a `--workers` isolate loads, when the package
+ * runs from local files: Deno checks read access for each local module a
+ * Worker imports (the main thread's own imports need none), so workers
+ * need `--allow-read` on the package's folder. `undefined` for a remote
+ * copy (`jsr:`, `https:`): Deno imports it without read access.
+ *
+ * @example Where the workers' modules are
+ * ```ts
+ * import { workerModuleFolder } from "./permissions.ts";
+ *
+ * console.log(workerModuleFolder() ?? "remote: nothing to read");
+ * ```
+ *
+ * @returns The folder (absolute, no trailing slash), or `undefined`.
+ */
+export function workerModuleFolder(): string | undefined {
+  const url = new URL("../", import.meta.url);
+  if (url.protocol !== "file:") return undefined;
+  return fileURLToPath(url).replace(/(?<=.)\/$/, "");
 }
 
 /** One kind of permission: nothing, these values, or all (`"any"`). */
@@ -329,6 +364,10 @@ export function neededPermissions(
     const siteRoot = resolve(facts.cwd, site.root);
     _readFolder(needs, siteRoot, facts);
     _site(needs, site.handler, siteRoot, facts);
+  }
+  // --workers: each isolate loads the package's modules.
+  if ((config.isolates ?? 1) > 1 && facts.moduleFolder !== undefined) {
+    needs.add("read", facts.moduleFolder);
   }
   const scope = (kind: _Kind): PermissionScope => {
     const values = needs.get(kind);
@@ -577,5 +616,6 @@ export function permissionFacts(config: PermissionConfig): PermissionFacts {
     setsid: Deno.build.os === "linux" ? _SETSID.find(_isFile) : undefined,
     programs,
     realPaths,
+    moduleFolder: workerModuleFolder(),
   };
 }

@@ -9,8 +9,14 @@
  */
 
 import { buildApp } from "./app.ts";
-import { guardAvailable, serveGuarded } from "./conn_guard.ts";
+import {
+  DEFAULT_MAX_CONNECTIONS,
+  guardAvailable,
+  serveGuarded,
+} from "./conn_guard.ts";
 import { FORCE_WAIT_MS } from "./in_flight.ts";
+import { sharedBackend } from "./shared_backends.ts";
+import { sharedConns } from "./shared_conns.ts";
 import { sharedSlots } from "./shared_slots.ts";
 import { withTestHooks } from "./test_hooks.ts";
 import type { FromWorker, StartMessage, ToWorker } from "./worker_messages.ts";
@@ -81,8 +87,19 @@ function _run(start: StartMessage, port: _Port): void {
   }
   [config.handler, ...config.sites.map((s) => s.handler)].forEach((h, i) => {
     const buffer = start.cgiSlots[i];
-    if (h.cgi && buffer) {
-      h.cgi = { ...h.cgi, sharedSlots: sharedSlots(buffer, index) };
+    const backends = start.fastcgiSlots[i];
+    if (h.fastcgi && backends) {
+      h.fastcgi = {
+        ...h.fastcgi,
+        shared: backends.map((b) => sharedBackend(b, index)),
+      };
+    }
+    // A rule's "cgi" mount alone: no folder of --cgi's own (dirs: {}).
+    if (buffer) {
+      h.cgi = {
+        ...(h.cgi ?? { dirs: {} }),
+        sharedSlots: sharedSlots(buffer, index),
+      };
     }
   });
   const stopping = new AbortController();
@@ -122,11 +139,20 @@ function _run(start: StartMessage, port: _Port): void {
   const controller = new AbortController();
   let server: { shutdown(): Promise<void>; finished: Promise<void> };
   try {
-    server = config.guard && guardAvailable()
+    const guard = config.guard;
+    server = guard && guardAvailable()
       ? serveGuarded(handler, {
         ...listen,
-        ...config.guard,
+        ...guard,
         reusePort: true,
+        ...(start.connSlots
+          ? {
+            shared: sharedConns(start.connSlots, index, {
+              maxConnections: guard.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+              maxConnectionsPerClient: guard.maxConnectionsPerClient ?? 0,
+            }),
+          }
+          : {}),
         signal: controller.signal,
         log: (level, message) => {
           if (level !== "info") console.error(`${level}: ${message}`);

@@ -21,6 +21,17 @@ export interface StartMessage {
    * slot count shared by every worker, when that site runs CGI.
    */
   cgiSlots: (SharedArrayBuffer | undefined)[];
+  /**
+   * The connection guard's counts shared by every worker
+   * (cli/shared_conns.ts), when the guard runs.
+   */
+  connSlots: SharedArrayBuffer | undefined;
+  /**
+   * Per site (as `cgiSlots`), per FastCGI backend (in the order of its
+   * `backends`), the connection counts shared by every worker
+   * (cgi/fastcgi/shared.ts), when the site has FastCGI.
+   */
+  fastcgiSlots: (SharedArrayBuffer[] | undefined)[];
   /** Whether the test hooks are on (see cli/test_hooks.ts). */
   testHooks: boolean;
 }

@@ -20,18 +20,26 @@ import {
 import { defaultLog, errorMessage } from "../server/log.ts";
 import { FORCE_WAIT_MS } from "./in_flight.ts";
 import type { ServeConfig } from "./serve_config.ts";
+import { guardAvailable } from "./conn_guard.ts";
+import { workerModuleFolder } from "./permissions.ts";
+import {
+  createBackendBuffer,
+  releaseWorkerBackend,
+} from "./shared_backends.ts";
+import { createConnBuffer, releaseWorkerConns } from "./shared_conns.ts";
 import { createSlotBuffer, releaseWorkerSlots } from "./shared_slots.ts";
 import type { FromWorker, ToWorker } from "./worker_messages.ts";
 
 /**
- * How many workers serve by default: 1 for now. `auto` (one per core, as
- * nginx's `worker_processes auto`) measured up to 2× on 2 cores (see
- * bench/WORKERS.md), but some limits still count per isolate (the guard's
- * `--max-connections*`, `--fastcgi-max-connections`, CGI mounted by rules
- * only) and a narrowly permitted run needs read access to cli/: it is
- * opt-in until those are shared.
+ * How many workers serve by default: `auto`, one per core (as nginx's
+ * `worker_processes auto`): on 2 cores it measured up to 2× for CPU-bound
+ * work (brotli on the fly) and 1.2–1.8× for small files at 32
+ * connections, for about 22 MiB per isolate (bench/WORKERS.md). Every
+ * limit holds for the whole server (the guard's caps, the CGI count,
+ * FastCGI connections: shared through `SharedArrayBuffer`s). Developer
+ * mode (`--live-reload`) runs one.
  */
-export const DEFAULT_WORKERS: number | "auto" = 1;
+export const DEFAULT_WORKERS: number | "auto" = "auto";
 
 /**
  * Why this process cannot share a port between isolates, or `undefined`
@@ -72,21 +80,22 @@ export interface WorkerCount {
 }
 
 /**
- * The workers `config` gets: `--workers` (default
- * {@linkcode DEFAULT_WORKERS}; `auto` = `navigator.hardwareConcurrency`),
+ * The workers `config` is planned for, the read permission aside: `--workers`
+ * (default {@linkcode DEFAULT_WORKERS}: `auto` = `navigator.hardwareConcurrency`),
  * but one with `--live-reload` (one watcher, one set of event streams),
  * with HTTPS (the TLS front's node:tls listener cannot share its port) and
- * where the port cannot be shared.
+ * where the port cannot be shared. `--print-permissions` prints what this
+ * count needs.
  *
  * @example One per core
  * ```ts ignore
- * const { count, reason } = workerCount(config);
+ * const { count, reason } = plannedWorkers(config);
  * ```
  *
  * @param config The parsed command line.
  * @returns The count, with the reason when it fell back to one.
  */
-export function workerCount(config: ServeConfig): WorkerCount {
+export function plannedWorkers(config: ServeConfig): WorkerCount {
   const asked = config.workers ?? DEFAULT_WORKERS;
   const count = asked === "auto"
     ? Math.max(1, navigator.hardwareConcurrency || 1)
@@ -97,20 +106,40 @@ export function workerCount(config: ServeConfig): WorkerCount {
     ? "--live-reload runs one worker"
     : config.cert !== undefined
     ? "HTTPS runs one worker (the TLS front cannot share its port)"
-    : portSharingProblem() ?? _moduleProblem();
+    : portSharingProblem();
   return reason === undefined ? { count } : { count: 1, reason };
+}
+
+/**
+ * The workers `config` gets: {@linkcode plannedWorkers}, but one when the
+ * workers may not read their modules (a local copy of the package run
+ * without `--allow-read` on its folder: see `workerModuleFolder`).
+ *
+ * @example One per core
+ * ```ts ignore
+ * const { count, reason } = workerCount(config);
+ * ```
+ *
+ * @param config The parsed command line.
+ * @returns The count, with the reason when it fell back to one.
+ */
+export function workerCount(config: ServeConfig): WorkerCount {
+  const planned = plannedWorkers(config);
+  if (planned.count <= 1) return planned;
+  const reason = _moduleProblem();
+  return reason === undefined ? planned : { count: 1, reason };
 }
 
 /** The worker module's URL. */
 const _ENTRY = new URL("./worker_entry.ts", import.meta.url);
 
-/** Why a Worker cannot load its module (a local one needs read access). */
+/** Why a Worker cannot load its modules (local ones need read access). */
 function _moduleProblem(): string | undefined {
-  if (_ENTRY.protocol !== "file:") return undefined;
-  const path = decodeURIComponent(_ENTRY.pathname);
-  const read = Deno.permissions.querySync({ name: "read", path });
+  const folder = workerModuleFolder();
+  if (folder === undefined) return undefined;
+  const read = Deno.permissions.querySync({ name: "read", path: folder });
   if (read.state === "granted") return undefined;
-  return `workers need --allow-read=${path.slice(0, path.lastIndexOf("/"))}`;
+  return `workers need --allow-read=${folder}`;
 }
 
 /** Options of {@linkcode serveWorkers}. */
@@ -257,9 +286,17 @@ export async function serveWorkers(
   }
   const { count } = options;
   const handlers = [config.handler, ...config.sites.map((s) => s.handler)];
+  // Scripts run by --cgi or by a rule's "cgi" mount share one count.
   const cgiSlots = handlers.map((h) =>
-    h.cgi ? createSlotBuffer(count) : undefined
+    h.cgi || h.rules?.some((r) => r.cgi !== undefined)
+      ? createSlotBuffer(count)
+      : undefined
   );
+  const connSlots = config.guard && guardAvailable()
+    ? createConnBuffer(count)
+    : undefined;
+  // Per site, per FastCGI backend (set once the spawned pools are up).
+  let fastcgiSlots: (SharedArrayBuffer[] | undefined)[] = [];
   // The access log's sink stays here: workers get the format only.
   const { write: _write, ...accessLog } = config.handler.accessLog === true
     ? {}
@@ -311,6 +348,12 @@ export async function serveWorkers(
     for (const buffer of cgiSlots) {
       if (buffer) releaseWorkerSlots(buffer, slot.index);
     }
+    if (connSlots) releaseWorkerConns(connSlots, slot.index);
+    for (const buffers of fastcgiSlots) {
+      for (const buffer of buffers ?? []) {
+        releaseWorkerBackend(buffer, slot.index);
+      }
+    }
     if (stopping || starting) return slot.done.resolve();
     const delay = slot.delayMs;
     slot.restart = setTimeout(() => {
@@ -349,6 +392,8 @@ export async function serveWorkers(
           config: shared,
           port,
           cgiSlots,
+          connSlots,
+          fastcgiSlots,
           testHooks: options.testHooks,
         });
       case "log":
@@ -432,6 +477,16 @@ export async function serveWorkers(
   Deno.addSignalListener("SIGTERM", stop);
   try {
     pools = await _spawnPools(shared);
+    // --fastcgi-max-connections and --fastcgi-keep-alive hold for the
+    // server: every worker counts each backend's connections together.
+    fastcgiSlots = [shared.handler, ...shared.sites.map((s) => s.handler)]
+      .map((h) =>
+        h.fastcgi
+          ? (h.fastcgi.backends ?? ["127.0.0.1:9000"]).map(() =>
+            createBackendBuffer(count)
+          )
+          : undefined
+      );
     for (const slot of slots) start(slot);
     try {
       await started.promise;

@@ -16,6 +16,7 @@ import { waitFor } from "./_helpers/poll.ts";
 import {
   MOD,
   readPids,
+  REPO,
   runCli,
   startCli,
   waitForExit,
@@ -60,6 +61,26 @@ Deno.test("permissions: a static site reads only its root and listens on its add
     "--allow-read=/srv/www",
     "--allow-net=[::1]:8080",
   ]);
+});
+
+Deno.test("permissions: several isolates read the package's modules (a local copy; none for a remote one)", () => {
+  const config = { root: "/srv", host: "127.0.0.1", port: 80, handler: {} };
+  const facts: PermissionFacts = {
+    cwd: "/",
+    tmpDir: "/tmp",
+    setsid: undefined,
+    programs: {},
+    realPaths: {},
+    moduleFolder: "/opt/serve",
+  };
+  const read = (c: PermissionConfig, f = facts) => neededPermissions(c, f).read;
+  assert.deepEqual(read({ ...config, isolates: 2 }), ["/srv", "/opt/serve"]);
+  assert.deepEqual(read({ ...config, isolates: 1 }), ["/srv"]);
+  assert.deepEqual(read(config), ["/srv"]);
+  assert.deepEqual(
+    read({ ...config, isolates: 4 }, { ...facts, moduleFolder: undefined }),
+    ["/srv"],
+  );
 });
 
 Deno.test("permissions: a symlinked root is read by its real path too", () => {
@@ -227,6 +248,14 @@ Deno.test("permissions: the comparison names -A, broader kinds and what is missi
 
 // --- the CLI ----------------------------------------------------------------
 
+/**
+ * What the `--workers` isolates read (the default is one per core: over
+ * one, each loads this checkout's modules), as the end of a read list.
+ */
+const MODULES = navigator.hardwareConcurrency > 1
+  ? `,${REPO.replace(/\/$/, "")}`
+  : "";
+
 /** The flags `--print-permissions` prints for `args` (run under -A). */
 async function printed(args: string[]): Promise<string[]> {
   const out = await runCli([...args, "--print-permissions"]);
@@ -262,7 +291,7 @@ Deno.test("cli --print-permissions prints the flags of flags and --config file t
     await printed(["--config", `${dir.path}/serve.json`, "--host", "0.0.0.0"]),
     [
       // 0.0.0.0: the connection guard is on and samples /proc/net/tcp.
-      `--allow-read=${dir.path}/site,${dir.path}/serve.json,/proc/net/tcp,/proc/net/tcp6`,
+      `--allow-read=${dir.path}/site,${dir.path}/serve.json,/proc/net/tcp,/proc/net/tcp6${MODULES}`,
       "--allow-write=/dev/null",
       "--allow-net=0.0.0.0:9123",
       "--allow-sys=networkInterfaces",
@@ -297,7 +326,7 @@ Deno.test("cli under exactly the printed flags serves ROOT, writes its log, and 
   ];
   const permissions = await printed(args);
   assert.deepEqual(permissions, [
-    `--allow-read=${site.path}`,
+    `--allow-read=${site.path}${MODULES}`,
     `--allow-write=${logs.path}/access.log`,
     `--allow-net=127.0.0.1:${port}`,
   ]);

@@ -109,6 +109,11 @@ Deno.test("serve --fastcgi-max-connections 1 --fastcgi-keep-alive 1 runs every r
     "1",
     "--fastcgi-max-connections",
     "1",
+    // One isolate: a connection cannot move between isolates, so with
+    // several the one place passes from one isolate's connection to
+    // another's (the cap across workers: tests/workers_test.ts).
+    "--workers",
+    "1",
   ], ["run", "-A", MOD]);
   try {
     // Concurrent requests queue for the one connection; a kept connection

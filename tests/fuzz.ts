@@ -321,8 +321,18 @@ export async function runFuzz(
   ]);
   const port = Number(new URL(server.base).port);
   try {
-    // Warm-up: the lazily opened parts (root, cache watcher, CGI) open now.
-    for (const target of ["/", "/hello.txt", "/cgi-bin/echo.sh/x", "/nope"]) {
+    // Warm-up: the lazily opened parts (root, cache watcher, CGI) open now,
+    // in every isolate: with --workers (one per core by default) each one
+    // opens its own on its first request, and the kernel spreads fresh
+    // connections over them by a hash, so a few connections may all reach
+    // one (its first request during the run then shows as fds "leaked").
+    // 16 rounds per core: an isolate left unwarmed is beyond likely.
+    const rounds = 16 * Math.max(1, navigator.hardwareConcurrency || 1);
+    const warmUp = Array.from(
+      { length: rounds },
+      () => ["/", "/hello.txt", "/cgi-bin/echo.sh/x", "/nope"],
+    ).flat();
+    for (const target of warmUp) {
       const conn = await _Connection.open(port);
       await conn.exchange({
         index: -1,

@@ -2,7 +2,8 @@
 // limit, one FastCGI pool, one access log, one shutdown, and crashed
 // workers replaced (real processes, real sockets; Linux).
 import assert from "node:assert/strict";
-import { PHP_ROOT } from "./_helpers/php.ts";
+import { PHP_ROOT, startPhpFpm } from "./_helpers/php.ts";
+import { tcpSockets } from "./_helpers/net.ts";
 import { tempDir, testdata } from "./_helpers/fs.ts";
 import { waitFor } from "./_helpers/poll.ts";
 import {
@@ -10,6 +11,8 @@ import {
   commandLine,
   isAlive,
   MOD,
+  REPO,
+  runCli,
   type ServerProcess,
   startCli,
 } from "./_helpers/process.ts";
@@ -402,4 +405,186 @@ Deno.test("--workers 2: a worker that crashes is replaced, and its CGI scripts d
   } finally {
     await server.stop("SIGTERM");
   }
+});
+
+/**
+ * Opens `count` connections at once, each sending one kept-alive request:
+ * the statuses (0: closed without one), with the workers that answered.
+ */
+async function heldConnections(
+  port: number,
+  count: number,
+): Promise<{ statuses: number[]; workers: Set<string>; conns: Deno.Conn[] }> {
+  const conns: Deno.Conn[] = [];
+  const workers = new Set<string>();
+  const statuses = await Promise.all(
+    Array.from({ length: count }, async () => {
+      const conn = await Deno.connect({ port });
+      conns.push(conn);
+      await conn.write(
+        new TextEncoder().encode("GET /index.txt HTTP/1.1\r\nHost: x\r\n\r\n"),
+      );
+      const buf = new Uint8Array(4096);
+      const n = await conn.read(buf).catch(() => null);
+      const head = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+      const worker = /x-serve-worker: (\d+)/i.exec(head)?.[1];
+      if (worker !== undefined) workers.add(worker);
+      return Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);
+    }),
+  );
+  return { statuses, workers, conns };
+}
+
+Deno.test("--workers 2: --max-connections and --max-connections-per-client count the connections of both workers", async () => {
+  for (
+    const [flag, cap] of [["--max-connections", 4], [
+      "--max-connections-per-client",
+      3,
+    ]] as const
+  ) {
+    const server = await startCli(
+      [ROOT, "--port", "0", "--quiet", "--workers", "2", flag, String(cap)],
+      RUN,
+      HOOKS,
+    );
+    const port = Number(new URL(server.base).port);
+    try {
+      // 16 at once: both workers get some; only `cap` are served (counted
+      // per worker, up to twice as many would be).
+      const held = await heldConnections(port, 16);
+      const served = held.statuses.filter((s) => s === 200).length;
+      assert.equal(served, cap, `${flag} ${cap}: ${held.statuses}`);
+      assert.equal(
+        held.statuses.filter((s) => s === 503).length,
+        16 - cap,
+        String(held.statuses),
+      );
+      for (const conn of held.conns) conn.close();
+      // Given back once closed: served again, by both workers.
+      await waitFor(async () => {
+        const next = await heldConnections(port, cap);
+        for (const conn of next.conns) conn.close();
+        return next.statuses.every((s) => s === 200);
+      }, { timeoutMs: 5_000, message: `${flag}: served again` });
+      const seen = await workersSeen(`${server.base}/index.txt`, 40);
+      assert.deepEqual([...seen].sort(), ["0", "1"]);
+    } finally {
+      await stopped(server);
+    }
+  }
+});
+
+Deno.test("--workers 2: --fastcgi-max-connections and --fastcgi-keep-alive hold for the whole server (php-fpm)", async () => {
+  await using fpm = await startPhpFpm({ workers: 4 });
+  const fpmPort = Number(fpm.address.split(":")[1]);
+  const server = await startCli(
+    [
+      PHP_ROOT,
+      "--port",
+      "0",
+      "--quiet",
+      "--workers",
+      "2",
+      "--fastcgi",
+      fpm.address,
+      "--fastcgi-max-connections",
+      "2",
+      "--fastcgi-keep-alive",
+      "1",
+    ],
+    RUN,
+    HOOKS,
+  );
+  // The server's connections to php-fpm (its side of them).
+  const toFpm = () =>
+    tcpSockets().filter((s) =>
+      s.remotePort === fpmPort && s.state === "ESTABLISHED"
+    ).length;
+  try {
+    let most = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        most = Math.max(most, toFpm());
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    })();
+    const workers = new Set<string | null>();
+    const started = Date.now();
+    await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => {
+        const res = await fresh(`${server.base}/sleep.php?ms=200&i=${i}`);
+        assert.equal(res.status, 200, await res.text());
+        workers.add(res.headers.get("x-serve-worker"));
+      }),
+    );
+    const took = Date.now() - started;
+    sampling = false;
+    await sampler;
+    assert.deepEqual([...workers].sort(), ["0", "1"]);
+    // 12 scripts of 200 ms, 2 at a time: 1.2 s at least.
+    assert.ok(most <= 2, `${most} connections to php-fpm at once`);
+    assert.ok(took >= 1_150, `took ${took} ms`);
+    // Idle: one kept connection for the whole server.
+    await waitFor(() => toFpm() <= 1, {
+      timeoutMs: 3_000,
+      message: "one kept connection",
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.ok(toFpm() <= 1, `${toFpm()} kept`);
+  } finally {
+    await stopped(server);
+  }
+});
+
+Deno.test("--workers 2 under exactly the --print-permissions flags runs 2 workers; without read on the package, one with a warning", async () => {
+  const args = [ROOT, "--port", "0", "--workers", "2"];
+  const out = await runCli([...args, "--print-permissions"]);
+  assert.equal(out.code, 0, out.stderr);
+  const printed = out.stdout.trim().split(" ");
+  const folder = REPO.replace(/\/$/, "");
+  // The root is inside this checkout: the package's folder covers it.
+  assert.deepEqual(printed, [
+    `--allow-read=${folder}`,
+    "--allow-net=127.0.0.1",
+  ]);
+  // The hooks' variable only, to see which worker answers.
+  const env = "--allow-env=X_SERVE_TEST_HOOKS";
+  const server = await startCli(
+    args,
+    ["run", "--no-prompt", ...printed, env, MOD],
+    HOOKS,
+  );
+  try {
+    const seen = await workersSeen(`${server.base}/index.txt`, 40);
+    assert.deepEqual([...seen].sort(), ["0", "1"]);
+    assert.ok(server.lines.some((l) => /Workers: +2 isolates/.test(l)));
+  } finally {
+    await stopped(server);
+  }
+  const narrow = await startCli(
+    args,
+    [
+      "run",
+      "--no-prompt",
+      `--allow-read=${ROOT}`,
+      "--allow-net=127.0.0.1",
+      env,
+      MOD,
+    ],
+    HOOKS,
+  );
+  try {
+    const seen = await workersSeen(`${narrow.base}/index.txt`, 10);
+    assert.deepEqual([...seen], ["none"]);
+  } finally {
+    const status = await narrow.stop("SIGTERM");
+    assert.equal(status.code, 0);
+  }
+  assert.match(
+    await narrow.stderr,
+    new RegExp(
+      `warning: --workers 2: workers need --allow-read=${folder}; serving with one`,
+    ),
+  );
 });

@@ -22,6 +22,8 @@ import {
   type BackendPool,
   type BackendPoolStats,
   createBackendPool,
+  NoRoomError,
+  type SharedBackendCount,
 } from "./pool.ts";
 
 export type { FastCgiOutput, FastCgiRequest } from "./exchange.ts";
@@ -88,6 +90,14 @@ export interface FastCgiClientOptions {
    * @default {5000}
    */
   downTimeMs?: number;
+  /**
+   * Per backend (in the order of `backends`), a connection count shared
+   * with the clients of other isolates (the CLI's `--workers`), so that
+   * `maxConnections` and `keepAlive` hold for the whole server: see
+   * {@linkcode SharedBackendCount}.
+   * @default {undefined} (each client counts its own)
+   */
+  shared?: readonly (SharedBackendCount | undefined)[];
   /**
    * Where connection problems are logged.
    * @default {undefined} (not logged)
@@ -182,8 +192,9 @@ class _Balancer {
     options: _BalancerOptions,
   ) {
     this.#options = options;
-    this.backends = addresses.map((address) => ({
+    this.backends = addresses.map((address, i) => ({
       pool: createBackendPool(address, {
+        ...(options.shared?.[i] ? { shared: options.shared[i] } : {}),
         keepAlive: options.keepAlive,
         maxConnections: options.maxConnections,
         keepAliveTimeoutMs: options.keepAliveTimeoutMs,
@@ -259,6 +270,8 @@ class _Balancer {
         backend.downUntil = 0;
         return { attempt: { backend, conn }, everyone };
       } catch (error) {
+        // Another isolate took the last place: no room, not down.
+        if (error instanceof NoRoomError) continue;
         attempt = { error };
         this.#markDown(backend, error);
       }
@@ -278,10 +291,13 @@ class _Balancer {
     backend.downUntil = Date.now() + this.#options.downTimeMs;
   }
 
-  /** Waits for a released connection, at most `ms`. */
+  /**
+   * Waits for a released connection, at most `ms` (of this client, or of
+   * another isolate's sharing a backend's count).
+   */
   #waitForRelease(ms: number): Promise<void> {
     const waiters = this.#waiters;
-    return new Promise((resolve) => {
+    const local = new Promise<void>((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
         const i = waiters.indexOf(done);
@@ -291,6 +307,10 @@ class _Balancer {
       const timer = setTimeout(done, ms);
       waiters.push(done);
     });
+    const shared = this.#options.shared ?? [];
+    const elsewhere = this.backends.filter((_, i) => shared[i] !== undefined)
+      .map((b) => b.pool.waitShared(ms));
+    return elsewhere.length ? Promise.race([local, ...elsewhere]) : local;
   }
 
   close(): void {

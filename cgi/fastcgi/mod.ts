@@ -35,7 +35,7 @@ export {
   type FastCgiOutput,
   type FastCgiRequest,
 } from "./client.ts";
-export type { BackendPoolStats } from "./pool.ts";
+export type { BackendPoolStats, SharedBackendCount } from "./pool.ts";
 export { type FastCgiAddress, parseAddress } from "./address.ts";
 export { FastCgiError, type FastCgiErrorOptions } from "./errors.ts";
 export {

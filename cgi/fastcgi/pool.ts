@@ -58,7 +58,63 @@ export interface BackendPoolOptions {
    * @default {() => 0}
    */
   waiting?: () => number;
+  /**
+   * Counts shared with the pools of other isolates for the same backend
+   * (the CLI's `--workers`): `maxConnections` and `keepAlive` then hold
+   * over all of them, and an idle connection is closed when another
+   * isolate waits for a place.
+   * @default {undefined} (this pool's own count)
+   */
+  shared?: SharedBackendCount;
 }
+
+/**
+ * A backend's connection count shared between isolates (e.g. a
+ * `SharedArrayBuffer` counted with `Atomics`), so that a pool's
+ * `maxConnections` and `keepAlive` hold over every isolate.
+ *
+ * @example A count for one isolate alone
+ * ```ts
+ * import type { SharedBackendCount } from "./pool.ts";
+ *
+ * let open = 0;
+ * let idle = 0;
+ * const alone: SharedBackendCount = {
+ *   open: () => open,
+ *   tryOpen: (limit) => (limit <= 0 || open < limit) && ++open > 0,
+ *   closed: () => void open--,
+ *   tryIdle: (limit) => idle < limit && ++idle > 0,
+ *   unidle: () => void idle--,
+ *   wait: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+ *   demanded: () => Promise.resolve(false),
+ * };
+ * ```
+ */
+export interface SharedBackendCount {
+  /** Connections open over every isolate. */
+  open(): number;
+  /** Counts a connection when fewer than `limit` are open (0 = no limit). */
+  tryOpen(limit: number): boolean;
+  /** Uncounts a connection (wakes the waiters of every isolate). */
+  closed(): void;
+  /** Counts an idle connection when fewer than `limit` are idle. */
+  tryIdle(limit: number): boolean;
+  /** Uncounts an idle connection (reused or closed). */
+  unidle(): void;
+  /**
+   * Waits for a connection to close anywhere, at most `ms`; meanwhile
+   * this request counts as waiting (see {@linkcode SharedBackendCount.demanded}).
+   */
+  wait(ms: number): Promise<void>;
+  /**
+   * Resolves `true` when a request of some isolate waits for a place, or
+   * `false` after `ms`.
+   */
+  demanded(ms: number): Promise<boolean>;
+}
+
+/** Thrown by {@linkcode BackendPool.acquire} when another isolate took the last place. */
+export class NoRoomError extends Error {}
 
 /**
  * Counters of a {@linkcode BackendPool}.
@@ -106,8 +162,17 @@ export interface BackendPool {
   readonly label: string;
   /** True when {@linkcode BackendPool.acquire} would not have to wait. */
   hasCapacity(): boolean;
-  /** An idle connection, or a new one (throws a {@linkcode FastCgiError} when connecting fails). */
+  /**
+   * An idle connection, or a new one (throws a {@linkcode FastCgiError}
+   * when connecting fails, a {@linkcode NoRoomError} when the shared
+   * count is full).
+   */
   acquire(): Promise<FastCgiConnection>;
+  /**
+   * Waits at most `ms` for a connection of another isolate to close
+   * (resolves at once without {@linkcode BackendPoolOptions.shared}).
+   */
+  waitShared(ms: number): Promise<void>;
   /** Gives a connection back: kept idle when `reusable` and there is room, else closed. */
   release(conn: FastCgiConnection, reusable: boolean): void;
   /** Current counters. */
@@ -198,11 +263,16 @@ export function createBackendPool(
     keepAliveTimeoutMs = 10_000,
     connectTimeoutMs = 5_000,
     onRelease,
+    shared,
   } = options;
   const waiting = options.waiting ?? (() => 0);
   const parsed = parseAddress(address);
   const label = formatAddress(parsed);
   const idle: FastCgiConnection[] = [];
+  // Idle connections counted in `shared` (one kept for a waiter of this
+  // pool beyond the shared keepAlive is not).
+  const counted = new Set<FastCgiConnection>();
+  let watching = false;
   // When each idle connection went idle; one sweep timer closes those idle
   // too long (no timer per request).
   const idleSince = new Map<FastCgiConnection, number>();
@@ -214,6 +284,7 @@ export function createBackendPool(
   let closed = false;
 
   function clearIdle(conn: FastCgiConnection): void {
+    if (counted.delete(conn)) shared?.unidle();
     idleSince.delete(conn);
     const i = idle.indexOf(conn);
     if (i >= 0) idle.splice(i, 1);
@@ -236,7 +307,25 @@ export function createBackendPool(
   }
 
   function hasCapacity(): boolean {
-    return idle.length > 0 || maxConnections <= 0 || open < maxConnections;
+    if (idle.length > 0 || maxConnections <= 0) return true;
+    return (shared ? shared.open() : open) < maxConnections;
+  }
+
+  /**
+   * While this pool holds idle connections, another isolate waiting for
+   * a place gets one: the oldest idle connection is closed.
+   */
+  async function watchDemand(): Promise<void> {
+    if (!shared || watching) return;
+    watching = true;
+    try {
+      while (idle.length > 0 && !closed) {
+        const wanted = await shared.demanded(keepAliveTimeoutMs);
+        if (wanted && waiting() === 0) idle[0]?.close();
+      }
+    } finally {
+      watching = false;
+    }
   }
 
   async function acquire(): Promise<FastCgiConnection> {
@@ -247,12 +336,16 @@ export function createBackendPool(
       reused.unwatch();
       return reused;
     }
+    if (shared && !shared.tryOpen(maxConnections)) {
+      throw new NoRoomError(`Backend ${label} has no free connection`);
+    }
     open++;
     let conn: FastCgiConnection;
     try {
       conn = new FastCgiConnection(await _connect(parsed, connectTimeoutMs));
     } catch (error) {
       open--;
+      shared?.closed();
       onRelease?.();
       throw error;
     }
@@ -263,6 +356,7 @@ export function createBackendPool(
       receivedClosed += conn.received;
       clearIdle(conn);
       open--;
+      shared?.closed();
       onRelease?.();
     });
     if (closed) {
@@ -278,7 +372,8 @@ export function createBackendPool(
     // Without a connection cap, more than `keepAlive` open connections means
     // others of ours may sit in the responder's backlog: keeping this one
     // idle would pin a worker they need, so close it.
-    const overloaded = maxConnections <= 0 && open > keepAlive;
+    const overloaded = maxConnections <= 0 &&
+      (shared ? shared.open() : open) > keepAlive;
     if (
       !reusable || closed ||
       (!handOff && (idle.length >= keepAlive || overloaded))
@@ -286,11 +381,18 @@ export function createBackendPool(
       conn.close();
       return;
     }
+    // Shared: at most keepAlive idle over every isolate (a hand-off to a
+    // waiter of this pool is kept, uncounted, as with one isolate).
+    if (shared) {
+      if (shared.tryIdle(keepAlive)) counted.add(conn);
+      else if (!handOff) return conn.close();
+    }
     idle.push(conn);
     idleSince.set(conn, Date.now());
     sweep ??= setTimeout(sweepIdle, keepAliveTimeoutMs);
     conn.watch();
     onRelease?.();
+    void watchDemand();
   }
 
   function stats(): BackendPoolStats {
@@ -313,6 +415,7 @@ export function createBackendPool(
     label,
     hasCapacity,
     acquire,
+    waitShared: (ms) => shared ? shared.wait(ms) : Promise.resolve(),
     release,
     stats,
     closeIdle,

@@ -1,0 +1,172 @@
+/**
+ * `--fastcgi-max-connections` and `--fastcgi-keep-alive` across
+ * `--workers` isolates: one `SharedArrayBuffer` per FastCGI backend,
+ * counted with `Atomics`, seen by each isolate's pool as a
+ * `SharedBackendCount` (cgi/fastcgi/pool.ts). The caps mean what they
+ * mean with one isolate: at most N connections open to the backend, at
+ * most K of them idle, for the whole server.
+ *
+ * Cells (`Int32Array`): `0` connections open (every isolate), `1` idle,
+ * `2` requests waiting for a place, `3` a counter bumped on every close
+ * (waiters sleep on it with `Atomics.waitAsync`), `4` a counter bumped by
+ * every wait (isolates holding idle connections sleep on it and close
+ * one: an idle connection of one isolate must not starve another); then
+ * per worker `i`: open (`5 + i`), idle (`5 + n + i`), waiting
+ * (`5 + 2n + i`), given back when the worker dies. Internal to the CLI
+ * (not exported from `mod.ts`).
+ *
+ * @module
+ */
+
+import type { SharedBackendCount } from "../cgi/fastcgi/pool.ts";
+
+const _OPEN = 0;
+const _IDLE = 1;
+const _WAITING = 2;
+const _CLOSES = 3;
+const _DEMANDS = 4;
+const _HEAD = 5;
+
+/**
+ * A shared count of one backend's connections for `count` workers.
+ *
+ * @example Two workers, one connection
+ * ```ts
+ * import { createBackendBuffer, sharedBackend } from "./shared_backends.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const buffer = createBackendBuffer(2);
+ * const a = sharedBackend(buffer, 0);
+ * const b = sharedBackend(buffer, 1);
+ * assert.ok(a.tryOpen(1));
+ * assert.ok(!b.tryOpen(1));
+ * const woken = b.wait(1_000);
+ * a.closed();
+ * await woken;
+ * assert.ok(b.tryOpen(1));
+ * ```
+ *
+ * @param count How many workers share it.
+ * @returns The buffer (to post to each worker).
+ */
+export function createBackendBuffer(count: number): SharedArrayBuffer {
+  return new SharedArrayBuffer(4 * (_HEAD + 3 * count));
+}
+
+/** Waits until `cells[at]` is no longer `value`, at most `ms`. */
+async function _sleep(
+  cells: Int32Array,
+  at: number,
+  value: number,
+  ms: number,
+): Promise<void> {
+  const waited = Atomics.waitAsync(cells, at, value, Math.max(0, ms));
+  if (waited.async) await waited.value;
+}
+
+/**
+ * Worker `index`'s view of a backend's shared count, for
+ * `FastCgiClientOptions.shared`.
+ *
+ * @param buffer From {@linkcode createBackendBuffer}.
+ * @param index The worker's index.
+ * @returns The view.
+ */
+export function sharedBackend(
+  buffer: SharedArrayBuffer,
+  index: number,
+): SharedBackendCount {
+  const cells = new Int32Array(buffer);
+  const workers = (cells.length - _HEAD) / 3;
+  const own = {
+    open: _HEAD + index,
+    idle: _HEAD + workers + index,
+    waiting: _HEAD + 2 * workers + index,
+  };
+  /** Takes a place of `total` below `limit`. */
+  const take = (total: number, mine: number, limit: number): boolean => {
+    if (Atomics.add(cells, total, 1) >= limit) {
+      Atomics.sub(cells, total, 1);
+      return false;
+    }
+    Atomics.add(cells, mine, 1);
+    return true;
+  };
+  return {
+    open: () => Atomics.load(cells, _OPEN),
+    // 0 open: no limit (counted only); 0 idle: none.
+    tryOpen: (limit) => take(_OPEN, own.open, limit > 0 ? limit : Infinity),
+    closed() {
+      Atomics.sub(cells, own.open, 1);
+      Atomics.sub(cells, _OPEN, 1);
+      Atomics.add(cells, _CLOSES, 1);
+      Atomics.notify(cells, _CLOSES);
+    },
+    tryIdle: (limit) => take(_IDLE, own.idle, limit),
+    unidle() {
+      Atomics.sub(cells, own.idle, 1);
+      Atomics.sub(cells, _IDLE, 1);
+    },
+    async wait(ms) {
+      const closes = Atomics.load(cells, _CLOSES);
+      Atomics.add(cells, own.waiting, 1);
+      Atomics.add(cells, _WAITING, 1);
+      Atomics.add(cells, _DEMANDS, 1);
+      Atomics.notify(cells, _DEMANDS);
+      try {
+        await _sleep(cells, _CLOSES, closes, ms);
+      } finally {
+        Atomics.sub(cells, own.waiting, 1);
+        Atomics.sub(cells, _WAITING, 1);
+      }
+    },
+    async demanded(ms) {
+      await _sleep(cells, _DEMANDS, Atomics.load(cells, _DEMANDS), ms);
+      return Atomics.load(cells, _WAITING) > 0;
+    },
+  };
+}
+
+/**
+ * Gives back what worker `index` still counted (call once its isolate is
+ * gone: its connections closed with it).
+ *
+ * @example A dead worker's connection
+ * ```ts
+ * import { createBackendBuffer, releaseWorkerBackend, sharedBackend } from "./shared_backends.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const buffer = createBackendBuffer(2);
+ * assert.ok(sharedBackend(buffer, 0).tryOpen(1));
+ * assert.equal(releaseWorkerBackend(buffer, 0), 1);
+ * assert.ok(sharedBackend(buffer, 1).tryOpen(1));
+ * ```
+ *
+ * @param buffer From {@linkcode createBackendBuffer}.
+ * @param index The worker's index.
+ * @returns How many connections it had open.
+ */
+export function releaseWorkerBackend(
+  buffer: SharedArrayBuffer,
+  index: number,
+): number {
+  const cells = new Int32Array(buffer);
+  const workers = (cells.length - _HEAD) / 3;
+  Atomics.sub(
+    cells,
+    _IDLE,
+    Atomics.exchange(cells, _HEAD + workers + index, 0),
+  );
+  Atomics.sub(
+    cells,
+    _WAITING,
+    Atomics.exchange(cells, _HEAD + 2 * workers + index, 0),
+  );
+  const open = Atomics.exchange(cells, _HEAD + index, 0);
+  Atomics.sub(cells, _OPEN, open);
+  if (open > 0) {
+    Atomics.add(cells, _CLOSES, 1);
+    Atomics.notify(cells, _CLOSES);
+  }
+  return open;
+}
