@@ -12,6 +12,10 @@ import {
   type HandlerOptions,
 } from "../handler/create_handler.ts";
 import { virtualHosts } from "../handler/virtual_hosts.ts";
+import { accessLog } from "../middleware/access_log.ts";
+import { compose } from "../server/compose.ts";
+import { HttpError } from "../server/errors.ts";
+import type { Handler } from "../server/types.ts";
 import { type InFlight, inFlight } from "./in_flight.ts";
 import type { ServeConfig } from "./serve_config.ts";
 
@@ -66,9 +70,23 @@ export function buildApp(config: ServeConfig, signals: AppSignals): App {
       hosts: s.hosts,
       handler: site(s.handler),
     })),
-    fallback: config.unknownHost === 421 ? 421 : site(config.handler),
+    fallback: config.unknownHost === 421
+      ? _misdirected(config)
+      : site(config.handler),
   });
   const cgi = [config.handler, ...config.sites.map((s) => s.handler)]
     .some((h) => h.cgi !== undefined || h.rules?.some((r) => r.cgi));
   return { app, requests: inFlight(app, cgi) };
+}
+
+/** 421 for an unknown host, through the access log like every request. */
+function _misdirected(config: ServeConfig): Handler | 421 {
+  const log = config.handler.accessLog;
+  if (!log) return 421;
+  return compose([
+    accessLog(log === true ? {} : log),
+    () => {
+      throw new HttpError(421, "No site for this host");
+    },
+  ]);
 }

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { tempDir } from "./_helpers/fs.ts";
 import { rawExchange } from "./_helpers/net.ts";
+import { waitFor } from "./_helpers/poll.ts";
 import { runCli, startCli } from "./_helpers/process.ts";
 
 async function layout(dir: string): Promise<void> {
@@ -228,12 +229,24 @@ Deno.test("cli --config sites serve each host its own root and rules; the banner
     file,
     JSON.stringify({ ...config, "unknown-host": 421 }),
   );
-  const strict = await startCli(["--config", file, "--port=0", "--quiet"]);
+  const strict = await startCli([
+    "--config",
+    file,
+    "--port=0",
+    "--log-format=json",
+    "--workers=1",
+  ]);
   try {
     assert.match(await atHost(strict.base, "/", "other.test"), /^421 /);
     assert.equal(
       await atHost(strict.base, "/", "blog.test"),
       "200 <h1>blog</h1>",
+    );
+    // The 421 is logged like every other answer.
+    await waitFor(() =>
+      strict.lines.some((l) =>
+        l.startsWith("{") && JSON.parse(l).status === 421
+      )
     );
   } finally {
     await strict.stop();
