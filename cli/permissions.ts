@@ -369,6 +369,19 @@ export function neededPermissions(
   if ((config.isolates ?? 1) > 1 && facts.moduleFolder !== undefined) {
     needs.add("read", facts.moduleFolder);
   }
+  // --workers with scripts: the main thread finds what a dead or hung
+  // worker's scripts left in /proc/self/task/TID/children (and a worker
+  // its thread id in /proc/thread-self), to kill it.
+  const scripts = [
+    config.handler,
+    ...(config.sites ?? []).map((s) => s.handler),
+  ]
+    .some((h) =>
+      h.cgi !== undefined || h.rules?.some((r) => r.cgi !== undefined)
+    );
+  if ((config.isolates ?? 1) > 1 && scripts) {
+    needs.add("read", "/proc/self/task", "/proc/thread-self");
+  }
   const scope = (kind: _Kind): PermissionScope => {
     const values = needs.get(kind);
     if (values === "any") return "any";

@@ -123,7 +123,14 @@ export function sharedConns(
           Atomics.add(cells, clients + a, 1),
           Atomics.add(cells, clients + b, 1),
         );
-        if (before >= perClient) {
+        // Two workers may add between each other's two adds: once both of
+        // ours are in, the counts seen now decide (both may then refuse —
+        // earlier, never later).
+        const after = Math.min(
+          Atomics.load(cells, clients + a),
+          Atomics.load(cells, clients + b),
+        );
+        if (before >= perClient || after > perClient) {
           give(clients + a);
           give(clients + b);
           give(0);

@@ -196,7 +196,15 @@ function _run(start: StartMessage, port: _Port): void {
   let stopped = false;
   port.addEventListener("message", (event) => {
     const message = event.data;
-    if (message.type === "cut") return void force();
+    if (message.type === "cut") {
+      // Past the grace: cut, then say so (main ends the isolate then).
+      force().finally(async () => {
+        await _settled(requests, _CUT_SETTLE_MS);
+        log.flush();
+        port.postMessage({ type: "stopped" });
+      });
+      return;
+    }
     if (message.type !== "drain" || stopping.signal.aborted) return;
     port.postMessage({ type: "draining", count: requests.count });
     stopping.abort();
@@ -206,22 +214,42 @@ function _run(start: StartMessage, port: _Port): void {
       stopped = true;
       // A background child still holding a finished script's pipe dies too.
       await force();
+      // Cut responses still go out (and are logged) before main ends us.
+      await _settled(requests, _CUT_SETTLE_MS);
       log.flush();
       port.postMessage({ type: "stopped" });
     });
   });
 }
 
-// The first message is the start; the later ones go to _run's listener.
+// The start message starts it; the later ones go to _run's listener.
 const port = globalThis as unknown as _Port & {
-  addEventListener(
+  removeEventListener(
     type: "message",
     listener: (event: MessageEvent<ToWorker>) => void,
-    options: { once: true },
   ): void;
 };
-port.addEventListener("message", (event) => {
-  if (event.data.type === "start") _run(event.data, port);
-}, { once: true });
+const _onStart = (event: MessageEvent<ToWorker>): void => {
+  // Only a start starts it; a drain or cut before it is main's, which ends
+  // an isolate that had not started yet.
+  if (event.data.type !== "start") return;
+  port.removeEventListener("message", _onStart);
+  _run(event.data, port);
+};
+port.addEventListener("message", _onStart);
 // Messages posted before this module ran may be lost: main waits for this.
 port.postMessage({ type: "loaded" });
+
+/** How long cut responses may take to go out before the isolate ends. */
+const _CUT_SETTLE_MS = 1000;
+
+/** Resolves once nothing is in flight, or after `ms`. */
+async function _settled(
+  requests: { readonly count: number },
+  ms: number,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (requests.count > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

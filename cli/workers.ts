@@ -386,6 +386,8 @@ export async function serveWorkers(
   const onMessage = (slot: _Slot, message: FromWorker): void => {
     switch (message.type) {
       case "loaded":
+        // Restarted while the server stops: it never serves.
+        if (stopping) return bury(slot);
         return post(slot, {
           type: "start",
           index: slot.index,
@@ -401,6 +403,11 @@ export async function serveWorkers(
         return;
       case "listening":
         slot.tid = message.tid;
+        // Started just before the signal: the drain it missed, now.
+        if (stopping && !slot.draining) {
+          slot.draining = Promise.withResolvers<number>();
+        }
+        if (stopping) post(slot, { type: forcing ? "cut" : "drain" });
         if (starting && ++listening === count) started.resolve();
         if (!starting && !stopping) {
           console.error(`info: worker ${slot.index} restarted`);
