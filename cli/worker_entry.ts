@@ -214,7 +214,7 @@ function _run(start: StartMessage, port: _Port): void {
       stopped = true;
       // A background child still holding a finished script's pipe dies too.
       await force();
-      // Cut responses still go out (and are logged) before main ends us.
+      // In-flight answers get a bounded moment to finish before main ends us.
       await _settled(requests, _CUT_SETTLE_MS);
       log.flush();
       port.postMessage({ type: "stopped" });
@@ -240,7 +240,7 @@ port.addEventListener("message", _onStart);
 // Messages posted before this module ran may be lost: main waits for this.
 port.postMessage({ type: "loaded" });
 
-/** How long cut responses may take to go out before the isolate ends. */
+/** How long in-flight answers may take to finish before the isolate ends. */
 const _CUT_SETTLE_MS = 1000;
 
 /** Resolves once nothing is in flight, or after `ms`. */
