@@ -466,8 +466,16 @@ Deno.test("--workers 2: --max-connections and --max-connections-per-client count
         for (const conn of next.conns) conn.close();
         return next.statuses.every((s) => s === 200);
       }, { timeoutMs: 5_000, message: `${flag}: served again` });
-      const seen = await workersSeen(`${server.base}/index.txt`, 40);
-      assert.deepEqual([...seen].sort(), ["0", "1"]);
+      // Both workers serve again. One fresh connection after another: a
+      // closed one counts until its worker has seen the close, so a 503 may
+      // come in between (the cap holds); try again then.
+      const seen = new Set<string>();
+      await waitFor(async () => {
+        const res = await fresh(`${server.base}/index.txt`);
+        assert.ok(res.status === 200 || res.status === 503, String(res.status));
+        if (res.status === 200) seen.add(res.headers.get("x-serve-worker")!);
+        return seen.size === 2;
+      }, { timeoutMs: 10_000, message: `${flag}: both workers serve again` });
     } finally {
       await stopped(server);
     }
