@@ -8,7 +8,10 @@
  */
 
 import { dirname, resolve } from "node:path";
-import type { HandlerRule } from "../handler/create_handler.ts";
+import {
+  checkRuleMounts,
+  type HandlerRule,
+} from "../handler/create_handler.ts";
 import type { HeaderRule } from "../middleware/headers.ts";
 import { siteRules } from "../rules/site_rules.ts";
 
@@ -227,31 +230,10 @@ function _check(file: string, site: HandlerRule[], places: string[]): void {
     );
   try {
     siteRules({ rules: site });
+    checkRuleMounts(site);
   } catch (error) {
     throw new RuleConfigError(`${file}: ${rename((error as Error).message)}`);
   }
-  site.forEach((rule, i) => {
-    const mount = rule.cgi !== undefined
-      ? "cgi"
-      : rule.fastcgi !== undefined
-      ? "fastcgi"
-      : undefined;
-    if (mount === undefined) return;
-    const at = `${places[i]}.${mount}`;
-    if (rule.prefix === undefined) {
-      throw new RuleConfigError(`${file}: ${at}: needs "prefix"`);
-    }
-    if (rule.cgi !== undefined && rule.fastcgi !== undefined) {
-      throw new RuleConfigError(`${file}: ${at}: conflicts with "cgi"`);
-    }
-    if (rule.alias !== undefined) {
-      throw new RuleConfigError(`${file}: ${at}: conflicts with "alias"`);
-    }
-    const target = rule.cgi ?? rule.fastcgi;
-    if (typeof target !== "string" || target === "") {
-      throw new RuleConfigError(`${file}: ${at}: must be a path`);
-    }
-  });
   // What the rules name on disk must be there at start, not 404 later.
   site.forEach((rule, i) => {
     for (const key of ["alias", "cgi", "fastcgi"] as const) {

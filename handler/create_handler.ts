@@ -288,6 +288,27 @@ interface _ScriptMounts {
   prefixes: string[];
 }
 
+/**
+ * Checks the scripts and folders `rules` mount (each needs a `prefix`, a
+ * path, and not also an `alias`), as {@linkcode createHandler} does, without
+ * building a handler: the CLI checks its config file with it. Internal
+ * (not exported from `mod.ts`).
+ *
+ * @example A mount without a prefix
+ * ```ts
+ * import { checkRuleMounts } from "./create_handler.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(() => checkRuleMounts([{ path: "/x/**", cgi: "/srv/x.cgi" }]), /rules\[0\]\.cgi: needs "prefix"/);
+ * ```
+ *
+ * @param rules The rules.
+ * @throws {SiteRuleError} Naming the rule and the key.
+ */
+export function checkRuleMounts(rules: readonly HandlerRule[]): void {
+  _scriptMounts(rules);
+}
+
 function _scriptMounts(rules: readonly HandlerRule[]): _ScriptMounts {
   const out: _ScriptMounts = {
     cgiDirs: {},
