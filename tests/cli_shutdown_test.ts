@@ -3,7 +3,12 @@
 import assert from "node:assert/strict";
 import { tempDir, testdata } from "./_helpers/fs.ts";
 import { waitFor, withTimeout } from "./_helpers/poll.ts";
-import { readPids, type ServerProcess, startCli } from "./_helpers/process.ts";
+import {
+  groupMembers,
+  readPids,
+  type ServerProcess,
+  startCli,
+} from "./_helpers/process.ts";
 
 const BIG = 64 * 1024 * 1024;
 
@@ -49,26 +54,6 @@ function assertCleanExit(server: ServerProcess, stderr: string): void {
     ["stopping: 1 requests in flight"],
     server.lines.join("\n"),
   );
-}
-
-/** Live (not zombie) processes of process group `pgid` (Linux /proc). */
-async function groupMembers(pgid: number): Promise<number[]> {
-  const members: number[] = [];
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
-      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(
-        " ",
-      );
-      if (state !== "Z" && state !== "X" && Number(pgrp) === pgid) {
-        members.push(Number(entry.name));
-      }
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return members;
 }
 
 Deno.test("cli on SIGTERM: a download outlasting --shutdown-grace is cut, exit 0, no BadResource", async () => {

@@ -9,6 +9,7 @@ import { waitFor } from "./_helpers/poll.ts";
 import {
   children,
   commandLine,
+  groupMembers,
   isAlive,
   MOD,
   REPO,
@@ -46,26 +47,6 @@ async function workersSeen(url: string, count: number): Promise<Set<string>> {
     seen.add(res.headers.get("x-serve-worker") ?? "none");
   }
   return seen;
-}
-
-/** Live (not zombie) processes of process group `pgid` (Linux /proc). */
-async function groupMembers(pgid: number): Promise<number[]> {
-  const members: number[] = [];
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
-      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(
-        " ",
-      );
-      if (state !== "Z" && state !== "X" && Number(pgrp) === pgid) {
-        members.push(Number(entry.name));
-      }
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return members;
 }
 
 async function stopped(server: ServerProcess): Promise<string> {

@@ -305,3 +305,23 @@ export async function readPids(
   const [a, b] = text.trim().split(" ").map(Number);
   return [a!, b!];
 }
+
+/** Live (not zombie) processes of process group `pgid` (Linux /proc). */
+export async function groupMembers(pgid: number): Promise<number[]> {
+  const members: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(
+        " ",
+      );
+      if (state !== "Z" && state !== "X" && Number(pgrp) === pgid) {
+        members.push(Number(entry.name));
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return members;
+}
