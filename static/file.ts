@@ -135,11 +135,13 @@ export async function serveFile(
   }
   if (ranges && ranges.length > 1) {
     const mp = multipartRanges(path, size, type, ranges);
-    headers.set("content-type", mp.contentType);
-    headers.set("content-length", String(mp.length));
+    headers.push(
+      ["content-type", mp.contentType],
+      ["content-length", String(mp.length)],
+    );
     return new Response(mp.body, { status: 206, headers });
   }
-  headers.set("content-type", type);
+  headers.push(["content-type", type]);
   if (options.dynamicEncoding) {
     return await _compressed(req, path, size, options.dynamicEncoding, headers);
   }
@@ -163,17 +165,24 @@ function _validators(
   };
 }
 
+/**
+ * A response's header list, built as name/value pairs: the `Response` is
+ * given the list itself (no `Headers` object per request, whose every
+ * `set()` validates and searches again).
+ */
+type _HeaderPairs = [string, string][];
+
 /** Headers every answer for the file carries (200, 206, 304 alike). */
-function _baseHeaders(v: Validators, options: ServeFileOptions): Headers {
+function _baseHeaders(v: Validators, options: ServeFileOptions): _HeaderPairs {
   const coding = options.storedEncoding ?? options.dynamicEncoding;
-  const headers = new Headers({
-    "accept-ranges": options.dynamicEncoding ? "none" : "bytes",
-  });
-  if (options.varyEncoding) headers.set("vary", "Accept-Encoding");
-  if (coding) headers.set("content-encoding", coding);
-  if (v.etag) headers.set("etag", v.etag);
+  const headers: _HeaderPairs = [
+    ["accept-ranges", options.dynamicEncoding ? "none" : "bytes"],
+  ];
+  if (options.varyEncoding) headers.push(["vary", "Accept-Encoding"]);
+  if (coding) headers.push(["content-encoding", coding]);
+  if (v.etag) headers.push(["etag", v.etag]);
   if (v.lastModified) {
-    headers.set("last-modified", v.lastModified.toUTCString());
+    headers.push(["last-modified", v.lastModified.toUTCString()]);
   }
   return headers;
 }
@@ -184,7 +193,7 @@ async function _compressed(
   path: string,
   size: number,
   coding: "br" | "gzip",
-  headers: Headers,
+  headers: _HeaderPairs,
 ): Promise<Response> {
   if (req.method === "HEAD") {
     // An (empty) stream, not null: with a null body Deno would add
@@ -203,15 +212,18 @@ async function _identity(
   path: string,
   size: number,
   range: ByteRange | undefined,
-  headers: Headers,
+  headers: _HeaderPairs,
   options: ServeFileOptions,
 ): Promise<Response> {
   const { bufferBelow = 16384 } = options;
   const start = range?.start ?? 0;
   const length = range ? range.end - range.start + 1 : size;
-  headers.set("content-length", String(length));
+  headers.push(["content-length", String(length)]);
   if (range) {
-    headers.set("content-range", `bytes ${range.start}-${range.end}/${size}`);
+    headers.push([
+      "content-range",
+      `bytes ${range.start}-${range.end}/${size}`,
+    ]);
   }
   const status = range ? 206 : 200;
   if (req.method === "HEAD") return new Response(null, { status, headers });
