@@ -671,7 +671,7 @@ async function _openAccessLog(
  */
 async function _serve(config: _Config, tls: _Tls): Promise<number> {
   const workers = workerCount(config);
-  if (workers.count > 1) return await _serveWorkers(config, workers);
+  if (workers.count > 1) return await _serveWorkers(config, workers, tls);
   if (workers.reason !== undefined && config.workers !== undefined) {
     console.error(
       `warning: --workers ${config.workers}: ${workers.reason}; serving with one`,
@@ -846,6 +846,7 @@ function _announce(config: _Config, at: _Listening): void {
 async function _serveWorkers(
   config: _Config,
   workers: WorkerCount,
+  tls: _Tls,
 ): Promise<number> {
   const root = await Deno.realPath(config.root);
   const accessLog = config.handler.accessLog;
@@ -856,9 +857,10 @@ async function _serveWorkers(
     count: workers.count,
     writeLog: write,
     testHooks: await testHooksEnabled(),
+    ...(tls ? { tls } : {}),
     onListen: ({ hostname, port }) =>
       _announce(config, {
-        scheme: "http",
+        scheme: tls ? "https" : "http",
         hostname,
         port,
         root,

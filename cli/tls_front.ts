@@ -17,6 +17,7 @@ import tls from "node:tls";
 import type { Handler } from "../server/types.ts";
 import { guardAvailable, serveGuarded } from "./conn_guard.ts";
 import type { GuardSettings } from "./guard_flags.ts";
+import type { SharedConns } from "./shared_conns.ts";
 
 /** Options of {@linkcode serveTlsFront}. */
 export interface TlsFrontOptions {
@@ -39,6 +40,18 @@ export interface TlsFrontOptions {
    * @default {undefined} (no guard)
    */
   guard?: GuardSettings;
+  /**
+   * Listen with `SO_REUSEPORT`, beside the fronts of other isolates on the
+   * same port (the CLI's `--workers`; Linux balances new connections).
+   * @default {false}
+   */
+  reusePort?: boolean;
+  /**
+   * The guard's connection caps counted with the other isolates' (the
+   * CLI's `--workers`, cli/shared_conns.ts) instead of by this front alone.
+   * @default {undefined}
+   */
+  shared?: SharedConns;
 }
 
 /** A running front: like `Deno.HttpServer`, with the public address. */
@@ -121,7 +134,11 @@ export async function serveTlsFront(
   const server = _listen(inner.addr.port, peers, options);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(options.port, options.hostname, () => {
+    server.listen({
+      port: options.port,
+      host: options.hostname,
+      reusePort: options.reusePort ?? false,
+    }, () => {
       server.off("error", reject);
       resolve();
     });
@@ -153,9 +170,30 @@ function _listen(
 ): tls.Server {
   const sockets = new Set<tls.TLSSocket>();
   const perClient = new Map<string, number>();
-  const { guard } = options;
+  const { guard, shared } = options;
   const max = guard ? (guard.maxConnections ?? 10_000) : Infinity;
   const maxPerClient = guard?.maxConnectionsPerClient ?? 0;
+  // Counted with the other isolates' sockets, or by this front.
+  const admit = (client: string): boolean => {
+    if (shared) return !guard || shared.tryOpen(client);
+    const fromClient = perClient.get(client) ?? 0;
+    if (
+      sockets.size >= max || (maxPerClient > 0 && fromClient >= maxPerClient)
+    ) {
+      return false;
+    }
+    perClient.set(client, fromClient + 1);
+    return true;
+  };
+  const leave = (client: string): void => {
+    if (shared) {
+      if (guard) shared.close(client);
+      return;
+    }
+    const left = (perClient.get(client) ?? 1) - 1;
+    if (left > 0) perClient.set(client, left);
+    else perClient.delete(client);
+  };
   const server = tls.createServer({
     cert: options.cert,
     key: options.key,
@@ -164,20 +202,14 @@ function _listen(
     ...(guard ? { handshakeTimeout: guard.headerTimeoutMs ?? 60_000 } : {}),
   }, (socket) => {
     const client = socket.remoteAddress ?? "";
-    const fromClient = perClient.get(client) ?? 0;
-    if (
-      sockets.size >= max || (maxPerClient > 0 && fromClient >= maxPerClient)
-    ) {
+    if (!admit(client)) {
       socket.destroy(); // over a cap: no plain-text 503 inside TLS
       return;
     }
     sockets.add(socket);
-    perClient.set(client, fromClient + 1);
     socket.once("close", () => {
       sockets.delete(socket);
-      const left = (perClient.get(client) ?? 1) - 1;
-      if (left > 0) perClient.set(client, left);
-      else perClient.delete(client);
+      leave(client);
     });
     _relay(socket, innerPort, peers);
   });

@@ -16,6 +16,7 @@ import {
 } from "./conn_guard.ts";
 import { FORCE_WAIT_MS } from "./in_flight.ts";
 import { sharedBackend } from "./shared_backends.ts";
+import { serveTlsFront, type TlsFront } from "./tls_front.ts";
 import { sharedConns } from "./shared_conns.ts";
 import { sharedSlots } from "./shared_slots.ts";
 import { withTestHooks } from "./test_hooks.ts";
@@ -75,7 +76,7 @@ function _threadId(): number | undefined {
 }
 
 /** Serves as `start` says until told to stop, or until it crashes. */
-function _run(start: StartMessage, port: _Port): void {
+async function _run(start: StartMessage, port: _Port): Promise<void> {
   const { config, index } = start;
   const log = _logSink(port);
   const accessLog = config.handler.accessLog;
@@ -138,31 +139,44 @@ function _run(start: StartMessage, port: _Port): void {
   // Never aborted: shutdown() stops the server (an abort after it throws).
   const controller = new AbortController();
   let server: { shutdown(): Promise<void>; finished: Promise<void> };
+  let front: TlsFront | undefined;
   try {
     const guard = config.guard;
-    server = guard && guardAvailable()
-      ? serveGuarded(handler, {
-        ...listen,
-        ...guard,
-        reusePort: true,
-        ...(start.connSlots
-          ? {
-            shared: sharedConns(start.connSlots, index, {
-              maxConnections: guard.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
-              maxConnectionsPerClient: guard.maxConnectionsPerClient ?? 0,
-            }),
-          }
-          : {}),
-        signal: controller.signal,
-        log: (level, message) => {
-          if (level !== "info") console.error(`${level}: ${message}`);
-        },
+    const shared = guard && start.connSlots
+      ? sharedConns(start.connSlots, index, {
+        maxConnections: guard.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+        maxConnectionsPerClient: guard.maxConnectionsPerClient ?? 0,
       })
-      : Deno.serve({
+      : undefined;
+    if (start.tls) {
+      // HTTPS: this isolate's own TLS front on the shared port.
+      front = await serveTlsFront(handler, {
         ...listen,
+        ...start.tls,
         reusePort: true,
+        ...(guard ? { guard } : {}),
+        ...(shared ? { shared } : {}),
         signal: controller.signal,
-      }, handler);
+      });
+      server = front;
+    } else {
+      server = guard && guardAvailable()
+        ? serveGuarded(handler, {
+          ...listen,
+          ...guard,
+          reusePort: true,
+          ...(shared ? { shared } : {}),
+          signal: controller.signal,
+          log: (level, message) => {
+            if (level !== "info") console.error(`${level}: ${message}`);
+          },
+        })
+        : Deno.serve({
+          ...listen,
+          reusePort: true,
+          signal: controller.signal,
+        }, handler);
+    }
   } catch (error) {
     return port.postMessage({
       type: "failed",
@@ -196,6 +210,12 @@ function _run(start: StartMessage, port: _Port): void {
   let stopped = false;
   port.addEventListener("message", (event) => {
     const message = event.data;
+    if (message.type === "certificate") {
+      try {
+        front?.setCertificate(message.cert, message.key);
+      } catch { /* checked by main: the old pair stays */ }
+      return;
+    }
     if (message.type === "cut") {
       // Past the grace: cut, then say so (main ends the isolate then).
       force().finally(async () => {
@@ -234,7 +254,7 @@ const _onStart = (event: MessageEvent<ToWorker>): void => {
   // an isolate that had not started yet.
   if (event.data.type !== "start") return;
   port.removeEventListener("message", _onStart);
-  _run(event.data, port);
+  void _run(event.data, port);
 };
 port.addEventListener("message", _onStart);
 // Messages posted before this module ran may be lost: main waits for this.

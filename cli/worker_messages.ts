@@ -34,6 +34,8 @@ export interface StartMessage {
   fastcgiSlots: (SharedArrayBuffer[] | undefined)[];
   /** Whether the test hooks are on (see cli/test_hooks.ts). */
   testHooks: boolean;
+  /** HTTPS: the certificate and key (PEM) its TLS front serves with. */
+  tls?: { cert: string; key: string };
 }
 
 /** What the main thread tells a worker. */
@@ -42,7 +44,9 @@ export type ToWorker =
   /** Stop accepting; in-flight requests finish (answered with `draining`). */
   | { type: "drain" }
   /** The grace is over: kill scripts, cut bodies, close (then `stopped`). */
-  | { type: "cut" };
+  | { type: "cut" }
+  /** A renewed certificate and key (PEM, checked): for new connections. */
+  | { type: "certificate"; cert: string; key: string };
 
 /** What a worker tells the main thread. */
 export type FromWorker =

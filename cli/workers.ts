@@ -18,6 +18,8 @@ import {
   spawnFastCgiWorkers,
 } from "../cgi/fastcgi/spawn.ts";
 import { defaultLog, errorMessage } from "../server/log.ts";
+import { createSecureContext as tlsContext } from "node:tls";
+import { watchCertificate } from "./cert_reload.ts";
 import { FORCE_WAIT_MS } from "./in_flight.ts";
 import type { ServeConfig } from "./serve_config.ts";
 import { guardAvailable } from "./conn_guard.ts";
@@ -83,7 +85,8 @@ export interface WorkerCount {
  * The workers `config` is planned for, the read permission aside: `--workers`
  * (default {@linkcode DEFAULT_WORKERS}: `auto` = `navigator.hardwareConcurrency`),
  * but one with `--live-reload` (one watcher, one set of event streams),
- * with HTTPS (the TLS front's node:tls listener cannot share its port) and
+ * with HTTPS when the TLS front may not connect to 127.0.0.1 (then Deno's
+ * own TLS listener serves, in one isolate) and
  * where the port cannot be shared. `--print-permissions` prints what this
  * count needs.
  *
@@ -104,8 +107,8 @@ export function plannedWorkers(config: ServeConfig): WorkerCount {
   const handlers = [config.handler, ...config.sites.map((s) => s.handler)];
   const reason = handlers.some((h) => h.liveReload)
     ? "--live-reload runs one worker"
-    : config.cert !== undefined
-    ? "HTTPS runs one worker (the TLS front cannot share its port)"
+    : config.cert !== undefined && !_tlsFrontAllowed()
+    ? "HTTPS without --allow-net=127.0.0.1 runs one worker (Deno's own TLS listener)"
     : portSharingProblem();
   return reason === undefined ? { count } : { count: 1, reason };
 }
@@ -130,6 +133,15 @@ export function workerCount(config: ServeConfig): WorkerCount {
   return reason === undefined ? planned : { count: 1, reason };
 }
 
+/**
+ * The TLS front listens on loopback too (its inner plain server): without
+ * that permission, Deno's own TLS listener serves, in one isolate.
+ */
+function _tlsFrontAllowed(): boolean {
+  const net = { name: "net", host: "127.0.0.1" } as const;
+  return Deno.permissions.querySync(net).state === "granted";
+}
+
 /** The worker module's URL. */
 const _ENTRY = new URL("./worker_entry.ts", import.meta.url);
 
@@ -152,6 +164,12 @@ export interface ServeWorkersOptions {
   writeLog: ((lines: string) => void) | undefined;
   /** Whether the test hooks are on (see cli/test_hooks.ts). */
   testHooks: boolean;
+  /**
+   * HTTPS: the certificate and key (PEM) every worker's TLS front serves
+   * with; renewed files (`config.cert`, `config.key`) are read here and
+   * handed to every worker.
+   */
+  tls?: { cert: string; key: string };
 }
 
 /** First restart delay of a crashed worker; it doubles per quick crash. */
@@ -310,6 +328,8 @@ export async function serveWorkers(
     },
     sites: config.sites.map((s) => ({ ...s, handler: { ...s.handler } })),
   };
+  // HTTPS: the pair new workers start with (renewed by the watch below).
+  let tls = options.tls;
   let stopping = false;
   let forcing = false;
   let starting = true;
@@ -397,6 +417,7 @@ export async function serveWorkers(
           connSlots,
           fastcgiSlots,
           testHooks: options.testHooks,
+          ...(tls ? { tls } : {}),
         });
       case "log":
         options.writeLog?.(message.lines.join("\n"));
@@ -482,6 +503,15 @@ export async function serveWorkers(
 
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
+  // One watch for every worker: a renewed pair is checked here, then each
+  // worker's front serves new connections with it.
+  const certificates = tls && config.cert && config.key
+    ? watchCertificate(config.cert, config.key, (cert, key) => {
+      tlsContext({ cert, key }); // throws on a bad pair: the old one stays
+      tls = { cert, key };
+      for (const slot of slots) post(slot, { type: "certificate", cert, key });
+    }, (line) => console.error(line))
+    : undefined;
   try {
     pools = await _spawnPools(shared);
     // --fastcgi-max-connections and --fastcgi-keep-alive hold for the
@@ -516,6 +546,7 @@ export async function serveWorkers(
       bury(slot);
     }
     await Promise.allSettled(pools.map((p) => p.stop()));
+    await certificates?.close();
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);
   }

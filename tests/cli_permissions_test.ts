@@ -484,9 +484,12 @@ Deno.test("cli --fastcgi-spawn under exactly the printed flags serves PHP and st
 Deno.test("cli HTTPS under exactly the printed flags uses the TLS front, and the banner says HTTPS and HTTP/2", async () => {
   await using dir = await tempDir();
   const { cert, key } = await makeCert(dir.path);
+  const site = `${dir.path}/site`;
+  await Deno.mkdir(site);
+  await Deno.writeTextFile(`${site}/hello.txt`, "Hello, world!\n");
   const port = freePort();
   const args = [
-    testdata("www"),
+    site,
     "--port",
     String(port),
     "--cert",
@@ -495,8 +498,9 @@ Deno.test("cli HTTPS under exactly the printed flags uses the TLS front, and the
     key,
   ];
   const permissions = await printed(args);
+  // Every worker runs a TLS front of its own (reading this checkout).
   assert.deepEqual(permissions, [
-    `--allow-read=${testdata("www")},${cert},${key}`,
+    `--allow-read=${site},${cert},${key}${MODULES}`,
     "--allow-net=127.0.0.1",
   ]);
   const server = await startUnder(permissions, args);
@@ -513,6 +517,9 @@ Deno.test("cli HTTPS under exactly the printed flags uses the TLS front, and the
       "nothing missing",
     );
     assert.match(server.lines.join("\n"), /Features:\s+HTTPS, HTTP\/2, /);
+    if (MODULES) {
+      assert.match(server.lines.join("\n"), /Workers:\s+\d+ isolates/);
+    }
   } finally {
     await server.stop();
   }

@@ -3,7 +3,7 @@
 // workers replaced (real processes, real sockets; Linux).
 import assert from "node:assert/strict";
 import { PHP_ROOT, startPhpFpm } from "./_helpers/php.ts";
-import { tcpSockets } from "./_helpers/net.ts";
+import { makeCert, tcpSockets } from "./_helpers/net.ts";
 import { tempDir, testdata } from "./_helpers/fs.ts";
 import { waitFor } from "./_helpers/poll.ts";
 import {
@@ -77,6 +77,82 @@ Deno.test("--workers 2: connections are answered by both isolates, one banner", 
   } finally {
     await stopped(server);
   }
+});
+
+Deno.test("--workers 2 --cert: both isolates answer HTTPS and HTTP/2, and a renewed certificate reaches both", async () => {
+  await using dir = await tempDir();
+  await using renewed = await tempDir();
+  const { cert, key } = await makeCert(dir.path);
+  const next = await makeCert(renewed.path);
+  const server = await startCli(
+    [
+      ROOT,
+      "--port",
+      "0",
+      "--workers",
+      "2",
+      "--cert",
+      cert,
+      "--key",
+      key,
+    ],
+    RUN,
+    HOOKS,
+  );
+  const port = new URL(server.base).port;
+  const url = `https://localhost:${port}/index.txt`;
+  let stderr = "";
+  /** Workers seen over `count` fresh connections trusting `pem` only. */
+  const seenWith = async (pem: string, count: number) => {
+    const seen = new Set<string>();
+    for (let i = 0; i < count; i++) {
+      using client = Deno.createHttpClient({ caCerts: [pem] });
+      try {
+        const res = await fetch(url, { client });
+        await res.body?.cancel();
+        if (res.status === 200) seen.add(res.headers.get("x-serve-worker")!);
+      } catch {
+        seen.add("untrusted");
+      }
+    }
+    return seen;
+  };
+  try {
+    const oldPem = await Deno.readTextFile(cert);
+    assert.deepEqual([...await seenWith(oldPem, 40)].sort(), ["0", "1"]);
+    assert.ok(
+      server.lines.includes("  Workers:     2 isolates sharing the port"),
+      server.lines.join("\n"),
+    );
+    // HTTP/2 by ALPN, from both isolates (curl says which protocol).
+    const h2 = new Set<string>();
+    for (let i = 0; i < 40 && h2.size < 2; i++) {
+      const out = await new Deno.Command("curl", {
+        args: ["-sk", "--http2", "-o", "/dev/null", "-D", "-", url],
+        stdout: "piped",
+      }).output();
+      const head = new TextDecoder().decode(out.stdout);
+      assert.match(head, /^HTTP\/2 200/, head);
+      h2.add(/x-serve-worker: (\d)/.exec(head)?.[1] ?? "none");
+    }
+    assert.deepEqual([...h2].sort(), ["0", "1"]);
+    // Renewed files: checked once by the main thread, served by both.
+    const newPem = await Deno.readTextFile(next.cert);
+    await Deno.writeTextFile(key, await Deno.readTextFile(next.key));
+    await Deno.writeTextFile(cert, newPem);
+    await waitFor(async () => {
+      const seen = await seenWith(newPem, 20);
+      return seen.size === 2 && !seen.has("untrusted");
+    }, { message: "both workers to present the renewed certificate" });
+    assert.deepEqual([...await seenWith(oldPem, 10)], ["untrusted"]);
+  } finally {
+    stderr = await stopped(server);
+  }
+  assert.equal(
+    stderr.match(/reloaded --cert/g)?.length,
+    1,
+    `one reload line, not one per worker: ${stderr}`,
+  );
 });
 
 Deno.test("--workers in the config file, and bad values are usage errors", async () => {
