@@ -215,7 +215,7 @@ async function _identity(
   headers: _HeaderPairs,
   options: ServeFileOptions,
 ): Promise<Response> {
-  const { bufferBelow = 16384 } = options;
+  const { bufferBelow = _BUFFER_BELOW } = options;
   const start = range?.start ?? 0;
   const length = range ? range.end - range.start + 1 : size;
   headers.push(["content-length", String(length)]);
@@ -243,6 +243,71 @@ async function _identity(
   // but the Response itself may carry more.
   const body = range ? fileSliceStream(file, start, length) : file.readable;
   return new Response(body, { status, headers });
+}
+
+/** {@linkcode ServeFileOptions.bufferBelow}'s default. */
+export const _BUFFER_BELOW = 16384;
+
+/**
+ * What {@linkcode serveFile} works out for a whole stored file (validators
+ * and header lists), made once per looked-up file by `serveStatic` and kept
+ * with it while the open-file cache keeps the lookup. Internal (not
+ * exported from `mod.ts`).
+ */
+export interface _Prepared {
+  readonly path: string;
+  readonly info: Deno.FileInfo;
+  readonly options: ServeFileOptions;
+  readonly v: Validators;
+  /** The 200's headers (with Content-Type and Content-Length). */
+  readonly ok: _HeaderPairs;
+  /** The 304's headers. */
+  readonly notModified: _HeaderPairs;
+}
+
+/**
+ * Prepares a whole-file answer for {@linkcode _serveWhole}: `options`
+ * without `dynamicEncoding` (the bytes as stored), with `contentType`.
+ */
+export function _prepare(
+  path: string,
+  info: Deno.FileInfo,
+  options: ServeFileOptions,
+): _Prepared {
+  const v = _validators(info, options);
+  const notModified = _baseHeaders(v, options);
+  const ok: _HeaderPairs = [
+    ...notModified,
+    ["content-type", options.contentType ?? contentType(path)],
+    ["content-length", String(info.size)],
+  ];
+  return { path, info, options, v, ok, notModified };
+}
+
+/**
+ * {@linkcode serveFile} for a request without `Range` of a prepared file
+ * up to `bufferBelow` bytes: the same answers (304, 412, HEAD, 200 from
+ * memory), from header lists made once. The `Response` gets the list
+ * itself: no `Headers` built and set per request.
+ */
+export async function _serveWhole(
+  req: Request,
+  p: _Prepared,
+): Promise<Response> {
+  const pre = checkPreconditions(req, p.v);
+  if (pre === 304) {
+    return new Response(null, { status: 304, headers: p.notModified });
+  }
+  if (pre === 412) throw new HttpError(412, "Precondition failed");
+  if (req.method === "HEAD") {
+    return new Response(null, { status: 200, headers: p.ok });
+  }
+  const bytes = await (p.options.read?.() ?? Deno.readFile(p.path));
+  if (bytes.byteLength === p.info.size) {
+    return new Response(bytes, { status: 200, headers: p.ok });
+  }
+  // Changed since the lookup: as serveFile does (streamed).
+  return await serveFile(req, p.path, p.info, p.options);
 }
 
 function _emptyStream(): ReadableStream<Uint8Array> {

@@ -18,7 +18,14 @@ import type {
 } from "../server/types.ts";
 import { contentType } from "./content_type.ts";
 import { chooseVariant } from "./encoding.ts";
-import { serveFile, type ServeFileOptions } from "./file.ts";
+import {
+  _BUFFER_BELOW,
+  _prepare,
+  type _Prepared,
+  _serveWhole,
+  serveFile,
+  type ServeFileOptions,
+} from "./file.ts";
 import { type ListingOptions, renderListing } from "./listing.ts";
 
 /**
@@ -222,9 +229,18 @@ function _sender(options: ServeStaticOptions): _Send {
     compress: options.compress ?? false,
     compressMinSize: options.compressMinSize ?? 1024,
   };
+  const bufferBelow = options.bufferBelow ?? _BUFFER_BELOW;
+  // Per looked-up file (the open-file cache hands out the same object while
+  // it trusts the lookup): its type, and its prepared whole-file answer.
+  const types = new WeakMap<ResolvedFile, string>();
+  const prepared = new WeakMap<ResolvedFile, _Prepared>();
   return async function sendFile(req, ctx, root, segments, file) {
     ctx.served = "/" + segments.join("/");
-    const type = contentType(file.path);
+    let type = types.get(file);
+    if (type === undefined) {
+      type = contentType(file.path);
+      types.set(file, type);
+    }
     const v = await chooseVariant(
       req,
       root,
@@ -235,13 +251,29 @@ function _sender(options: ServeStaticOptions): _Send {
     );
     // Read by the real path that resolution checked: a symlink swapped
     // since the (possibly cached) lookup cannot redirect the read.
-    return serveFile(req, v.file.realPath, v.file.info, {
+    const send: ServeFileOptions = {
       ...fileOptions,
       contentType: type,
       storedEncoding: v.stored,
       dynamicEncoding: v.dynamic,
       read: () => root.read(v.file),
       varyEncoding: v.vary,
-    });
+    };
+    if (
+      v.dynamic === undefined && v.file.info.size <= bufferBelow &&
+      !req.headers.has("range")
+    ) {
+      let p = prepared.get(v.file);
+      if (
+        p === undefined || p.options.contentType !== type ||
+        p.options.storedEncoding !== v.stored ||
+        p.options.varyEncoding !== v.vary
+      ) {
+        p = _prepare(v.file.realPath, v.file.info, send);
+        prepared.set(v.file, p);
+      }
+      return _serveWhole(req, p);
+    }
+    return serveFile(req, v.file.realPath, v.file.info, send);
   };
 }

@@ -204,6 +204,40 @@ Deno.test("file cache serves new bytes of a small file once the watcher reports 
   await seen(handler, "/a.txt", "200 two");
 });
 
+Deno.test("file cache: a changed file gets new validators and length, and its old ETag no longer answers 304", async () => {
+  await using dir = await tempDir();
+  const file = `${dir.path}/a.txt`;
+  await Deno.writeTextFile(file, "one");
+  await Deno.utime(file, 1_000_000, 1_000_000);
+  await using handler = cached(dir.path);
+  const first = await handler(new Request("http://x/a.txt"));
+  await first.body?.cancel();
+  const etag = first.headers.get("etag")!;
+  assert.equal(first.headers.get("content-length"), "3");
+  // Answered from what was prepared for this lookup: 304, HEAD, 200 alike.
+  const again = await handler(
+    new Request("http://x/a.txt", { headers: { "if-none-match": etag } }),
+  );
+  assert.equal(again.status, 304);
+  assert.equal(again.headers.get("etag"), etag);
+  const head = await handler(new Request("http://x/a.txt", { method: "HEAD" }));
+  assert.equal(head.headers.get("content-length"), "3");
+  assert.equal(await head.text(), "");
+  await Deno.writeTextFile(file, "a second, longer version");
+  await seen(handler, "/a.txt", "200 a second, longer version");
+  const changed = await handler(
+    new Request("http://x/a.txt", { headers: { "if-none-match": etag } }),
+  );
+  assert.equal(changed.status, 200, "the old ETag is not the file's any more");
+  assert.notEqual(changed.headers.get("etag"), etag);
+  assert.equal(changed.headers.get("content-length"), "24");
+  assert.notEqual(
+    changed.headers.get("last-modified"),
+    first.headers.get("last-modified"),
+  );
+  assert.equal(await changed.text(), "a second, longer version");
+});
+
 Deno.test("file cache keeps a rendered listing until its directory changes", async () => {
   await using dir = await tempDir();
   await Deno.mkdir(`${dir.path}/d`);
