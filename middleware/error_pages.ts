@@ -85,9 +85,8 @@ export function errorPages(options: ErrorPagesOptions = {}): Middleware {
       if (configured !== undefined) return await Deno.readFile(configured);
       if (!fromRoot || ctx.root === undefined) return undefined;
       const found = await ctx.root.find([`${status}.html`]);
-      return found?.info.isFile
-        ? await Deno.readFile(found.realPath)
-        : undefined;
+      // Through the root: a small page's bytes come from the open-file cache.
+      return found?.info.isFile ? await ctx.root.read(found) : undefined;
     } catch {
       return undefined;
     }

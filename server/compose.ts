@@ -105,19 +105,24 @@ export function compose(
         `${req.method} ${ctx.url.pathname}: ${describeError(error)}`,
       );
     }
-    const headers = error instanceof HttpError ? error.headers : new Headers();
+    const headers = error instanceof HttpError ? error.headers : undefined;
     return answer(status, error, headers, req, ctx);
   }
 
   function answer(
     status: number,
     error: unknown,
-    headers: Headers,
+    headers: Headers | undefined,
     req: Request,
     ctx: Context,
   ): Response {
     const response = renderError(status, req, headers);
-    ctx.failure = { status, error, headers, response };
+    ctx.failure = {
+      status,
+      error,
+      headers: headers ?? new Headers(),
+      response,
+    };
     return response;
   }
 
@@ -125,9 +130,7 @@ export function compose(
     const mw = chain[index];
     if (!mw) {
       // The common miss: a 404 without an Error (and its stack) per request.
-      return Promise.resolve(
-        answer(404, undefined, new Headers(), req, ctx),
-      );
+      return Promise.resolve(answer(404, undefined, undefined, req, ctx));
     }
     let called = false;
     const next: Next = () => {

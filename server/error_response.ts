@@ -146,32 +146,54 @@ export function renderError(
   headers?: HeadersInit,
   html?: Uint8Array | string,
 ): Response {
-  const out = new Headers(headers);
-  out.set("x-content-type-options", "nosniff");
+  // The response's own headers, as a list (no Headers object and set() per
+  // error); those of `headers` with the same names give way to them.
+  const own: [string, string][] = [["x-content-type-options", "nosniff"]];
   let bytes: Uint8Array;
+  let vary: string | undefined;
   if (html !== undefined) {
     // A custom page is always HTML, sent as it is (with its own policy, if any).
-    out.set("content-type", "text/html; charset=UTF-8");
     bytes = typeof html === "string" ? new TextEncoder().encode(html) : html;
-    out.set("content-length", String(bytes.byteLength));
+    own.push(
+      ["content-type", "text/html; charset=UTF-8"],
+      ["content-length", String(bytes.byteLength)],
+    );
   } else {
     // The built-in page is HTML or JSON by Accept.
-    out.append("vary", "Accept");
+    vary = "Accept";
     const page = _page(status);
     if (prefersJson(req)) {
-      out.set("content-type", "application/json; charset=UTF-8");
-      out.set("content-length", page.jsonLength);
+      own.push(
+        ["content-type", "application/json; charset=UTF-8"],
+        ["content-length", page.jsonLength],
+      );
       bytes = page.json;
     } else {
-      out.set("content-type", "text/html; charset=UTF-8");
-      out.set("content-security-policy", _CSP);
-      out.set("content-length", page.htmlLength);
+      own.push(
+        ["content-type", "text/html; charset=UTF-8"],
+        ["content-security-policy", _CSP],
+        ["content-length", page.htmlLength],
+      );
       bytes = page.html;
     }
   }
+  const list: [string, string][] = [];
+  if (headers !== undefined) {
+    for (const [name, value] of new Headers(headers)) {
+      if (own.some(([n]) => n === name)) continue;
+      if (name === "vary" && vary) {
+        list.push(["vary", `${value}, ${vary}`]);
+        vary = undefined;
+      } else {
+        list.push([name, value]);
+      }
+    }
+  }
+  if (vary) list.push(["vary", vary]);
+  list.push(...own);
   // The Response copies the bytes: a cached page cannot be changed through it.
   return new Response(req.method === "HEAD" ? null : bytes as BodyInit, {
     status,
-    headers: out,
+    headers: list,
   });
 }
