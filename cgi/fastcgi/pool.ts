@@ -288,10 +288,9 @@ export function createBackendPool(
     idleSince.delete(conn);
     const i = idle.indexOf(conn);
     if (i >= 0) idle.splice(i, 1);
-    if (idle.length === 0 && sweep !== undefined) {
-      clearTimeout(sweep);
-      sweep = undefined;
-    }
+    // The sweep timer stays armed when the last idle connection is taken:
+    // a connection reused per request would otherwise clear and arm one
+    // per request; with nothing idle it finds nothing and ends.
   }
 
   /** Closes the connections idle for `keepAliveTimeoutMs`; re-arms for the next. */
@@ -408,6 +407,8 @@ export function createBackendPool(
   function close(): void {
     closed = true;
     closeIdle();
+    clearTimeout(sweep);
+    sweep = undefined;
   }
 
   return {
