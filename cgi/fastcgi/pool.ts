@@ -288,9 +288,10 @@ export function createBackendPool(
     idleSince.delete(conn);
     const i = idle.indexOf(conn);
     if (i >= 0) idle.splice(i, 1);
-    // The sweep timer stays armed when the last idle connection is taken:
-    // a connection reused per request would otherwise clear and arm one
-    // per request; with nothing idle it finds nothing and ends.
+    if (idle.length === 0 && sweep !== undefined) {
+      clearTimeout(sweep);
+      sweep = undefined;
+    }
   }
 
   /** Closes the connections idle for `keepAliveTimeoutMs`; re-arms for the next. */
@@ -407,8 +408,6 @@ export function createBackendPool(
   function close(): void {
     closed = true;
     closeIdle();
-    clearTimeout(sweep);
-    sweep = undefined;
   }
 
   return {
