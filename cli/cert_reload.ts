@@ -7,7 +7,32 @@
  * @module
  */
 
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { errorMessage } from "../server/log.ts";
+
+/**
+ * Throws unless `cert` (PEM; its first certificate, the leaf) and `key`
+ * (PEM) parse and belong together. `node:tls` in Deno 2.9 accepts any pair
+ * without a word (`createSecureContext`, `setSecureContext`) and then fails
+ * every handshake: this is the check it does not make.
+ *
+ * @example A pair that does not match
+ * ```ts ignore
+ * checkCertificatePair(cert, otherKey); // throws: the key does not match
+ * ```
+ *
+ * @param cert The certificate chain (PEM).
+ * @param key The private key (PEM).
+ */
+export function checkCertificatePair(cert: string, key: string): void {
+  let matches: boolean;
+  try {
+    matches = new X509Certificate(cert).checkPrivateKey(createPrivateKey(key));
+  } catch (error) {
+    throw new Error(`not a usable certificate and key: ${errorMessage(error)}`);
+  }
+  if (!matches) throw new Error("the key does not match the certificate");
+}
 
 /** A running watch; `close()` stops it. */
 export interface CertificateWatch {

@@ -10,7 +10,11 @@ import denoConfig from "../deno.json" with { type: "json" };
 import type { HandlerOptions } from "../handler/create_handler.ts";
 import { headerOptionsFromFlags } from "./header_flags.ts";
 import { RULE_USAGE, ruleFlags } from "./rule_flags.ts";
-import { type CertificateWatch, watchCertificate } from "./cert_reload.ts";
+import {
+  type CertificateWatch,
+  checkCertificatePair,
+  watchCertificate,
+} from "./cert_reload.ts";
 import { serveTlsFront } from "./tls_front.ts";
 import type { AccessLogFormat } from "../middleware/access_log.ts";
 import { bannerLines } from "./banner.ts";
@@ -595,10 +599,18 @@ type _Tls = { cert: string; key: string } | undefined;
 async function _readTls(config: _Config): Promise<_Tls | string> {
   if (config.cert === undefined || config.key === undefined) return undefined;
   try {
-    return {
-      cert: await _readPem("cert", config.cert),
-      key: await _readPem("key", config.key),
-    };
+    const cert = await _readPem("cert", config.cert);
+    const key = await _readPem("key", config.key);
+    try {
+      checkCertificatePair(cert, key);
+    } catch (error) {
+      throw new Error(
+        `--cert "${config.cert}" / --key "${config.key}": ${
+          errorMessage(error)
+        }`,
+      );
+    }
+    return { cert, key };
   } catch (error) {
     return errorMessage(error);
   }

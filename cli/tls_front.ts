@@ -15,6 +15,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import type { Handler } from "../server/types.ts";
+import { checkCertificatePair } from "./cert_reload.ts";
 import { guardAvailable, serveGuarded } from "./conn_guard.ts";
 import type { GuardSettings } from "./guard_flags.ts";
 import type { SharedConns } from "./shared_conns.ts";
@@ -104,7 +105,11 @@ export async function serveTlsFront(
     req: Request,
     info: Deno.ServeHandlerInfo<Deno.NetAddr>,
   ): Response | Promise<Response> {
-    const peer = peers.get(info.remoteAddr.port);
+    // Relayed connections come from 127.0.0.1 (another loopback address
+    // with the same port is some other local process).
+    const peer = info.remoteAddr.hostname === "127.0.0.1"
+      ? peers.get(info.remoteAddr.port)
+      : undefined;
     if (peer === undefined) return new Response(null, { status: 421 });
     // The URL the client asked for (`https:`): an own `url` on this
     // request shadows the prototype's getter. A copy (`new Request(url,
@@ -157,6 +162,7 @@ export async function serveTlsFront(
     finished: Promise.all([inner.finished, closed]).then(() => {}),
     innerPort: inner.addr.port,
     setCertificate(cert: string, key: string) {
+      checkCertificatePair(cert, key);
       server.setSecureContext({ cert, key });
     },
   };
@@ -237,31 +243,57 @@ function _relay(
 ): void {
   socket.setNoDelay(true);
   socket.pause();
-  const up = net.connect({ host: "127.0.0.1", port: innerPort });
+  const up = net.connect({
+    host: "127.0.0.1",
+    port: innerPort,
+    localAddress: "127.0.0.1",
+  });
   up.setNoDelay(true);
   let local: number | undefined;
+  let peer: Deno.NetAddr | undefined;
   let closed = false;
+  let lingering: ReturnType<typeof setTimeout> | undefined;
   const close = () => {
     if (closed) return;
     closed = true;
-    if (local !== undefined) peers.delete(local);
+    clearTimeout(lingering);
+    // Only our own entry (a port reused since may hold a newer one).
+    if (local !== undefined && peers.get(local) === peer) peers.delete(local);
     up.destroy();
     socket.destroy();
   };
   up.once("connect", () => {
     local = up.localPort;
     if (local === undefined || closed) return close();
-    peers.set(local, {
+    peer = {
       transport: "tcp",
       hostname: socket.remoteAddress ?? "",
       port: socket.remotePort ?? 0,
-    });
+    };
+    peers.set(local, peer);
     socket.pipe(up);
     up.pipe(socket);
     socket.resume();
   });
   socket.once("close", close);
-  up.once("close", close);
+  // The inner server closed (after `Connection: close`, or its shutdown):
+  // pipe() has ended the TLS socket. What is still queued on it goes out
+  // first ("finish"), then it is closed; a client that never takes those
+  // bytes is dropped after a while.
+  up.once("close", () => {
+    if (closed) return;
+    if (socket.writableLength === 0) return close();
+    socket.end();
+    socket.once("finish", close);
+    lingering = setTimeout(close, _LINGER_MS);
+  });
   socket.on("error", close);
   up.on("error", close);
 }
+
+/**
+ * How long a TLS socket may take to send what is queued once the inner
+ * server closed its side (nginx's `lingering_timeout` is 5 s, its
+ * `send_timeout` 60 s).
+ */
+const _LINGER_MS = 30_000;

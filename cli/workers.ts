@@ -18,8 +18,7 @@ import {
   spawnFastCgiWorkers,
 } from "../cgi/fastcgi/spawn.ts";
 import { defaultLog, errorMessage } from "../server/log.ts";
-import { createSecureContext as tlsContext } from "node:tls";
-import { watchCertificate } from "./cert_reload.ts";
+import { checkCertificatePair, watchCertificate } from "./cert_reload.ts";
 import { FORCE_WAIT_MS } from "./in_flight.ts";
 import type { ServeConfig } from "./serve_config.ts";
 import { guardAvailable } from "./conn_guard.ts";
@@ -82,13 +81,11 @@ export interface WorkerCount {
 }
 
 /**
- * The workers `config` is planned for, the read permission aside: `--workers`
+ * The workers `config` is planned for, permissions aside: `--workers`
  * (default {@linkcode DEFAULT_WORKERS}: `auto` = `navigator.hardwareConcurrency`),
- * but one with `--live-reload` (one watcher, one set of event streams),
- * with HTTPS when the TLS front may not connect to 127.0.0.1 (then Deno's
- * own TLS listener serves, in one isolate) and
- * where the port cannot be shared. `--print-permissions` prints what this
- * count needs.
+ * but one with `--live-reload` (one watcher, one set of event streams)
+ * and where the port cannot be shared. `--print-permissions` prints what
+ * this count needs.
  *
  * @example One per core
  * ```ts ignore
@@ -107,16 +104,16 @@ export function plannedWorkers(config: ServeConfig): WorkerCount {
   const handlers = [config.handler, ...config.sites.map((s) => s.handler)];
   const reason = handlers.some((h) => h.liveReload)
     ? "--live-reload runs one worker"
-    : config.cert !== undefined && !_tlsFrontAllowed()
-    ? "HTTPS without --allow-net=127.0.0.1 runs one worker (Deno's own TLS listener)"
     : portSharingProblem();
   return reason === undefined ? { count } : { count: 1, reason };
 }
 
 /**
- * The workers `config` gets: {@linkcode plannedWorkers}, but one when the
- * workers may not read their modules (a local copy of the package run
- * without `--allow-read` on its folder: see `workerModuleFolder`).
+ * The workers `config` gets: {@linkcode plannedWorkers}, but one with
+ * HTTPS when the TLS front may not connect to 127.0.0.1 (Deno's own TLS
+ * listener serves then, in one isolate), and when the workers may not read
+ * their modules (a local copy of the package run without `--allow-read` on
+ * its folder: see `workerModuleFolder`).
  *
  * @example One per core
  * ```ts ignore
@@ -129,7 +126,9 @@ export function plannedWorkers(config: ServeConfig): WorkerCount {
 export function workerCount(config: ServeConfig): WorkerCount {
   const planned = plannedWorkers(config);
   if (planned.count <= 1) return planned;
-  const reason = _moduleProblem();
+  const reason = config.cert !== undefined && !_tlsFrontAllowed()
+    ? "HTTPS without --allow-net=127.0.0.1 runs one worker (Deno's own TLS listener)"
+    : _moduleProblem();
   return reason === undefined ? planned : { count: 1, reason };
 }
 
@@ -194,6 +193,8 @@ interface _Slot {
   draining: PromiseWithResolvers<number> | undefined;
   /** Settles once its isolate is gone for good (shutdown). */
   done: PromiseWithResolvers<void>;
+  /** HTTPS: the pair its start message carried. */
+  tls?: { cert: string; key: string };
 }
 
 /**
@@ -408,6 +409,7 @@ export async function serveWorkers(
       case "loaded":
         // Restarted while the server stops: it never serves.
         if (stopping) return bury(slot);
+        slot.tls = tls;
         return post(slot, {
           type: "start",
           index: slot.index,
@@ -424,6 +426,11 @@ export async function serveWorkers(
         return;
       case "listening":
         slot.tid = message.tid;
+        // Renewed while it started (before it listened for messages).
+        if (tls && slot.tls !== tls) {
+          slot.tls = tls;
+          post(slot, { type: "certificate", ...tls });
+        }
         // Started just before the signal: the drain it missed, now.
         if (stopping && !slot.draining) {
           slot.draining = Promise.withResolvers<number>();
@@ -507,7 +514,7 @@ export async function serveWorkers(
   // worker's front serves new connections with it.
   const certificates = tls && config.cert && config.key
     ? watchCertificate(config.cert, config.key, (cert, key) => {
-      tlsContext({ cert, key }); // throws on a bad pair: the old one stays
+      checkCertificatePair(cert, key); // throws on a bad pair: the old one stays
       tls = { cert, key };
       for (const slot of slots) post(slot, { type: "certificate", cert, key });
     }, (line) => console.error(line))

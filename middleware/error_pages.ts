@@ -43,6 +43,9 @@ export interface ErrorPagesOptions {
   fromRoot?: boolean;
 }
 
+/** Custom pages up to this size are kept by the open-file cache. */
+const _CACHED_PAGE_BYTES = 16384;
+
 /**
  * Gives the error responses the server made (a thrown error turned into a
  * page by `compose()`, see `ctx.failure`) a custom HTML page: an explicit
@@ -85,8 +88,12 @@ export function errorPages(options: ErrorPagesOptions = {}): Middleware {
       if (configured !== undefined) return await Deno.readFile(configured);
       if (!fromRoot || ctx.root === undefined) return undefined;
       const found = await ctx.root.find([`${status}.html`]);
-      // Through the root: a small page's bytes come from the open-file cache.
-      return found?.info.isFile ? await ctx.root.read(found) : undefined;
+      if (!found?.info.isFile) return undefined;
+      // A small page's bytes come from the open-file cache (as small files'
+      // do); a larger one is read each time, never kept.
+      return found.info.size <= _CACHED_PAGE_BYTES
+        ? await ctx.root.read(found)
+        : await Deno.readFile(found.realPath);
     } catch {
       return undefined;
     }

@@ -503,6 +503,12 @@ Deno.test("cli HTTPS under exactly the printed flags uses the TLS front, and the
     `--allow-read=${site},${cert},${key}${MODULES}`,
     "--allow-net=127.0.0.1",
   ]);
+  // The same whatever the printing process itself may do.
+  const underReadOnly = await runCli(
+    [...args, "--print-permissions"],
+    ["--allow-read"],
+  );
+  assert.equal(underReadOnly.stdout.trim(), permissions.join(" "));
   const server = await startUnder(permissions, args);
   try {
     using client = Deno.createHttpClient({

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { serveTlsFront } from "../cli/tls_front.ts";
 import { tempDir, testdata } from "./_helpers/fs.ts";
 import { freePort, makeCert } from "./_helpers/net.ts";
-import { MOD, startCli } from "./_helpers/process.ts";
+import { MOD, runCli, startCli } from "./_helpers/process.ts";
 import { waitFor } from "./_helpers/poll.ts";
 
 async function front(
@@ -203,4 +203,70 @@ Deno.test("cli reloads a renewed certificate for new connections without a resta
   } finally {
     await server.stop();
   }
+});
+
+Deno.test("cli refuses a --cert and --key that do not belong together, in one line", async () => {
+  await using dir = await tempDir();
+  await using other = await tempDir();
+  const { cert } = await makeCert(dir.path);
+  const { key } = await makeCert(other.path);
+  const out = await runCli([
+    testdata("www"),
+    "--port",
+    "0",
+    "--cert",
+    cert,
+    "--key",
+    key,
+  ]);
+  assert.equal(out.code, 1, out.stderr);
+  assert.equal(
+    out.stderr.trim(),
+    `error: --cert "${cert}" / --key "${key}": the key does not match the certificate`,
+  );
+});
+
+Deno.test("cli keeps serving the old certificate when a renewed key does not match it", async () => {
+  await using dir = await tempDir();
+  await using other = await tempDir();
+  const { cert, key } = await makeCert(dir.path);
+  const stranger = await makeCert(other.path);
+  const server = await startCli([
+    testdata("www"),
+    "--port",
+    "0",
+    "--quiet",
+    "--cert",
+    cert,
+    "--key",
+    key,
+  ]);
+  const port = new URL(server.base).port;
+  const pem = await Deno.readTextFile(cert);
+  const served = async () => {
+    using client = Deno.createHttpClient({ caCerts: [pem] });
+    const res = await fetch(`https://localhost:${port}/hello.txt`, { client });
+    return await res.text();
+  };
+  let stderr = "";
+  try {
+    assert.equal(await served(), "Hello, world!\n");
+    // Only the key is replaced (a botched renewal): refused, reported.
+    await Deno.writeTextFile(key, await Deno.readTextFile(stranger.key));
+    // Past the reload's debounce (200 ms), new connections keep getting
+    // the old, working pair.
+    const until = Date.now() + 1500;
+    while (Date.now() < until) {
+      assert.equal(await served(), "Hello, world!\n", "the old pair stays");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await server.stop();
+    stderr = await server.stderr;
+  }
+  assert.match(
+    stderr,
+    /cannot reload --cert "[^"]+" \/ --key "[^"]+" \(keeping the old pair\): the key does not match the certificate/,
+  );
+  assert.doesNotMatch(stderr, /reloaded --cert/);
 });
