@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
+import net from "node:net";
 import { serveTlsFront } from "../cli/tls_front.ts";
 import { tempDir, testdata } from "./_helpers/fs.ts";
-import { freePort, makeCert } from "./_helpers/net.ts";
+import { freePort, makeCert, tcpSockets } from "./_helpers/net.ts";
 import { MOD, runCli, startCli } from "./_helpers/process.ts";
 import { waitFor } from "./_helpers/poll.ts";
 
@@ -134,6 +135,62 @@ Deno.test("serveTlsFront() answers 421 to a connection that bypasses TLS", async
     assert.equal(await res.text(), "");
     assert.equal(reached, false, "the handler never ran");
   } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("serveTlsFront() answers 421 to another loopback address that borrows a relayed connection's port", async () => {
+  let reached = 0;
+  const server = await front(() => {
+    reached++;
+    return Promise.resolve(new Response("secret"));
+  });
+  const client = await Deno.connectTls({
+    hostname: "localhost",
+    port: server.port,
+    caCerts: [server.caCert],
+  });
+  try {
+    // A relayed connection, held open: its inner local port is registered.
+    await client.write(
+      new TextEncoder().encode("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    );
+    const buf = new Uint8Array(1024);
+    assert.match(
+      new TextDecoder().decode(buf.subarray(0, (await client.read(buf))!)),
+      /secret/,
+    );
+    const relayed = tcpSockets().find((s) =>
+      s.remotePort === server.innerPort && s.state === "ESTABLISHED"
+    );
+    assert.ok(relayed, "the relayed connection to the inner port");
+    // Another local process on 127.0.0.2 with that same port number.
+    const impostor = net.connect({
+      host: "127.0.0.1",
+      port: server.innerPort,
+      localAddress: "127.0.0.2",
+      localPort: relayed.localPort,
+    });
+    const answer = await new Promise<string>((resolve, reject) => {
+      let text = "";
+      impostor.on(
+        "connect",
+        () =>
+          impostor.write(
+            "GET /admin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+          ),
+      );
+      impostor.on(
+        "data",
+        (chunk: Uint8Array) => text += new TextDecoder().decode(chunk),
+      );
+      impostor.on("end", () => resolve(text));
+      impostor.on("error", reject);
+    });
+    assert.match(answer, /^HTTP\/1\.1 421 /);
+    assert.equal(reached, 1, "only the relayed request reached the handler");
+  } finally {
+    client.close();
     await server.stop();
   }
 });
