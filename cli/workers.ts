@@ -12,7 +12,11 @@
  * @module
  */
 
-import type { FastCgiOptions } from "../cgi/fastcgi/fastcgi.ts";
+import {
+  _spawnedBackends,
+  _spawnOptions,
+  type FastCgiOptions,
+} from "../cgi/fastcgi/fastcgi.ts";
 import {
   type FastCgiWorkers,
   spawnFastCgiWorkers,
@@ -209,14 +213,9 @@ async function _spawnPools(config: ServeConfig): Promise<FastCgiWorkers[]> {
     const options = h.fastcgi;
     if (options?.spawn === undefined) continue;
     const log = h.log ?? defaultLog;
-    const pool = spawnFastCgiWorkers({
-      command: options.spawn,
-      workers: options.workers,
-      env: options.spawnEnv,
-      passEnv: options.spawnPassEnv,
-      path: options.spawnPath,
-      log,
-    });
+    const pool = spawnFastCgiWorkers(
+      _spawnOptions(options.spawn, options, log),
+    );
     pools.push(pool);
     const {
       spawn: _spawn,
@@ -226,14 +225,7 @@ async function _spawnPools(config: ServeConfig): Promise<FastCgiWorkers[]> {
       spawnPath: _path,
       ...rest
     } = options;
-    const backends: FastCgiOptions = {
-      ...rest,
-      backends: pool.addresses,
-      keepAlive: Math.min(options.keepAlive ?? 1, 1),
-      maxConnections: 1,
-      downTimeMs: options.downTimeMs ?? 1_000,
-    };
-    h.fastcgi = backends;
+    h.fastcgi = { ...rest, ..._spawnedBackends(options, pool.addresses) };
     // One worker failing to start does not block requests.
     await pool.ready.catch((error) =>
       log("error", `FastCGI workers did not start: ${errorMessage(error)}`)

@@ -42,7 +42,11 @@ import {
 } from "./client.ts";
 import { FastCgiError } from "./errors.ts";
 import { slowAbort } from "./slow_abort.ts";
-import { type FastCgiWorkers, spawnFastCgiWorkers } from "./spawn.ts";
+import {
+  type FastCgiSpawnOptions,
+  type FastCgiWorkers,
+  spawnFastCgiWorkers,
+} from "./spawn.ts";
 
 /**
  * Options of {@linkcode fastcgi}. Durations are in milliseconds.
@@ -240,6 +244,45 @@ interface _Backend {
   started: Promise<void> | undefined;
 }
 
+/**
+ * The process manager's options from `options`' `spawn*` fields (shared
+ * with the CLI's `--workers`, which starts the pool in the main thread).
+ */
+export function _spawnOptions(
+  command: NonNullable<FastCgiOptions["spawn"]>,
+  options: FastCgiOptions,
+  log: LogFn,
+): FastCgiSpawnOptions {
+  return {
+    command,
+    workers: options.workers,
+    env: options.spawnEnv,
+    passEnv: options.spawnPassEnv,
+    path: options.spawnPath,
+    log,
+  };
+}
+
+/**
+ * How a client reaches spawned workers: their sockets, one connection
+ * each (a `php-cgi -b` worker serves one at a time), kept at most once,
+ * and a dead one skipped for a second.
+ */
+export function _spawnedBackends(
+  options: FastCgiOptions,
+  addresses: readonly FastCgiAddress[],
+): Pick<
+  FastCgiOptions,
+  "backends" | "keepAlive" | "maxConnections" | "downTimeMs"
+> {
+  return {
+    backends: addresses,
+    keepAlive: Math.min(options.keepAlive ?? 1, 1),
+    maxConnections: 1,
+    downTimeMs: options.downTimeMs ?? 1_000,
+  };
+}
+
 function _backend(options: FastCgiOptions, log: LogFn): _Backend {
   if (options.spawn === undefined) {
     return {
@@ -251,12 +294,7 @@ function _backend(options: FastCgiOptions, log: LogFn): _Backend {
   // Workers get ready asynchronously, once the client below exists.
   const link: { client?: FastCgiClient } = {};
   const workers = spawnFastCgiWorkers({
-    command: options.spawn,
-    workers: options.workers,
-    env: options.spawnEnv,
-    passEnv: options.spawnPassEnv,
-    path: options.spawnPath,
-    log,
+    ..._spawnOptions(options.spawn, options, log),
     onReady: (i) => link.client?.markUp(i),
   });
   workers.ready.catch((error) =>
@@ -264,10 +302,7 @@ function _backend(options: FastCgiOptions, log: LogFn): _Backend {
   );
   const client = link.client = createFastCgiClient({
     ...options,
-    backends: workers.addresses,
-    keepAlive: Math.min(options.keepAlive ?? 1, 1),
-    maxConnections: 1,
-    downTimeMs: options.downTimeMs ?? 1_000,
+    ..._spawnedBackends(options, workers.addresses),
     log,
   });
   // One worker failing to start does not block requests.
