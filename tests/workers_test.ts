@@ -23,6 +23,15 @@ const ROOT = testdata("workers");
 const HOOKS = { env: { X_SERVE_TEST_HOOKS: "1" } };
 const RUN = ["run", "--no-prompt", "-A", MOD];
 
+/** The CLI on a free port with `--workers 2`, `flags` and the test hooks. */
+function twoWorkers(flags: string[], root = ROOT): Promise<ServerProcess> {
+  return startCli(
+    [root, "--port", "0", "--workers", "2", ...flags],
+    RUN,
+    HOOKS,
+  );
+}
+
 /** A request on a connection of its own (the kernel picks its worker). */
 async function fresh(url: string, init: RequestInit = {}): Promise<Response> {
   const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
@@ -58,11 +67,7 @@ async function stopped(server: ServerProcess): Promise<string> {
 }
 
 Deno.test("--workers 2: connections are answered by both isolates, one banner", async () => {
-  const server = await startCli(
-    [ROOT, "--port", "0", "--workers", "2"],
-    RUN,
-    HOOKS,
-  );
+  const server = await twoWorkers([]);
   try {
     const seen = await workersSeen(`${server.base}/index.txt`, 40);
     assert.deepEqual([...seen].sort(), ["0", "1"]);
@@ -84,21 +89,7 @@ Deno.test("--workers 2 --cert: both isolates answer HTTPS and HTTP/2, and a rene
   await using renewed = await tempDir();
   const { cert, key } = await makeCert(dir.path);
   const next = await makeCert(renewed.path);
-  const server = await startCli(
-    [
-      ROOT,
-      "--port",
-      "0",
-      "--workers",
-      "2",
-      "--cert",
-      cert,
-      "--key",
-      key,
-    ],
-    RUN,
-    HOOKS,
-  );
+  const server = await twoWorkers(["--cert", cert, "--key", key]);
   const port = new URL(server.base).port;
   const url = `https://localhost:${port}/index.txt`;
   let stderr = "";
@@ -185,11 +176,7 @@ Deno.test("--workers in the config file, and bad values are usage errors", async
 });
 
 Deno.test("--workers 2 --live-reload serves with one isolate", async () => {
-  const server = await startCli(
-    [ROOT, "--port", "0", "--workers", "2", "--live-reload"],
-    RUN,
-    HOOKS,
-  );
+  const server = await twoWorkers(["--live-reload"]);
   try {
     const res = await fresh(`${server.base}/index.txt`);
     assert.equal(res.status, 200);
@@ -206,21 +193,12 @@ Deno.test("--workers 2 --live-reload serves with one isolate", async () => {
 });
 
 Deno.test("--workers 2: --cgi-max-concurrent counts the scripts of both workers", async () => {
-  const server = await startCli(
-    [
-      ROOT,
-      "--port",
-      "0",
-      "--quiet",
-      "--workers",
-      "2",
-      "--cgi",
-      "--cgi-max-concurrent",
-      "1",
-    ],
-    RUN,
-    HOOKS,
-  );
+  const server = await twoWorkers([
+    "--quiet",
+    "--cgi",
+    "--cgi-max-concurrent",
+    "1",
+  ]);
   try {
     // Both workers get some of the 12 connections; only one script runs.
     const answers = await Promise.all(
@@ -244,22 +222,13 @@ Deno.test("--workers 2: --cgi-max-concurrent counts the scripts of both workers"
 });
 
 Deno.test("--workers 2 --fastcgi-spawn starts its pool once, which both workers use", async () => {
-  const server = await startCli(
-    [
-      PHP_ROOT,
-      "--port",
-      "0",
-      "--quiet",
-      "--workers",
-      "2",
-      "--fastcgi-spawn",
-      "php-cgi",
-      "--fastcgi-workers",
-      "2",
-    ],
-    RUN,
-    HOOKS,
-  );
+  const server = await twoWorkers([
+    "--quiet",
+    "--fastcgi-spawn",
+    "php-cgi",
+    "--fastcgi-workers",
+    "2",
+  ], PHP_ROOT);
   let pool: number[] = [];
   try {
     const php = () =>
@@ -297,20 +266,11 @@ Deno.test("--workers 2 --log-format json: lines under load are whole, on stdout 
   const query = "q=" + "x".repeat(6000);
   const requests = 300;
   for (const logFile of [undefined, file]) {
-    const server = await startCli(
-      [
-        ROOT,
-        "--port",
-        "0",
-        "--workers",
-        "2",
-        "--log-format",
-        "json",
-        ...(logFile ? ["--log-file", logFile] : []),
-      ],
-      RUN,
-      HOOKS,
-    );
+    const server = await twoWorkers([
+      "--log-format",
+      "json",
+      ...(logFile ? ["--log-file", logFile] : []),
+    ]);
     const workers = new Set<string | null>();
     try {
       for (let round = 0; round < requests / 30; round++) {
@@ -345,20 +305,7 @@ Deno.test("--workers 2 --log-format json: lines under load are whole, on stdout 
 });
 
 Deno.test("--workers 2: SIGTERM under load drains every worker and exits 0", async () => {
-  const server = await startCli(
-    [
-      ROOT,
-      "--port",
-      "0",
-      "--workers",
-      "2",
-      "--cgi",
-      "--shutdown-grace",
-      "10",
-    ],
-    RUN,
-    HOOKS,
-  );
+  const server = await twoWorkers(["--cgi", "--shutdown-grace", "10"]);
   const before = children(server.pid);
   // 10 scripts of 1 s in flight, over both workers.
   const answers = Array.from(
@@ -385,21 +332,12 @@ Deno.test("--workers 2: SIGTERM under load drains every worker and exits 0", asy
 });
 
 Deno.test("--workers 2: a worker that crashes is replaced, and its CGI scripts die with it", async () => {
-  const server = await startCli(
-    [
-      ROOT,
-      "--port",
-      "0",
-      "--quiet",
-      "--workers",
-      "2",
-      "--cgi",
-      "--shutdown-grace",
-      "1",
-    ],
-    RUN,
-    HOOKS,
-  );
+  const server = await twoWorkers([
+    "--quiet",
+    "--cgi",
+    "--shutdown-grace",
+    "1",
+  ]);
   try {
     // Long scripts on both workers: their pid (= process group) first.
     const running: { worker: string; pgid: number; body: Promise<unknown> }[] =
@@ -499,11 +437,7 @@ Deno.test("--workers 2: --max-connections and --max-connections-per-client count
       3,
     ]] as const
   ) {
-    const server = await startCli(
-      [ROOT, "--port", "0", "--quiet", "--workers", "2", flag, String(cap)],
-      RUN,
-      HOOKS,
-    );
+    const server = await twoWorkers(["--quiet", flag, String(cap)]);
     const port = Number(new URL(server.base).port);
     try {
       // 16 at once: both workers get some; only `cap` are served (counted
@@ -542,24 +476,15 @@ Deno.test("--workers 2: --max-connections and --max-connections-per-client count
 Deno.test("--workers 2: --fastcgi-max-connections and --fastcgi-keep-alive hold for the whole server (php-fpm)", async () => {
   await using fpm = await startPhpFpm({ workers: 4 });
   const fpmPort = Number(fpm.address.split(":")[1]);
-  const server = await startCli(
-    [
-      PHP_ROOT,
-      "--port",
-      "0",
-      "--quiet",
-      "--workers",
-      "2",
-      "--fastcgi",
-      fpm.address,
-      "--fastcgi-max-connections",
-      "2",
-      "--fastcgi-keep-alive",
-      "1",
-    ],
-    RUN,
-    HOOKS,
-  );
+  const server = await twoWorkers([
+    "--quiet",
+    "--fastcgi",
+    fpm.address,
+    "--fastcgi-max-connections",
+    "2",
+    "--fastcgi-keep-alive",
+    "1",
+  ], PHP_ROOT);
   // The server's connections to php-fpm (its side of them).
   const toFpm = () =>
     tcpSockets().filter((s) =>
@@ -664,11 +589,7 @@ Deno.test("--workers 2: SIGTERM while a crashed worker restarts stops within the
   // The replacement starts 100 ms after the crash and loads for ~100 ms:
   // signal at moments on both sides of its "loaded".
   for (const delay of [150, 250, 300]) {
-    const server = await startCli(
-      [ROOT, "--port", "0", "--workers", "2", "--shutdown-grace", "2"],
-      RUN,
-      HOOKS,
-    );
+    const server = await twoWorkers(["--shutdown-grace", "2"]);
     const crash = await fresh(`${server.base}/__x_serve_test/crash`);
     assert.equal(crash.status, 202);
     await new Promise((resolve) => setTimeout(resolve, delay));
