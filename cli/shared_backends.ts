@@ -64,6 +64,18 @@ async function _sleep(
   if (waited.async) await waited.value;
 }
 
+/** The cells of `buffer`, and which of them are worker `index`'s own counts. */
+function _cells(buffer: SharedArrayBuffer, index: number) {
+  const cells = new Int32Array(buffer);
+  const workers = (cells.length - _HEAD) / 3;
+  const own = {
+    open: _HEAD + index,
+    idle: _HEAD + workers + index,
+    waiting: _HEAD + 2 * workers + index,
+  };
+  return { cells, own };
+}
+
 /**
  * Worker `index`'s view of a backend's shared count, for
  * `FastCgiClientOptions.shared`.
@@ -76,13 +88,7 @@ export function sharedBackend(
   buffer: SharedArrayBuffer,
   index: number,
 ): SharedBackendCount {
-  const cells = new Int32Array(buffer);
-  const workers = (cells.length - _HEAD) / 3;
-  const own = {
-    open: _HEAD + index,
-    idle: _HEAD + workers + index,
-    waiting: _HEAD + 2 * workers + index,
-  };
+  const { cells, own } = _cells(buffer, index);
   /** Takes a place of `total` below `limit`. */
   const take = (total: number, mine: number, limit: number): boolean => {
     if (Atomics.add(cells, total, 1) >= limit) {
@@ -150,19 +156,10 @@ export function releaseWorkerBackend(
   buffer: SharedArrayBuffer,
   index: number,
 ): number {
-  const cells = new Int32Array(buffer);
-  const workers = (cells.length - _HEAD) / 3;
-  Atomics.sub(
-    cells,
-    _IDLE,
-    Atomics.exchange(cells, _HEAD + workers + index, 0),
-  );
-  Atomics.sub(
-    cells,
-    _WAITING,
-    Atomics.exchange(cells, _HEAD + 2 * workers + index, 0),
-  );
-  const open = Atomics.exchange(cells, _HEAD + index, 0);
+  const { cells, own } = _cells(buffer, index);
+  Atomics.sub(cells, _IDLE, Atomics.exchange(cells, own.idle, 0));
+  Atomics.sub(cells, _WAITING, Atomics.exchange(cells, own.waiting, 0));
+  const open = Atomics.exchange(cells, own.open, 0);
   Atomics.sub(cells, _OPEN, open);
   if (open > 0) {
     Atomics.add(cells, _CLOSES, 1);
