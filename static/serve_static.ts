@@ -251,14 +251,14 @@ function _sender(options: ServeStaticOptions): _Send {
     );
     // Read by the real path that resolution checked: a symlink swapped
     // since the (possibly cached) lookup cannot redirect the read.
-    const send: ServeFileOptions = {
+    const options = (): ServeFileOptions => ({
       ...fileOptions,
       contentType: type,
       storedEncoding: v.stored,
       dynamicEncoding: v.dynamic,
       read: () => root.read(v.file),
       varyEncoding: v.vary,
-    };
+    });
     if (
       v.dynamic === undefined && v.file.info.size <= bufferBelow &&
       !req.headers.has("range")
@@ -269,11 +269,11 @@ function _sender(options: ServeStaticOptions): _Send {
         p.options.storedEncoding !== v.stored ||
         p.options.varyEncoding !== v.vary
       ) {
-        p = _prepare(v.file.realPath, v.file.info, send);
+        p = _prepare(v.file.realPath, v.file.info, options());
         prepared.set(v.file, p);
       }
       return _serveWhole(req, p);
     }
-    return serveFile(req, v.file.realPath, v.file.info, send);
+    return serveFile(req, v.file.realPath, v.file.info, options());
   };
 }
