@@ -12,11 +12,7 @@
  * @module
  */
 
-import {
-  _spawnedBackends,
-  _spawnOptions,
-  type FastCgiOptions,
-} from "../cgi/fastcgi/fastcgi.ts";
+import { _spawnedBackends, _spawnOptions } from "../cgi/fastcgi/fastcgi.ts";
 import {
   type FastCgiWorkers,
   spawnFastCgiWorkers,
