@@ -5,8 +5,9 @@
  * resolution → static files), composed here because `createHandler` does
  * not take `bufferBelow`.
  *
- * Usage: `deno run -A bench/lib_server.ts ROOT [BUFFER_BELOW]` — without
- * `BUFFER_BELOW` the library default applies. Prints
+ * Usage: `deno run -A bench/lib_server.ts ROOT [BUFFER_BELOW | cached]` —
+ * without it the library default applies (no open-file cache); `cached`
+ * turns the open-file cache on with its defaults (as the CLI does). Prints
  * `Listening on http://127.0.0.1:PORT/` once ready.
  *
  * @module
@@ -15,16 +16,26 @@
 import { compose, errorPages, resolvePath, serveStatic } from "../mod.ts";
 
 const [root, bufferArg] = Deno.args;
-if (!root || (bufferArg !== undefined && !/^\d+$/.test(bufferArg))) {
-  console.error("usage: lib_server.ts ROOT [BUFFER_BELOW]");
+if (
+  !root ||
+  (bufferArg !== undefined && !/^(\d+|cached)$/.test(bufferArg))
+) {
+  console.error("usage: lib_server.ts ROOT [BUFFER_BELOW | cached]");
   Deno.exit(2);
 }
 
 const handler = compose([
   errorPages(),
-  resolvePath({ root, dotfiles: false, followSymlinks: false }),
+  resolvePath({
+    root,
+    dotfiles: false,
+    followSymlinks: false,
+    ...(bufferArg === "cached" ? { cache: {} } : {}),
+  }),
   serveStatic(
-    bufferArg === undefined ? {} : { bufferBelow: Number(bufferArg) },
+    bufferArg === undefined || bufferArg === "cached"
+      ? {}
+      : { bufferBelow: Number(bufferArg) },
   ),
 ]);
 

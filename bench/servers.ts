@@ -278,17 +278,18 @@ export function startDenoMinimal(root: string): Promise<RunningServer> {
 
 /**
  * Starts @x/serve as a library (`bench/lib_server.ts`) with `bufferBelow`
- * (`undefined`: the library default).
+ * (`undefined`: the library default), or with the open-file cache on and
+ * the default `bufferBelow` (`"cached"`).
  *
  * @param name Its name in the tables.
  * @param root The folder to serve.
- * @param bufferBelow The `serveStatic` option.
+ * @param bufferBelow The `serveStatic` option, or `"cached"`.
  * @returns The running server.
  */
 export function startLibServer(
   name: string,
   root: string,
-  bufferBelow: number | undefined,
+  bufferBelow: number | "cached" | undefined,
 ): Promise<RunningServer> {
   const args = ["run", "-A", `${REPO}/bench/lib_server.ts`, root];
   if (bufferBelow !== undefined) args.push(String(bufferBelow));

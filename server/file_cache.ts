@@ -39,11 +39,18 @@ export interface FileCacheOptions {
    */
   maxEntries?: number;
   /**
-   * Most bytes of small files' contents kept in memory, in all (files that
-   * static serving reads whole, i.e. up to its `bufferBelow`).
+   * Most bytes of files' contents kept in memory, in all (least recently
+   * used first out).
    * @default {16777216} (16 MiB)
    */
   maxBytes?: number;
+  /**
+   * Largest file whose contents are kept once read: static serving sends
+   * a cached file up to this size from memory (read once, then shared by
+   * every response) and streams larger ones.
+   * @default {1048576} (1 MiB)
+   */
+  maxFileSize?: number;
   /**
    * Watch the root (`Deno.watchFs`, recursive) and drop what a change
    * touches at once: a changed, created, deleted or renamed file, and a
@@ -79,6 +86,7 @@ export class _FileCache implements AsyncDisposable {
   readonly #validMs: number;
   readonly #maxEntries: number;
   readonly #maxBytes: number;
+  readonly #maxFileSize: number;
   readonly #watch: boolean;
   readonly #entries = new Map<string, _Entry>();
   readonly #derived = new Map<string, _Derived>();
@@ -96,6 +104,10 @@ export class _FileCache implements AsyncDisposable {
     this.#validMs = options.validMs ?? 1000;
     this.#maxEntries = options.maxEntries ?? 10_000;
     this.#maxBytes = options.maxBytes ?? 16 * 1024 * 1024;
+    this.#maxFileSize = Math.min(
+      options.maxFileSize ?? 1024 * 1024,
+      this.#maxBytes,
+    );
     this.#watch = options.watch ?? true;
   }
 
@@ -118,8 +130,18 @@ export class _FileCache implements AsyncDisposable {
   }
 
   /**
+   * Whether {@linkcode _FileCache.read} answers `file` from memory (after
+   * its first read): this cache holds its lookup and it fits `maxFileSize`.
+   */
+  keeps(file: ResolvedFile): boolean {
+    return this.enabled && file.info.size <= this.#maxFileSize &&
+      this.#entries.get(file.path)?.file === file;
+  }
+
+  /**
    * The contents of `file` (a lookup this cache returned), read whole by
-   * its real path and kept while its entry lives and they fit `maxBytes`.
+   * its real path and kept while its entry lives and they fit `maxFileSize`
+   * (and `maxBytes` in all).
    */
   async read(file: ResolvedFile): Promise<Uint8Array<ArrayBuffer>> {
     const entry = this.#entries.get(file.path);
@@ -128,7 +150,8 @@ export class _FileCache implements AsyncDisposable {
     const current = this.#entries.get(file.path);
     if (
       current === entry && entry?.file === file &&
-      bytes.byteLength === file.info.size && bytes.byteLength <= this.#maxBytes
+      bytes.byteLength === file.info.size &&
+      bytes.byteLength <= this.#maxFileSize
     ) {
       entry.bytes = bytes;
       this.#bytes += bytes.byteLength;

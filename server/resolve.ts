@@ -293,6 +293,10 @@ export function documentRoot(
     return cache?.enabled ? cache.read(file) : Deno.readFile(file.realPath);
   }
 
+  function keeps(file: ResolvedFile): boolean {
+    return cache?.keeps(file) ?? false;
+  }
+
   function remember<T>(
     segments: readonly string[],
     key: string,
@@ -314,6 +318,7 @@ export function documentRoot(
     followSymlinks,
     find,
     read,
+    keeps,
     hides,
     close,
     [Symbol.asyncDispose]: close,

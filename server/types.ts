@@ -71,6 +71,13 @@ export interface DocumentRoot {
    */
   read(file: ResolvedFile): Promise<Uint8Array<ArrayBuffer>>;
   /**
+   * Whether {@linkcode DocumentRoot.read} answers `file` from memory (after
+   * its first read): static serving then sends it whole at any size up to
+   * the open-file cache's `maxFileSize`, instead of streaming it. Absent:
+   * never.
+   */
+  keeps?(file: ResolvedFile): boolean;
+  /**
    * A value computed from the directory at `segments` (e.g. its rendered
    * listing) under `key`: kept by the open-file cache until the directory
    * or an entry directly in it changes; computed every time without it.

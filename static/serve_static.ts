@@ -63,8 +63,10 @@ export interface ServeStaticOptions {
    */
   dirListing?: boolean | ListingOptions;
   /**
-   * Files up to this size are sent from memory instead of streamed (see
-   * {@linkcode ServeFileOptions.bufferBelow}).
+   * Files up to this size are read whole and sent from memory instead of
+   * streamed (see {@linkcode ServeFileOptions.bufferBelow}). Files the
+   * open-file cache keeps (up to its `maxFileSize`) are sent from memory
+   * whatever this says: read once, their bytes are shared by every response.
    * @default {16384}
    */
   bufferBelow?: number;
@@ -260,8 +262,8 @@ function _sender(options: ServeStaticOptions): _Send {
       varyEncoding: v.vary,
     });
     if (
-      v.dynamic === undefined && v.file.info.size <= bufferBelow &&
-      !req.headers.has("range")
+      v.dynamic === undefined && !req.headers.has("range") &&
+      (v.file.info.size <= bufferBelow || root.keeps?.(v.file) === true)
     ) {
       let p = prepared.get(v.file);
       if (

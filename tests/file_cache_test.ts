@@ -194,6 +194,37 @@ Deno.test("file cache keeps small files' bytes within maxBytes, and only those",
   );
 });
 
+Deno.test("file cache sends files above bufferBelow from memory up to maxFileSize, and streams larger ones", async () => {
+  await using dir = await tempDir();
+  const kib = (n: number, byte: number) => new Uint8Array(n * 1024).fill(byte);
+  await Deno.writeFile(`${dir.path}/kept.bin`, kib(100, 1));
+  await Deno.writeFile(`${dir.path}/streamed.bin`, kib(200, 1));
+  await using handler = cached(dir.path, {
+    validMs: 60_000,
+    watch: false,
+    maxFileSize: 150 * 1024,
+  });
+  /** "status length: the distinct byte values" (short to compare). */
+  const body = async (path: string, headers?: HeadersInit) => {
+    const res = await handler(new Request(`http://x${path}`, { headers }));
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    return `${res.status} ${bytes.length}: ${[...new Set(bytes)].join()}`;
+  };
+  assert.equal(await body("/kept.bin"), "200 102400: 1");
+  assert.equal(await body("/streamed.bin"), "200 204800: 1");
+  // Same sizes, new bytes: only the file within maxFileSize stays as it was.
+  await Deno.writeFile(`${dir.path}/kept.bin`, kib(100, 2));
+  await Deno.writeFile(`${dir.path}/streamed.bin`, kib(200, 2));
+  assert.equal(await body("/kept.bin"), "200 102400: 1", "held in memory");
+  assert.equal(
+    await body("/streamed.bin"),
+    "200 204800: 2",
+    "over maxFileSize: streamed from disk",
+  );
+  // A range of the kept file is still cut from the file.
+  assert.equal(await body("/kept.bin", { range: "bytes=0-1" }), "206 2: 2");
+});
+
 Deno.test("file cache serves new bytes of a small file once the watcher reports it", async () => {
   await using dir = await tempDir();
   await Deno.writeTextFile(`${dir.path}/a.txt`, "one");
