@@ -293,6 +293,23 @@ Deno.test("accessLog() logs a file Deno sends natively, abandoned mid-body over 
   }
 });
 
+/**
+ * GETs `/big.bin` over HTTP/1.1 on a raw connection, reads 2 MiB, and
+ * leaves: the bytes received.
+ */
+async function abandonBigBin(port: number): Promise<number> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(
+    new TextEncoder().encode(
+      "GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    ),
+  );
+  const { received } = await readSome((buf) => conn.read(buf), 2 * MIB);
+  await _sleep(300);
+  conn.close();
+  return received;
+}
+
 Deno.test("accessLog() cannot see a file Deno sends natively abandoned mid-body over HTTP/1.1 (Deno 2.9.6 does not report it)", async () => {
   // Pins the limitation the README states. Deno 2.9.6 writes such a body
   // until a socket write fails and drops that failure: `info.completed`
@@ -314,15 +331,7 @@ Deno.test("accessLog() cannot see a file Deno sends natively abandoned mid-body 
     serveFile(path, bodies),
   ]));
 
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
-  await conn.write(
-    new TextEncoder().encode(
-      "GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-    ),
-  );
-  const { received } = await readSome((buf) => conn.read(buf), 2 * MIB);
-  await _sleep(300);
-  conn.close();
+  const received = await abandonBigBin(server.port);
 
   await waitFor(() => lines.json!.length > 0, { message: "the line" });
   await _sleep(200);
@@ -344,15 +353,7 @@ Deno.test("accessLog() with serveStatic() logs a file over 1 MiB abandoned mid-b
   const { chain, lines } = loggers(["json", "common"]);
   await using files = createHandler({ root: dir.path, cache: {} });
   await using server = serve(compose([...chain, (req) => files(req)]));
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
-  await conn.write(
-    new TextEncoder().encode(
-      "GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-    ),
-  );
-  const { received } = await readSome((buf) => conn.read(buf), 2 * MIB);
-  await _sleep(300);
-  conn.close();
+  const received = await abandonBigBin(server.port);
 
   await waitFor(() => lines.json!.length > 0, { message: "the line" });
   const entry = JSON.parse(lines.json![0]!);
