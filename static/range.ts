@@ -105,27 +105,13 @@ function _coalesce(ranges: ByteRange[]): ByteRange[] {
   return out;
 }
 
-/** First read size of file streams, and the size a slow consumer gets. */
+/** Read size for file streams. */
 const _CHUNK = 64 * 1024;
-
-/** Largest read of a file stream, reached while the consumer keeps up. */
-const _MAX_CHUNK = 1024 * 1024;
-
-/**
- * A consumer asking for the next piece within this many milliseconds of
- * the last one keeps up (its socket took the bytes at once): the reads
- * double, up to {@linkcode _MAX_CHUNK}. Slower, they go back to
- * {@linkcode _CHUNK}.
- */
-const _KEEPS_UP_MS = 50;
 
 /**
  * A pull-based stream of `length` bytes of `file` from `start`: reads only
  * when the consumer asks (backpressure), and closes the file at the end or on
- * cancel. Reads start at 64 KiB and double, up to 1 MiB, while the consumer
- * comes back for more at once (fewer reads and fewer pieces for a fast
- * client); a consumer that stalls gets 64 KiB pieces again, so a slow
- * client holds little memory.
+ * cancel.
  *
  * @example Streaming a slice
  * ```ts
@@ -153,8 +139,6 @@ export function fileSliceStream(
   let remaining = length;
   let positioned = start === 0;
   let closed = false;
-  let chunk = _CHUNK;
-  let given = -Infinity;
   const close = () => {
     if (!closed) {
       closed = true;
@@ -173,11 +157,7 @@ export function fileSliceStream(
           controller.close();
           return;
         }
-        const now = performance.now();
-        chunk = now - given < _KEEPS_UP_MS
-          ? Math.min(chunk * 2, _MAX_CHUNK)
-          : _CHUNK;
-        const buf = new Uint8Array(Math.min(chunk, remaining));
+        const buf = new Uint8Array(Math.min(_CHUNK, remaining));
         const n = await file.read(buf);
         if (n === null) {
           // The file shrank: end short, the client sees a truncated body.
@@ -186,7 +166,6 @@ export function fileSliceStream(
           return;
         }
         remaining -= n;
-        given = performance.now();
         controller.enqueue(n === buf.length ? buf : buf.subarray(0, n));
         if (remaining <= 0) {
           close();

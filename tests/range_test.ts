@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { createHandler } from "../mod.ts";
-import { fileSliceStream } from "../static/range.ts";
 import { testdata } from "./_helpers/fs.ts";
 
 const handler = createHandler({ root: testdata("www") });
@@ -116,27 +115,4 @@ Deno.test("serveFile() ignores more than 64 ranges", async () => {
   const res = await range(`bytes=${many}`);
   assert.equal(res.status, 200);
   await res.body?.cancel();
-});
-
-Deno.test("fileSliceStream() reads growing pieces, up to 1 MiB, for a consumer that keeps up, and 64 KiB pieces for one that stalls", async () => {
-  const path = await Deno.makeTempFile();
-  try {
-    await Deno.truncate(path, 8 * 1024 * 1024);
-    const sizes = async (pauseMs: number, pieces: number) => {
-      const reader = fileSliceStream(await Deno.open(path), 0, 8 * 1024 * 1024)
-        .getReader();
-      const out: number[] = [];
-      for (let i = 0; i < pieces; i++) {
-        const { value } = await reader.read();
-        out.push(value!.byteLength / 1024);
-        if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
-      }
-      await reader.cancel();
-      return out;
-    };
-    assert.deepEqual(await sizes(0, 7), [64, 128, 256, 512, 1024, 1024, 1024]);
-    assert.deepEqual(await sizes(80, 4), [64, 64, 64, 64]);
-  } finally {
-    await Deno.remove(path);
-  }
 });
