@@ -39,15 +39,18 @@ export interface FileCacheOptions {
    */
   maxEntries?: number;
   /**
-   * Most bytes of files' contents kept in memory, in all (least recently
-   * used first out).
+   * Most bytes of files' contents kept in memory, in all. Bytes are
+   * admitted while they fit (they go with their lookup: a change, the
+   * window or the entry cap); a file beyond it is read or streamed per
+   * request, without evicting other lookups.
    * @default {16777216} (16 MiB)
    */
   maxBytes?: number;
   /**
-   * Largest file whose contents are kept once read: static serving sends
-   * a cached file up to this size from memory (read once, then shared by
-   * every response) and streams larger ones.
+   * Largest file whose contents are kept once read (at most `maxBytes`):
+   * static serving sends a cached file up to this size from memory (read
+   * once, then shared by every response) while its bytes fit what is left
+   * of `maxBytes`, and streams larger ones.
    * @default {1048576} (1 MiB)
    */
   maxFileSize?: number;
@@ -66,6 +69,8 @@ interface _Entry {
   readonly until: number;
   /** The file's contents, once read whole. */
   bytes?: Uint8Array<ArrayBuffer>;
+  /** The one read of the contents in flight (shared by concurrent requests). */
+  reading?: Promise<Uint8Array<ArrayBuffer>>;
 }
 
 /** Above this many paths in one batch of events, everything is dropped. */
@@ -131,33 +136,63 @@ export class _FileCache implements AsyncDisposable {
 
   /**
    * Whether {@linkcode _FileCache.read} answers `file` from memory (after
-   * its first read): this cache holds its lookup and it fits `maxFileSize`.
+   * its first read): this cache holds its lookup, it fits `maxFileSize`,
+   * and its bytes are kept, being read, or fit what is left of `maxBytes`.
    */
   keeps(file: ResolvedFile): boolean {
-    return this.enabled && file.info.size <= this.#maxFileSize &&
-      this.#entries.get(file.path)?.file === file;
+    if (!this.enabled || file.info.size > this.#maxFileSize) return false;
+    const entry = this.#entries.get(file.path);
+    if (entry?.file !== file) return false;
+    return entry.bytes !== undefined || entry.reading !== undefined ||
+      this.#room(file.info.size);
   }
 
   /**
    * The contents of `file` (a lookup this cache returned), read whole by
-   * its real path and kept while its entry lives and they fit `maxFileSize`
-   * (and `maxBytes` in all).
+   * its real path. Kept while its entry lives when they fit `maxFileSize`
+   * and what is left of `maxBytes`: bytes are admitted, never make room by
+   * evicting other lookups, so a working set larger than `maxBytes` keeps
+   * what fits and reads (or streams) the rest. Concurrent first reads of
+   * one lookup share one read.
    */
-  async read(file: ResolvedFile): Promise<Uint8Array<ArrayBuffer>> {
+  read(file: ResolvedFile): Promise<Uint8Array<ArrayBuffer>> {
     const entry = this.#entries.get(file.path);
-    if (entry?.file === file && entry.bytes) return entry.bytes;
-    const bytes = await Deno.readFile(file.realPath);
-    const current = this.#entries.get(file.path);
-    if (
-      current === entry && entry?.file === file &&
-      bytes.byteLength === file.info.size &&
-      bytes.byteLength <= this.#maxFileSize
-    ) {
-      entry.bytes = bytes;
-      this.#bytes += bytes.byteLength;
-      this.#evict();
+    if (entry?.file !== file) return Deno.readFile(file.realPath);
+    if (entry.bytes) return Promise.resolve(entry.bytes);
+    if (entry.reading) return entry.reading;
+    if (file.info.size > this.#maxFileSize || !this.#room(file.info.size)) {
+      return Deno.readFile(file.realPath);
     }
-    return bytes;
+    const reading = Deno.readFile(file.realPath).then((bytes) => {
+      if (
+        this.#entries.get(file.path) === entry && entry.bytes === undefined &&
+        bytes.byteLength === file.info.size &&
+        this.#bytes + bytes.byteLength <= this.#maxBytes
+      ) {
+        entry.bytes = bytes;
+        this.#bytes += bytes.byteLength;
+      }
+      return bytes;
+    }).finally(() => {
+      if (entry.reading === reading) entry.reading = undefined;
+    });
+    entry.reading = reading;
+    return reading;
+  }
+
+  /**
+   * Whether `size` more bytes fit in `maxBytes`; if not, entries past
+   * their window at the least recently used end are dropped first (their
+   * bytes were asked for by no one since).
+   */
+  #room(size: number): boolean {
+    if (this.#bytes + size <= this.#maxBytes) return true;
+    const now = performance.now();
+    for (const [path, entry] of this.#entries) {
+      if (entry.until > now) break;
+      this.#drop(path);
+    }
+    return this.#bytes + size <= this.#maxBytes;
   }
 
   /**
@@ -214,11 +249,12 @@ export class _FileCache implements AsyncDisposable {
     this.#bytes -= entry.bytes?.byteLength ?? 0;
   }
 
-  /** Drops the least recently used entries until both bounds hold. */
+  /**
+   * Drops the least recently used entries while there are more than
+   * `maxEntries` (bytes never exceed `maxBytes`: they are admitted).
+   */
   #evict(): void {
-    while (
-      this.#entries.size > this.#maxEntries || this.#bytes > this.#maxBytes
-    ) {
+    while (this.#entries.size > this.#maxEntries) {
       this.#drop(this.#entries.keys().next().value!);
     }
   }

@@ -18,6 +18,20 @@ async function text(handler: ClosableHandler, path: string): Promise<string> {
   return `${res.status} ${body}`;
 }
 
+/** "status length: the distinct byte values" of a GET (short to compare). */
+async function summary(
+  handler: ClosableHandler,
+  path: string,
+  headers?: HeadersInit,
+): Promise<string> {
+  const res = await handler(new Request(`http://x${path}`, { headers }));
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  return `${res.status} ${bytes.length}: ${[...new Set(bytes)].join()}`;
+}
+
+/** `n` KiB of `byte`. */
+const kib = (n: number, byte: number) => new Uint8Array(n * 1024).fill(byte);
+
 /** Polls until `path` answers `expected` (the watcher reports asynchronously). */
 async function seen(handler: ClosableHandler, path: string, expected: string) {
   let last = "";
@@ -196,7 +210,6 @@ Deno.test("file cache keeps small files' bytes within maxBytes, and only those",
 
 Deno.test("file cache sends files above bufferBelow from memory up to maxFileSize, and streams larger ones", async () => {
   await using dir = await tempDir();
-  const kib = (n: number, byte: number) => new Uint8Array(n * 1024).fill(byte);
   await Deno.writeFile(`${dir.path}/kept.bin`, kib(100, 1));
   await Deno.writeFile(`${dir.path}/streamed.bin`, kib(200, 1));
   await using handler = cached(dir.path, {
@@ -204,12 +217,8 @@ Deno.test("file cache sends files above bufferBelow from memory up to maxFileSiz
     watch: false,
     maxFileSize: 150 * 1024,
   });
-  /** "status length: the distinct byte values" (short to compare). */
-  const body = async (path: string, headers?: HeadersInit) => {
-    const res = await handler(new Request(`http://x${path}`, { headers }));
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    return `${res.status} ${bytes.length}: ${[...new Set(bytes)].join()}`;
-  };
+  const body = (path: string, headers?: HeadersInit) =>
+    summary(handler, path, headers);
   assert.equal(await body("/kept.bin"), "200 102400: 1");
   assert.equal(await body("/streamed.bin"), "200 204800: 1");
   // Same sizes, new bytes: only the file within maxFileSize stays as it was.
@@ -223,6 +232,34 @@ Deno.test("file cache sends files above bufferBelow from memory up to maxFileSiz
   );
   // A range of the kept file is still cut from the file.
   assert.equal(await body("/kept.bin", { range: "bytes=0-1" }), "206 2: 2");
+});
+
+Deno.test("file cache admits bytes while they fit maxBytes, without evicting what it holds, and counts concurrent first reads once", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/small.txt`, "one");
+  await Deno.writeFile(`${dir.path}/a.bin`, kib(100, 1));
+  await Deno.writeFile(`${dir.path}/b.bin`, kib(100, 1));
+  await using handler = cached(dir.path, {
+    validMs: 60_000,
+    watch: false,
+    maxBytes: 150 * 1024,
+  });
+  const body = (path: string) => summary(handler, path);
+  assert.equal(await text(handler, "/small.txt"), "200 one");
+  // Eight first reads at once: one read, its bytes counted once (counted
+  // eight times, they would overflow maxBytes and push out what is held).
+  const first = await Promise.all(
+    Array.from({ length: 8 }, () => body("/a.bin")),
+  );
+  assert.deepEqual(new Set(first), new Set(["200 102400: 1"]));
+  // b.bin does not fit what is left: read from disk, and nothing held goes.
+  assert.equal(await body("/b.bin"), "200 102400: 1");
+  await Deno.writeTextFile(`${dir.path}/small.txt`, "two");
+  await Deno.writeFile(`${dir.path}/a.bin`, kib(100, 2));
+  await Deno.writeFile(`${dir.path}/b.bin`, kib(100, 2));
+  assert.equal(await text(handler, "/small.txt"), "200 one", "still held");
+  assert.equal(await body("/a.bin"), "200 102400: 1", "still held");
+  assert.equal(await body("/b.bin"), "200 102400: 2", "not admitted");
 });
 
 Deno.test("file cache serves new bytes of a small file once the watcher reports it", async () => {
