@@ -40,9 +40,10 @@ export interface FileCacheOptions {
   maxEntries?: number;
   /**
    * Most bytes of files' contents kept in memory, in all. Bytes are
-   * admitted while they fit (they go with their lookup: a change, the
-   * window or the entry cap); a file beyond it is read or streamed per
-   * request, without evicting other lookups.
+   * admitted while they fit and go with their lookup (a change, the entry
+   * cap, or the next lookup once the window has passed); a file beyond it
+   * is read (up to static serving's `bufferBelow`) or streamed per request,
+   * without evicting other lookups.
    * @default {16777216} (16 MiB)
    */
   maxBytes?: number;
@@ -50,7 +51,8 @@ export interface FileCacheOptions {
    * Largest file whose contents are kept once read (at most `maxBytes`):
    * static serving sends a cached file up to this size from memory (read
    * once, then shared by every response) while its bytes fit what is left
-   * of `maxBytes`, and streams larger ones.
+   * of `maxBytes`; larger ones, and those that do not fit, are streamed
+   * (or, up to `bufferBelow`, read per request).
    * @default {1048576} (1 MiB)
    */
   maxFileSize?: number;
@@ -96,6 +98,9 @@ export class _FileCache implements AsyncDisposable {
   readonly #entries = new Map<string, _Entry>();
   readonly #derived = new Map<string, _Derived>();
   #bytes = 0;
+  /** Bytes of first reads in flight that will be kept (admitted already). */
+  #reserved = 0;
+  #changes = 0;
   #watcher: Deno.FsWatcher | undefined;
   #watching: Promise<void> = Promise.resolve();
   #closed = false;
@@ -114,6 +119,14 @@ export class _FileCache implements AsyncDisposable {
       this.#maxBytes,
     );
     this.#watch = options.watch ?? true;
+  }
+
+  /**
+   * How many times the watcher reported a change (or everything was
+   * dropped): a lookup begun before it may have seen the old state.
+   */
+  get changes(): number {
+    return this.#changes;
   }
 
   /** Whether lookups are cached at all. */
@@ -163,16 +176,22 @@ export class _FileCache implements AsyncDisposable {
     if (file.info.size > this.#maxFileSize || !this.#room(file.info.size)) {
       return Deno.readFile(file.realPath);
     }
+    const size = file.info.size;
+    this.#reserved += size;
     const reading = Deno.readFile(file.realPath).then((bytes) => {
+      this.#reserved -= size;
       if (
         this.#entries.get(file.path) === entry && entry.bytes === undefined &&
-        bytes.byteLength === file.info.size &&
-        this.#bytes + bytes.byteLength <= this.#maxBytes
+        bytes.byteLength === size &&
+        this.#bytes + this.#reserved + size <= this.#maxBytes
       ) {
         entry.bytes = bytes;
-        this.#bytes += bytes.byteLength;
+        this.#bytes += size;
       }
       return bytes;
+    }, (error) => {
+      this.#reserved -= size;
+      throw error;
     }).finally(() => {
       if (entry.reading === reading) entry.reading = undefined;
     });
@@ -186,13 +205,14 @@ export class _FileCache implements AsyncDisposable {
    * bytes were asked for by no one since).
    */
   #room(size: number): boolean {
-    if (this.#bytes + size <= this.#maxBytes) return true;
+    const fits = () => this.#bytes + this.#reserved + size <= this.#maxBytes;
+    if (fits()) return true;
     const now = performance.now();
     for (const [path, entry] of this.#entries) {
       if (entry.until > now) break;
       this.#drop(path);
     }
-    return this.#bytes + size <= this.#maxBytes;
+    return fits();
   }
 
   /**
@@ -260,6 +280,7 @@ export class _FileCache implements AsyncDisposable {
   }
 
   #clear(): void {
+    this.#changes++;
     this.#entries.clear();
     this.#derived.clear();
     this.#bytes = 0;
@@ -313,6 +334,7 @@ export class _FileCache implements AsyncDisposable {
    * entry (something may now exist where nothing was).
    */
   #invalidate(paths: readonly string[]): void {
+    this.#changes++;
     if (paths.length > _BULK) return this.#clear();
     const prefixes = paths.map((p) => p.endsWith(sep) ? p : p + sep);
     const touched = (p: string) =>

@@ -238,6 +238,11 @@ export function documentRoot(
   const cache = options.cache
     ? new _FileCache(realRoot, options.cache)
     : undefined;
+  /** Lookups in flight (with the cache on), by path. */
+  const looking = new Map<
+    string,
+    { promise: Promise<ResolvedFile | undefined>; changes: number }
+  >();
   const rootBytes = _utf8Bytes(
     realRoot.endsWith(sep) ? realRoot.slice(0, -1) : realRoot,
   );
@@ -282,11 +287,26 @@ export function documentRoot(
     if (!dotfiles && segments.some(_hidden)) return undefined;
     if (!fits(segments)) return undefined;
     const path = segments.length ? join(realRoot, ...segments) : realRoot;
-    const cached = cache?.get(path);
+    if (!cache?.enabled) return await lookup(path, segments.length > 0);
+    const cached = cache.get(path);
     if (cached) return cached.file;
-    const file = await lookup(path, segments.length > 0);
-    cache?.set(path, file);
-    return file;
+    // Requests that miss together share one lookup (and so one cached
+    // entry and one read of its bytes), as on a cold start or when a hot
+    // entry's window ends; a lookup begun before the watcher reported a
+    // change is neither shared nor kept.
+    let found = looking.get(path);
+    if (found === undefined || found.changes !== cache.changes) {
+      const changes = cache.changes;
+      const promise = lookup(path, segments.length > 0).then((file) => {
+        if (cache.changes === changes) cache.set(path, file);
+        return file;
+      }).finally(() => {
+        if (looking.get(path) === found) looking.delete(path);
+      });
+      found = { promise, changes };
+      looking.set(path, found);
+    }
+    return await found.promise;
   }
 
   function read(file: ResolvedFile): Promise<Uint8Array<ArrayBuffer>> {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   type ClosableHandler,
   createHandler,
+  documentRoot,
   type FileCacheOptions,
 } from "../mod.ts";
 import { tempDir } from "./_helpers/fs.ts";
@@ -246,13 +247,17 @@ Deno.test("file cache admits bytes while they fit maxBytes, without evicting wha
   });
   const body = (path: string) => summary(handler, path);
   assert.equal(await text(handler, "/small.txt"), "200 one");
-  // Eight first reads at once: one read, its bytes counted once (counted
-  // eight times, they would overflow maxBytes and push out what is held).
+  // A HEAD makes the lookup without reading the file; then eight first
+  // reads of that lookup at once: one read, its bytes counted once
+  // (counted eight times, they would overflow maxBytes and push out what
+  // is held).
+  const head = await handler(new Request("http://x/a.bin", { method: "HEAD" }));
+  assert.equal(head.headers.get("content-length"), "102400");
   const first = await Promise.all(
     Array.from({ length: 8 }, () => body("/a.bin")),
   );
   assert.deepEqual(new Set(first), new Set(["200 102400: 1"]));
-  // b.bin does not fit what is left: read from disk, and nothing held goes.
+  // b.bin does not fit what is left: streamed, and nothing held goes.
   assert.equal(await body("/b.bin"), "200 102400: 1");
   await Deno.writeTextFile(`${dir.path}/small.txt`, "two");
   await Deno.writeFile(`${dir.path}/a.bin`, kib(100, 2));
@@ -260,6 +265,23 @@ Deno.test("file cache admits bytes while they fit maxBytes, without evicting wha
   assert.equal(await text(handler, "/small.txt"), "200 one", "still held");
   assert.equal(await body("/a.bin"), "200 102400: 1", "still held");
   assert.equal(await body("/b.bin"), "200 102400: 2", "not admitted");
+});
+
+Deno.test("file cache: lookups that miss together share one lookup (one entry, one read)", async () => {
+  await using dir = await tempDir();
+  await Deno.writeFile(`${dir.path}/a.bin`, kib(100, 1));
+  await using root = documentRoot(await Deno.realPath(dir.path), {
+    cache: { validMs: 60_000, watch: false },
+  });
+  const found = await Promise.all(
+    Array.from({ length: 8 }, () => root.find(["a.bin"])),
+  );
+  assert.ok(found[0], "found");
+  assert.ok(found.every((f) => f === found[0]), "one lookup for all");
+  const reads = Array.from({ length: 8 }, () => root.read(found[0]!));
+  assert.ok(reads.every((r) => r === reads[0]), "one read for all");
+  assert.equal((await reads[0]!).byteLength, 102400);
+  assert.equal(root.keeps?.(found[0]!), true);
 });
 
 Deno.test("file cache serves new bytes of a small file once the watcher reports it", async () => {
