@@ -286,9 +286,10 @@ export function _prepare(
 
 /**
  * {@linkcode serveFile} for a request without `Range` of a prepared file
- * up to `bufferBelow` bytes (or kept by the open-file cache): the same answers (304, 412, HEAD, 200 from
- * memory), from header lists made once. The `Response` gets the list
- * itself: no `Headers` built and set per request.
+ * up to `bufferBelow` bytes (or kept by the open-file cache): the same
+ * answers (304, 412, HEAD, 200 from memory), from header lists made once.
+ * The `Response` gets the list itself: no `Headers` built and set per
+ * request.
  */
 export async function _serveWhole(
   req: Request,
