@@ -50,10 +50,12 @@ export interface FileCacheOptions {
   /**
    * Largest file whose contents are kept once read (at most `maxBytes`):
    * static serving sends a cached file up to this size from memory (read
-   * once, then shared by every response) while its bytes fit what is left
-   * of `maxBytes`; larger ones, and those that do not fit, are streamed
-   * (or, up to `bufferBelow`, read per request).
-   * @default {1048576} (1 MiB)
+   * once) while its bytes fit what is left of `maxBytes`; larger ones, and
+   * those that do not fit, are streamed (or, up to `bufferBelow`, read per
+   * request). Deno copies a bytes body into each response, so this also
+   * bounds what each response holds until it is sent (a slow client): a
+   * streamed file holds about as much in flight.
+   * @default {131072} (128 KiB)
    */
   maxFileSize?: number;
   /**
@@ -115,7 +117,7 @@ export class _FileCache implements AsyncDisposable {
     this.#maxEntries = options.maxEntries ?? 10_000;
     this.#maxBytes = options.maxBytes ?? 16 * 1024 * 1024;
     this.#maxFileSize = Math.min(
-      options.maxFileSize ?? 1024 * 1024,
+      options.maxFileSize ?? 128 * 1024,
       this.#maxBytes,
     );
     this.#watch = options.watch ?? true;
