@@ -66,7 +66,7 @@ export interface ServeStaticOptions {
    * Files up to this size are read whole and sent from memory instead of
    * streamed (see {@linkcode ServeFileOptions.bufferBelow}). Files the
    * open-file cache keeps (up to its `maxFileSize`) are sent from memory
-   * whatever this says: read once, their bytes are shared by every response.
+   * whatever this says: read once, then answered from the kept bytes.
    * @default {16384}
    */
   bufferBelow?: number;
