@@ -77,6 +77,28 @@ interface _Entry {
   reading?: Promise<Uint8Array<ArrayBuffer>>;
 }
 
+/**
+ * Reads `file` whole, and whether it is still the file its lookup saw
+ * (same size, mtime and inode after the read): bytes of a file changed
+ * since the lookup are not kept under its validators.
+ */
+async function _readUnchanged(
+  file: ResolvedFile,
+): Promise<{ bytes: Uint8Array<ArrayBuffer>; unchanged: boolean }> {
+  const bytes = await Deno.readFile(file.realPath);
+  let unchanged = bytes.byteLength === file.info.size;
+  if (unchanged) {
+    try {
+      const now = await Deno.stat(file.realPath);
+      unchanged = now.size === file.info.size && now.ino === file.info.ino &&
+        now.mtime?.getTime() === file.info.mtime?.getTime();
+    } catch {
+      unchanged = false;
+    }
+  }
+  return { bytes, unchanged };
+}
+
 /** Above this many paths in one batch of events, everything is dropped. */
 const _BULK = 64;
 
@@ -180,11 +202,11 @@ export class _FileCache implements AsyncDisposable {
     }
     const size = file.info.size;
     this.#reserved += size;
-    const reading = Deno.readFile(file.realPath).then((bytes) => {
+    const reading = _readUnchanged(file).then(({ bytes, unchanged }) => {
       this.#reserved -= size;
       if (
-        this.#entries.get(file.path) === entry && entry.bytes === undefined &&
-        bytes.byteLength === size &&
+        unchanged && this.#entries.get(file.path) === entry &&
+        entry.bytes === undefined &&
         this.#bytes + this.#reserved + size <= this.#maxBytes
       ) {
         entry.bytes = bytes;

@@ -284,6 +284,26 @@ Deno.test("file cache: lookups that miss together share one lookup (one entry, o
   assert.equal(root.keeps?.(found[0]!), true);
 });
 
+Deno.test("file cache does not keep the bytes of a file changed between its lookup and its first read", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/a.bin`;
+  await Deno.writeFile(path, kib(100, 1));
+  await using handler = cached(dir.path, { validMs: 60_000, watch: false });
+  // HEAD makes the lookup (stat) without reading the file.
+  const head = await handler(new Request("http://x/a.bin", { method: "HEAD" }));
+  assert.equal(head.status, 200);
+  const change = async (byte: number, mtime: number) => {
+    await Deno.writeFile(path, kib(100, byte));
+    await Deno.utime(path, mtime, mtime);
+  };
+  await change(2, 2_000_000);
+  // Within the window the lookup is trusted (as with any stat-then-read
+  // server), but bytes that are not the looked-up file are not kept:
+  assert.equal(await summary(handler, "/a.bin"), "200 102400: 2");
+  await change(3, 3_000_000);
+  assert.equal(await summary(handler, "/a.bin"), "200 102400: 3");
+});
+
 Deno.test("file cache serves new bytes of a small file once the watcher reports it", async () => {
   await using dir = await tempDir();
   await Deno.writeTextFile(`${dir.path}/a.txt`, "one");
