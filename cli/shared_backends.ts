@@ -113,17 +113,32 @@ export function sharedBackend(
       Atomics.sub(cells, own.idle, 1);
       Atomics.sub(cells, _IDLE, 1);
     },
-    async wait(ms) {
+    async wait(ms, signal) {
+      if (signal?.aborted) return;
       const closes = Atomics.load(cells, _CLOSES);
       Atomics.add(cells, own.waiting, 1);
       Atomics.add(cells, _WAITING, 1);
       Atomics.add(cells, _DEMANDS, 1);
       Atomics.notify(cells, _DEMANDS);
+      // Uncounted once, at the wake-up or the abort (the sleep itself
+      // cannot be cancelled and runs out on its own).
+      let waiting = true;
+      let stop = (): void => {};
+      const aborted = new Promise<void>((resolve) => {
+        stop = () => {
+          if (!waiting) return;
+          waiting = false;
+          signal?.removeEventListener("abort", stop);
+          Atomics.sub(cells, own.waiting, 1);
+          Atomics.sub(cells, _WAITING, 1);
+          resolve();
+        };
+        signal?.addEventListener("abort", stop);
+      });
       try {
-        await _sleep(cells, _CLOSES, closes, ms);
+        await Promise.race([_sleep(cells, _CLOSES, closes, ms), aborted]);
       } finally {
-        Atomics.sub(cells, own.waiting, 1);
-        Atomics.sub(cells, _WAITING, 1);
+        stop();
       }
     },
     async demanded(ms) {

@@ -15,6 +15,7 @@ import {
 import { encodeRecord } from "../cgi/fastcgi/record.ts";
 import { freePort, tcpSockets } from "./_helpers/net.ts";
 import { eventually, waitFor } from "./_helpers/poll.ts";
+import { createBackendBuffer, sharedBackend } from "../cli/shared_backends.ts";
 
 const text = new TextEncoder();
 const END = new Uint8Array(8);
@@ -565,5 +566,61 @@ Deno.test("exchange() sends a request without a body, or with a small buffered o
       `one write (body: ${body?.length ?? "none"})`,
     );
     peer.close();
+  }
+});
+
+Deno.test("createFastCgiClient() with a shared count keeps at most keepAlive idle after a waiter was woken by another client", async () => {
+  // Each connection answers its requests when its gate opens (index order).
+  const gates = [0, 1, 2].map(() => Promise.withResolvers<void>());
+  await using fake = fakeResponder(async (c) => {
+    while (true) {
+      const request = await c.readRequest();
+      if (!request) return;
+      await gates[c.index]?.promise;
+      await c.send(...answer(`conn ${c.index}`));
+    }
+  });
+  // Two clients (two isolates' worth) sharing one count: 2 open, 1 idle.
+  const buffer = createBackendBuffer(2);
+  const options = {
+    backends: [fake.address],
+    maxConnections: 2,
+    keepAlive: 1,
+    keepAliveTimeoutMs: 60_000,
+  };
+  const a = createFastCgiClient({
+    ...options,
+    shared: [sharedBackend(buffer, 0)],
+  });
+  const b = createFastCgiClient({
+    ...options,
+    shared: [sharedBackend(buffer, 1)],
+  });
+  const idle = () => a.stats()[0]!.idle + b.stats()[0]!.idle;
+  try {
+    // b holds both places; a's request waits for one.
+    const b1 = b.request(GET);
+    const b2 = b.request(GET);
+    await waitFor(() => fake.accepted() === 2, { message: "b's two" });
+    const a1 = a.request(GET);
+    // b's first connection goes idle; a's wait makes b close it, and a
+    // connects (woken by the shared count, not by its own pool).
+    gates[0]!.resolve();
+    assert.match(await new Response(await b1).text(), /\r\n\r\nconn 0$/);
+    await waitFor(() => fake.accepted() === 3, { message: "a's connection" });
+    // b's second goes idle (the one idle place), then a's ends: with no
+    // one waiting, a must not keep it beside b's.
+    gates[1]!.resolve();
+    assert.match(await new Response(await b2).text(), /\r\n\r\nconn 1$/);
+    gates[2]!.resolve();
+    assert.match(await new Response(await a1).text(), /\r\n\r\nconn 2$/);
+    await waitFor(() => a.stats()[0]!.open + b.stats()[0]!.open <= 1, {
+      timeoutMs: 1_000,
+      message: "one open connection",
+    });
+    assert.equal(idle(), 1);
+  } finally {
+    a.close();
+    b.close();
   }
 });

@@ -297,8 +297,9 @@ class _Balancer {
    */
   #waitForRelease(ms: number): Promise<void> {
     const waiters = this.#waiters;
+    let done = (): void => {};
     const local = new Promise<void>((resolve) => {
-      const done = (): void => {
+      done = (): void => {
         clearTimeout(timer);
         const i = waiters.indexOf(done);
         if (i >= 0) waiters.splice(i, 1);
@@ -308,9 +309,17 @@ class _Balancer {
       waiters.push(done);
     });
     const shared = this.#options.shared ?? [];
-    const elsewhere = this.backends.filter((_, i) => shared[i] !== undefined)
-      .map((b) => b.pool.waitShared(ms));
-    return elsewhere.length ? Promise.race([local, ...elsewhere]) : local;
+    const sharing = this.backends.filter((_, i) => shared[i] !== undefined);
+    if (!sharing.length) return local;
+    // Woken one way, stop waiting the other ways: a stale waiter here gets
+    // a released connection kept idle for it (beyond keepAlive), one in
+    // the shared count makes other isolates close their idle connections.
+    const woken = new AbortController();
+    const elsewhere = sharing.map((b) => b.pool.waitShared(ms, woken.signal));
+    return Promise.race([local, ...elsewhere]).then(() => {
+      done();
+      woken.abort();
+    });
   }
 
   close(): void {

@@ -102,10 +102,11 @@ export interface SharedBackendCount {
   /** Uncounts an idle connection (reused or closed). */
   unidle(): void;
   /**
-   * Waits for a connection to close anywhere, at most `ms`; meanwhile
-   * this request counts as waiting (see {@linkcode SharedBackendCount.demanded}).
+   * Waits for a connection to close anywhere, at most `ms` or until
+   * `signal` aborts; meanwhile this request counts as waiting (see
+   * {@linkcode SharedBackendCount.demanded}).
    */
-  wait(ms: number): Promise<void>;
+  wait(ms: number, signal?: AbortSignal): Promise<void>;
   /**
    * Resolves `true` when a request of some isolate waits for a place, or
    * `false` after `ms`.
@@ -169,10 +170,11 @@ export interface BackendPool {
    */
   acquire(): Promise<FastCgiConnection>;
   /**
-   * Waits at most `ms` for a connection of another isolate to close
-   * (resolves at once without {@linkcode BackendPoolOptions.shared}).
+   * Waits at most `ms`, or until `signal` aborts, for a connection of
+   * another isolate to close (resolves at once without
+   * {@linkcode BackendPoolOptions.shared}).
    */
-  waitShared(ms: number): Promise<void>;
+  waitShared(ms: number, signal?: AbortSignal): Promise<void>;
   /** Gives a connection back: kept idle when `reusable` and there is room, else closed. */
   release(conn: FastCgiConnection, reusable: boolean): void;
   /** Current counters. */
@@ -415,7 +417,8 @@ export function createBackendPool(
     label,
     hasCapacity,
     acquire,
-    waitShared: (ms) => shared ? shared.wait(ms) : Promise.resolve(),
+    waitShared: (ms, signal) =>
+      shared ? shared.wait(ms, signal) : Promise.resolve(),
     release,
     stats,
     closeIdle,
