@@ -1,11 +1,12 @@
 /**
  * The ceiling: a bare `Deno.serve` answering from memory. Every file under
- * ROOT is read at start; each answer is a prepared `Uint8Array` with a
- * content type, `Content-Length` and an ETag (`If-None-Match` → 304), a
- * directory gets its `index.html` or a prebuilt HTML listing, anything
- * else a 404. No per-request file system work at all: what Deno's HTTP
- * layer does at best with the same bytes. Only for the benchmark, on
- * loopback.
+ * ROOT is read at start; each answer is a prepared `Response` (a content
+ * type, `Content-Length` and an ETag; `If-None-Match` → 304) cloned per
+ * request — Deno's `Response.clone()` shares a bytes body, where a new
+ * `Response` copies it — a directory gets its `index.html` or a prebuilt
+ * HTML listing, anything else a 404. No per-request file system work at
+ * all: what Deno's HTTP layer does at best with the same bytes. Only for
+ * the benchmark, on loopback.
  *
  * Usage: `deno run -A bench/memory_deno.ts ROOT` — prints
  * `Listening on http://127.0.0.1:PORT/` once ready.
@@ -24,6 +25,9 @@ interface Entry {
   body: Uint8Array<ArrayBuffer>;
   type: string;
   etag: string;
+  /** The 200 and 304 to clone, made at the first request. */
+  ok?: Response;
+  notModified?: Response;
 }
 
 const types: Record<string, string> = {
@@ -81,7 +85,10 @@ async function load(dir: string, url: string): Promise<void> {
 }
 
 await load(root.replace(/\/$/, ""), "/");
-const notFound = encoder.encode("Not Found");
+const notFound = new Response(encoder.encode("Not Found"), {
+  status: 404,
+  headers: { "content-type": types.txt! },
+});
 
 Deno.serve({
   hostname: "127.0.0.1",
@@ -95,16 +102,16 @@ Deno.serve({
   const q = url.indexOf("?", start);
   const path = decodeURIComponent(url.slice(start, q < 0 ? undefined : q));
   const e = entries.get(path);
-  if (!e) {
-    return new Response(notFound, {
-      status: 404,
-      headers: { "content-type": types.txt! },
-    });
-  }
+  if (!e) return notFound.clone();
   if (req.headers.get("if-none-match") === e.etag) {
-    return new Response(null, { status: 304, headers: { etag: e.etag } });
+    e.notModified ??= new Response(null, {
+      status: 304,
+      headers: { etag: e.etag },
+    });
+    return e.notModified.clone();
   }
-  return new Response(e.body, {
+  e.ok ??= new Response(e.body, {
     headers: { "content-type": e.type, etag: e.etag },
   });
+  return e.ok.clone();
 });

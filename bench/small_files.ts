@@ -7,7 +7,7 @@
  * files: `stream` with `bufferBelow: 0` (every file streamed), `buffer`
  * with `bufferBelow: 1 GiB` (every file read whole, per request) — both
  * without the open-file cache — and `cached`, the defaults with the cache
- * on as the CLI runs (files up to the cache's `maxFileSize`, 128 KiB, read
+ * on as the CLI runs (files up to the cache's `maxFileSize`, 16 MiB, read
  * once and sent from memory; larger ones streamed). Without the cache the
  * default `bufferBelow` (16 KiB) behaves as `buffer` up to 16 KiB and as
  * `stream` above. Rounds rotate which server goes first; the median of the
@@ -115,7 +115,7 @@ export async function runSmallFiles(
       `\`stream\` = \`serveStatic({ bufferBelow: 0 })\`, \`buffer\` = ` +
         `\`serveStatic({ bufferBelow: ${_BUFFER_ALL} })\`, both without ` +
         `the open-file cache; \`cached\` = the defaults with ` +
-        `\`resolvePath({ cache: {} })\` (as the CLI): files up to 128 KiB ` +
+        `\`resolvePath({ cache: {} })\` (as the CLI): files up to 16 MiB ` +
         `read once, then sent from memory. Median of ${rounds} round(s), ` +
         `rotating order. Without the cache the default ` +
         `(${_DEFAULT_BUFFER_BELOW}) buffers files up to that size.`,

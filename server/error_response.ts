@@ -7,6 +7,7 @@
 
 import { STATUS_CODES } from "node:http";
 import { prefersJson } from "./negotiate.ts";
+import { _sharedClone } from "./shared_response.ts";
 import {
   _escapeHtml,
   _PAGE_CSS,
@@ -67,6 +68,12 @@ interface _Page {
   readonly htmlLength: string;
   readonly json: Uint8Array<ArrayBuffer>;
   readonly jsonLength: string;
+  /**
+   * The page as a whole response (no extra headers, not HEAD), cloned per
+   * request: a clone shares the bytes, a new `Response` copies them.
+   */
+  readonly htmlAnswer: Response;
+  readonly jsonAnswer: Response;
 }
 
 function _render(status: number): _Page {
@@ -74,13 +81,39 @@ function _render(status: number): _Page {
   const encoder = new TextEncoder();
   const html = encoder.encode(_html(status, reason));
   const json = encoder.encode(JSON.stringify({ status, error: reason }) + "\n");
+  const htmlLength = String(html.byteLength);
+  const jsonLength = String(json.byteLength);
   return {
     html,
-    htmlLength: String(html.byteLength),
+    htmlLength,
     json,
-    jsonLength: String(json.byteLength),
+    jsonLength,
+    htmlAnswer: new Response(html, {
+      status,
+      headers: [
+        ["vary", "Accept"],
+        ..._ownHeaders,
+        ["content-type", "text/html; charset=UTF-8"],
+        ["content-security-policy", _CSP],
+        ["content-length", htmlLength],
+      ],
+    }),
+    jsonAnswer: new Response(json, {
+      status,
+      headers: [
+        ["vary", "Accept"],
+        ..._ownHeaders,
+        ["content-type", "application/json; charset=UTF-8"],
+        ["content-length", jsonLength],
+      ],
+    }),
   };
 }
+
+/** Headers every error response carries. */
+const _ownHeaders: readonly [string, string][] = [
+  ["x-content-type-options", "nosniff"],
+];
 
 /**
  * The built-in pages of every error status with a name, rendered once when
@@ -146,9 +179,15 @@ export function renderError(
   headers?: HeadersInit,
   html?: Uint8Array | string,
 ): Response {
+  if (
+    headers === undefined && html === undefined && req.method !== "HEAD"
+  ) {
+    const page = _page(status);
+    return _sharedClone(prefersJson(req) ? page.jsonAnswer : page.htmlAnswer);
+  }
   // The response's own headers, as a list (no Headers object and set() per
   // error); those of `headers` with the same names give way to them.
-  const own: [string, string][] = [["x-content-type-options", "nosniff"]];
+  const own: [string, string][] = [..._ownHeaders];
   let bytes: Uint8Array;
   let vary: string | undefined;
   if (html !== undefined) {

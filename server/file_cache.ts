@@ -50,12 +50,11 @@ export interface FileCacheOptions {
   /**
    * Largest file whose contents are kept once read (at most `maxBytes`):
    * static serving sends a cached file up to this size from memory (read
-   * once) while its bytes fit what is left of `maxBytes`; larger ones, and
-   * those that do not fit, are streamed (or, up to `bufferBelow`, read per
-   * request). Deno copies a bytes body into each response, so this also
-   * bounds what each response holds until it is sent (a slow client): a
-   * streamed file holds about as much in flight.
-   * @default {131072} (128 KiB)
+   * once; every response shares the one copy, however slow its client)
+   * while its bytes fit what is left of `maxBytes`; larger ones, and those
+   * that do not fit, are streamed (or, up to `bufferBelow`, read per
+   * request).
+   * @default {maxBytes}
    */
   maxFileSize?: number;
   /**
@@ -70,7 +69,8 @@ export interface FileCacheOptions {
 
 interface _Entry {
   readonly file: ResolvedFile | undefined;
-  readonly until: number;
+  /** End of its window (renewed when a lookup finds the same file). */
+  until: number;
   /** The file's contents, once read whole. */
   bytes?: Uint8Array<ArrayBuffer>;
   /** The one read of the contents in flight (shared by concurrent requests). */
@@ -97,6 +97,22 @@ async function _readUnchanged(
     }
   }
   return { bytes, unchanged };
+}
+
+/**
+ * Whether two lookups of one path found the same thing: the same miss, or
+ * the same file by real path, type, size, inode, mode, mtime and ctime (a
+ * write, rename or chmod moves ctime, which no one can set back).
+ */
+function _same(a: ResolvedFile | undefined, b: ResolvedFile | undefined) {
+  if (a === undefined || b === undefined) return a === b;
+  const x = a.info;
+  const y = b.info;
+  return a.realPath === b.realPath && x.isFile === y.isFile &&
+    x.isDirectory === y.isDirectory && x.size === y.size &&
+    x.ino === y.ino && x.mode === y.mode &&
+    x.mtime?.getTime() === y.mtime?.getTime() &&
+    x.ctime?.getTime() === y.ctime?.getTime();
 }
 
 /** Above this many paths in one batch of events, everything is dropped. */
@@ -139,7 +155,7 @@ export class _FileCache implements AsyncDisposable {
     this.#maxEntries = options.maxEntries ?? 10_000;
     this.#maxBytes = options.maxBytes ?? 16 * 1024 * 1024;
     this.#maxFileSize = Math.min(
-      options.maxFileSize ?? 128 * 1024,
+      options.maxFileSize ?? this.#maxBytes,
       this.#maxBytes,
     );
     this.#watch = options.watch ?? true;
@@ -164,9 +180,11 @@ export class _FileCache implements AsyncDisposable {
    */
   get(path: string): { file: ResolvedFile | undefined } | undefined {
     const entry = this.#entries.get(path);
-    if (entry === undefined) return undefined;
+    // Past its window it stays until the next lookup renews or replaces it.
+    if (entry === undefined || entry.until <= performance.now()) {
+      return undefined;
+    }
     this.#drop(path);
-    if (entry.until <= performance.now()) return undefined;
     this.#keep(path, entry); // most recently used last
     return entry;
   }
@@ -182,6 +200,20 @@ export class _FileCache implements AsyncDisposable {
     if (entry?.file !== file) return false;
     return entry.bytes !== undefined || entry.reading !== undefined ||
       this.#room(file.info.size);
+  }
+
+  /**
+   * Keeps `bytes` instead of `file`'s kept bytes when they are an equal
+   * copy (same length; the caller made it from them): one copy in memory.
+   */
+  share(file: ResolvedFile, bytes: Uint8Array<ArrayBuffer>): void {
+    const entry = this.#entries.get(file.path);
+    if (
+      entry?.file === file && entry.bytes !== undefined &&
+      entry.bytes.byteLength === bytes.byteLength
+    ) {
+      entry.bytes = bytes;
+    }
   }
 
   /**
@@ -240,17 +272,32 @@ export class _FileCache implements AsyncDisposable {
   }
 
   /**
-   * Remembers what a lookup of `path` found. A file reached through a
+   * Remembers what a lookup of `path` found, and returns the lookup to
+   * use: when an entry past its window found the same file (or the same
+   * miss; see `_same`), that entry is renewed and its lookup returned —
+   * with its kept bytes and whatever was made from it — so a hot file is
+   * stat'ed once per window, not read again. A file reached through a
    * symlink is not kept: Deno's watcher does not report a symlink being
    * created, so a swapped link would only be seen after `validMs`.
    */
-  set(path: string, file: ResolvedFile | undefined): void {
-    if (!this.enabled) return;
-    if (file !== undefined && file.realPath !== file.path) return;
+  set(
+    path: string,
+    file: ResolvedFile | undefined,
+  ): ResolvedFile | undefined {
+    if (!this.enabled) return file;
+    if (file !== undefined && file.realPath !== file.path) return file;
     this.#startWatching();
+    const until = performance.now() + this.#validMs;
+    const old = this.#entries.get(path);
     this.#drop(path);
-    this.#keep(path, { file, until: performance.now() + this.#validMs });
+    if (old !== undefined && _same(old.file, file)) {
+      old.until = until;
+      this.#keep(path, old);
+      return old.file;
+    }
+    this.#keep(path, { file, until });
     this.#evict();
+    return file;
   }
 
   /**

@@ -297,10 +297,10 @@ export function documentRoot(
     let found = looking.get(path);
     if (found === undefined || found.changes !== cache.changes) {
       const changes = cache.changes;
-      const promise = lookup(path, segments.length > 0).then((file) => {
-        if (cache.changes === changes) cache.set(path, file);
-        return file;
-      }).finally(() => {
+      const promise = lookup(path, segments.length > 0).then((file) =>
+        // The same file as before the window ended: the kept lookup.
+        cache.changes === changes ? cache.set(path, file) : file
+      ).finally(() => {
         if (looking.get(path) === found) looking.delete(path);
       });
       found = { promise, changes };
@@ -315,6 +315,10 @@ export function documentRoot(
 
   function keeps(file: ResolvedFile): boolean {
     return cache?.keeps(file) ?? false;
+  }
+
+  function share(file: ResolvedFile, bytes: Uint8Array<ArrayBuffer>): void {
+    cache?.share(file, bytes);
   }
 
   function remember<T>(
@@ -339,6 +343,7 @@ export function documentRoot(
     find,
     read,
     keeps,
+    share,
     hides,
     close,
     [Symbol.asyncDispose]: close,

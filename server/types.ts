@@ -78,6 +78,12 @@ export interface DocumentRoot {
    */
   keeps?(file: ResolvedFile): boolean;
   /**
+   * Offers an equal copy of `file`'s kept bytes to keep instead (the one
+   * a prepared response holds), so that memory holds one copy: a cache
+   * that keeps those bytes takes it. Absent: nothing to share.
+   */
+  share?(file: ResolvedFile, bytes: Uint8Array<ArrayBuffer>): void;
+  /**
    * A value computed from the directory at `segments` (e.g. its rendered
    * listing) under `key`: kept by the open-file cache until the directory
    * or an entry directly in it changes; computed every time without it.

@@ -12,6 +12,7 @@ import {
   ifRangeAllows,
   type Validators,
 } from "./conditional.ts";
+import { _sharedClone } from "../server/shared_response.ts";
 import { contentType } from "./content_type.ts";
 import { fileEtag } from "./etag.ts";
 import {
@@ -263,6 +264,30 @@ export interface _Prepared {
   readonly ok: _HeaderPairs;
   /** The 304's headers. */
   readonly notModified: _HeaderPairs;
+  /**
+   * Answers made once and cloned per request: Deno's `Response.clone()`
+   * of a bytes body shares the bytes, where a new `Response` copies them
+   * (and allocates a buffer for each response).
+   */
+  readonly answers: _Answers;
+}
+
+/** The prepared answers of a {@linkcode _Prepared} file. */
+interface _Answers {
+  readonly notModified: Response;
+  readonly head: Response;
+  /**
+   * The 200; the kept bytes it was made from, and its own copy of them
+   * once known (offered to the cache through `share`, to keep one copy in
+   * memory).
+   */
+  whole?: {
+    readonly bytes: Uint8Array;
+    own?: Uint8Array;
+    readonly response: Response;
+  };
+  /** Offers the 200's own copy of the bytes to their keeper. */
+  readonly share: ((bytes: Uint8Array<ArrayBuffer>) => void) | undefined;
 }
 
 /**
@@ -273,6 +298,7 @@ export function _prepare(
   path: string,
   info: Deno.FileInfo,
   options: ServeFileOptions,
+  share?: (bytes: Uint8Array<ArrayBuffer>) => void,
 ): _Prepared {
   const v = _validators(info, options);
   const notModified = _baseHeaders(v, options);
@@ -281,31 +307,48 @@ export function _prepare(
     ["content-type", options.contentType ?? contentType(path)],
     ["content-length", String(info.size)],
   ];
-  return { path, info, options, v, ok, notModified };
+  const answers: _Answers = {
+    notModified: new Response(null, { status: 304, headers: notModified }),
+    head: new Response(null, { status: 200, headers: ok }),
+    share,
+  };
+  return { path, info, options, v, ok, notModified, answers };
 }
 
 /**
  * {@linkcode serveFile} for a request without `Range` of a prepared file
  * up to `bufferBelow` bytes (or kept by the open-file cache): the same
- * answers (304, 412, HEAD, 200 from memory), from header lists made once.
- * The `Response` gets the list itself: no `Headers` built and set per
- * request.
+ * answers (304, 412, HEAD, 200 from memory), cloned from responses made
+ * once. With `kept` (the bytes `read` gives are the same each time: the
+ * open-file cache's), the 200 is made once too, and every response shares
+ * its bytes.
  */
 export async function _serveWhole(
   req: Request,
   p: _Prepared,
+  kept = false,
 ): Promise<Response> {
   const pre = checkPreconditions(req, p.v);
-  if (pre === 304) {
-    return new Response(null, { status: 304, headers: p.notModified });
-  }
+  if (pre === 304) return p.answers.notModified.clone();
   if (pre === 412) throw new HttpError(412, "Precondition failed");
-  if (req.method === "HEAD") {
-    return new Response(null, { status: 200, headers: p.ok });
-  }
+  if (req.method === "HEAD") return p.answers.head.clone();
   const bytes = await (p.options.read?.() ?? Deno.readFile(p.path));
+  const whole = p.answers.whole;
+  if (whole !== undefined && (whole.own === bytes || whole.bytes === bytes)) {
+    return _sharedClone(whole.response);
+  }
   if (bytes.byteLength === p.info.size) {
-    return new Response(bytes, { status: 200, headers: p.ok });
+    const response = new Response(bytes, { status: 200, headers: p.ok });
+    if (!kept) return response;
+    // Made once: requests whose reads end together find it at once.
+    const made = { bytes, response } as NonNullable<_Answers["whole"]>;
+    p.answers.whole = made;
+    // The response's copy (a clone's bytes are the response's own, in Deno
+    // 2.9; elsewhere a copy, and nothing is shared).
+    const own = await response.clone().bytes();
+    made.own = own;
+    p.answers.share?.(own);
+    return _sharedClone(response);
   }
   // Changed since the lookup: as serveFile does (streamed).
   return await serveFile(req, p.path, p.info, p.options);

@@ -261,9 +261,10 @@ function _sender(options: ServeStaticOptions): _Send {
       read: () => root.read(v.file),
       varyEncoding: v.vary,
     });
+    const kept = v.dynamic === undefined && root.keeps?.(v.file) === true;
     if (
       v.dynamic === undefined && !req.headers.has("range") &&
-      (v.file.info.size <= bufferBelow || root.keeps?.(v.file) === true)
+      (kept || v.file.info.size <= bufferBelow)
     ) {
       let p = prepared.get(v.file);
       if (
@@ -271,10 +272,16 @@ function _sender(options: ServeStaticOptions): _Send {
         p.options.storedEncoding !== v.stored ||
         p.options.varyEncoding !== v.vary
       ) {
-        p = _prepare(v.file.realPath, v.file.info, options());
+        const file = v.file;
+        p = _prepare(
+          file.realPath,
+          file.info,
+          options(),
+          root.share && ((bytes) => root.share?.(file, bytes)),
+        );
         prepared.set(v.file, p);
       }
-      return _serveWhole(req, p);
+      return _serveWhole(req, p, kept);
     }
     return serveFile(req, v.file.realPath, v.file.info, options());
   };

@@ -152,3 +152,35 @@ Deno.test("error page: what the chain throws gets its sentence, never its messag
   assert.match(text, /Something went wrong on the server\./);
   assert.doesNotMatch(text, /stack|srv/);
 });
+
+Deno.test("renderError() sends the same page every time, each response with headers of its own", async () => {
+  const req = () => new Request("http://x/missing");
+  const first = renderError(404, req());
+  first.headers.set("x-first", "1");
+  const second = renderError(404, req());
+  assert.equal(second.headers.get("x-first"), null);
+  assert.equal(
+    [...second.headers.keys()].join(),
+    "content-length,content-security-policy,content-type,vary,x-content-type-options",
+  );
+  const [a, b] = [await first.text(), await second.text()];
+  assert.equal(a, b);
+  assert.match(a, /404 Not Found/);
+  const json = renderError(
+    404,
+    new Request("http://x/", {
+      headers: { accept: "application/json" },
+    }),
+  );
+  assert.deepEqual(await json.json(), { status: 404, error: "Not Found" });
+  assert.equal(json.headers.get("vary"), "Accept");
+  // With extra headers, or for HEAD, the page is made as before.
+  const allow = renderError(405, req(), { allow: "GET" });
+  assert.equal(allow.headers.get("allow"), "GET");
+  const head = renderError(404, new Request("http://x/", { method: "HEAD" }));
+  assert.equal(head.body, null);
+  assert.equal(
+    head.headers.get("content-length"),
+    second.headers.get("content-length"),
+  );
+});

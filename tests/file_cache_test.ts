@@ -1,9 +1,13 @@
 import assert from "node:assert/strict";
 import {
   type ClosableHandler,
+  compose,
+  type Context,
   createHandler,
   documentRoot,
   type FileCacheOptions,
+  resolvePath,
+  serveStatic,
 } from "../mod.ts";
 import { tempDir } from "./_helpers/fs.ts";
 import { waitFor } from "./_helpers/poll.ts";
@@ -373,4 +377,98 @@ Deno.test("file cache keeps a rendered listing until its directory changes", asy
   await waitFor(async () => (last = await names(watched)) === "b.txt", {
     message: `the listing to drop a.txt (last: ${last})`,
   });
+});
+
+/** The bytes a response holds itself (not the copy JavaScript readers get). */
+function held(res: Response): Promise<Uint8Array> {
+  return Response.prototype.bytes.call(res);
+}
+
+Deno.test("file cache: responses of a kept file share one copy of its bytes; each has headers of its own, and readers get copies", async () => {
+  await using dir = await tempDir();
+  await Deno.writeFile(`${dir.path}/a.bin`, kib(100, 1));
+  await using handler = cached(dir.path, { validMs: 60_000, watch: false });
+  const get = (headers?: HeadersInit) =>
+    handler(new Request("http://x/a.bin", { headers }));
+  const first = await get();
+  first.headers.set("x-first", "1");
+  const second = await get();
+  assert.equal(second.headers.get("x-first"), null, "not seen by the next");
+  assert.equal(second.headers.get("content-length"), "102400");
+  // Deno copies the bytes into every new Response; one made once and
+  // cloned per request shares them.
+  const bodies = [
+    await held(first),
+    await held(second),
+    await held(await get()),
+  ];
+  assert.equal(bodies[0]!.byteLength, 102400);
+  assert.ok(bodies.every((b) => b === bodies[0]), "one copy for all");
+  // What JavaScript reads is its own: writing into it changes nothing else.
+  new Uint8Array(await (await get()).arrayBuffer()).fill(7);
+  (await (await get()).bytes()).fill(7);
+  const reader = (await get()).body!.getReader();
+  (await reader.read()).value!.fill(7);
+  await reader.cancel();
+  assert.equal(await summary(handler, "/a.bin"), "200 102400: 1");
+  assert.deepEqual(new Set(bodies[0]), new Set([1]));
+  // 304 and HEAD answers are made once too; each still its own.
+  const etag = second.headers.get("etag")!;
+  const notModified = await get({ "if-none-match": etag });
+  assert.equal(notModified.status, 304);
+  notModified.headers.set("x-304", "1");
+  const again = await get({ "if-none-match": etag });
+  assert.equal(again.status, 304);
+  assert.equal(again.headers.get("x-304"), null);
+  assert.equal(again.headers.get("etag"), etag);
+});
+
+Deno.test("file cache keeps the copy of a kept file's bytes that its responses share (one copy in memory)", async () => {
+  await using dir = await tempDir();
+  await Deno.writeFile(`${dir.path}/a.bin`, kib(100, 1));
+  let seen: Context | undefined;
+  const handler = compose([
+    resolvePath({ root: dir.path, cache: { validMs: 60_000, watch: false } }),
+    (_req, ctx, next) => {
+      seen = ctx;
+      return next();
+    },
+    serveStatic(),
+  ]);
+  const get = () => handler(new Request("http://x/a.bin"));
+  const first = await get();
+  const kept = await seen!.root!.read(seen!.file!);
+  const sent = await held(await get());
+  assert.equal(sent.byteLength, 102400);
+  assert.ok(kept === sent, "the cache holds the responses' copy");
+  await first.body?.cancel();
+});
+
+Deno.test("file cache: past its window an unchanged file keeps its lookup and bytes (one stat, no read); a changed one is looked up and read again", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/a.txt`;
+  await Deno.writeTextFile(path, "one");
+  await using root = documentRoot(await Deno.realPath(dir.path), {
+    cache: { validMs: 50, watch: false },
+  });
+  const pause = () => new Promise((r) => setTimeout(r, 80));
+  const first = await root.find(["a.txt"]);
+  const bytes = await root.read(first!);
+  await pause();
+  const renewed = await root.find(["a.txt"]);
+  assert.ok(renewed === first, "the same lookup, renewed");
+  assert.ok((await root.read(renewed!)) === bytes, "its bytes, not read again");
+  // Same size, new bytes: ctime (and mtime) moved.
+  await Deno.writeTextFile(path, "two");
+  await pause();
+  const changed = await root.find(["a.txt"]);
+  assert.ok(changed !== first, "a new lookup");
+  assert.equal(new TextDecoder().decode(await root.read(changed!)), "two");
+  // A miss stays a miss, and a file that appears is found.
+  assert.equal(await root.find(["b.txt"]), undefined);
+  await pause();
+  assert.equal(await root.find(["b.txt"]), undefined);
+  await Deno.writeTextFile(`${dir.path}/b.txt`, "b");
+  await pause();
+  assert.equal((await root.find(["b.txt"]))?.info.size, 1);
 });
