@@ -6,6 +6,7 @@
 
 import { prefersJson } from "../server/negotiate.ts";
 import { _escapeHtml } from "../server/page_style.ts";
+import { _sharedClone } from "../server/shared_response.ts";
 import type { DocumentRoot } from "../server/types.ts";
 import {
   _DEFAULT_SORT,
@@ -255,10 +256,10 @@ export async function renderListing(
     () => _read(root, segments, options),
   );
   const variant = `${json ? "json" : "html"} ${sort.key} ${sort.order} ${base}`;
-  let bytes = listed.pages.get(variant);
-  if (bytes === undefined) {
+  let page = listed.pages.get(variant);
+  if (page === undefined) {
     const entries = _sorted(listed.entries, sort);
-    bytes = _encoder.encode(
+    const bytes = _encoder.encode(
       json ? JSON.stringify(entries) + "\n" : _listingHtml(
         [...base.split("/").filter((s) => s !== ""), ...segments],
         entries,
@@ -266,23 +267,27 @@ export async function renderListing(
         sort,
       ),
     );
-    listed.pages.set(variant, bytes);
+    const headers: [string, string][] = [
+      ["vary", "Accept"],
+      [
+        "content-type",
+        json ? "application/json; charset=UTF-8" : "text/html; charset=UTF-8",
+      ],
+      ["content-length", String(bytes.byteLength)],
+    ];
+    if (json && listed.omitted > 0) {
+      headers.push(["x-listing-omitted", String(listed.omitted)]);
+    }
+    if (!json) headers.push(["content-security-policy", _LISTING_CSP]);
+    // Made once per rendering and cloned per request (a clone shares the
+    // bytes; a new Response copies them).
+    page = new Response(bytes, { status: 200, headers });
+    listed.pages.set(variant, page);
   }
-  const headers = new Headers({
-    vary: "Accept",
-    "content-type": json
-      ? "application/json; charset=UTF-8"
-      : "text/html; charset=UTF-8",
-    "content-length": String(bytes.byteLength),
-  });
-  if (json && listed.omitted > 0) {
-    headers.set("x-listing-omitted", String(listed.omitted));
+  if (req.method === "HEAD") {
+    return new Response(null, { status: 200, headers: page.headers });
   }
-  if (!json) headers.set("content-security-policy", _LISTING_CSP);
-  return new Response(req.method === "HEAD" ? null : bytes, {
-    status: 200,
-    headers,
-  });
+  return _sharedClone(page);
 }
 
 const _encoder = new TextEncoder();
@@ -294,7 +299,7 @@ const _encoder = new TextEncoder();
 interface _Listed {
   readonly entries: ListingEntry[];
   readonly omitted: number;
-  readonly pages: Map<string, Uint8Array<ArrayBuffer>>;
+  readonly pages: Map<string, Response>;
 }
 
 async function _read(

@@ -378,3 +378,33 @@ Deno.test("listing: the cap picks entries by name, the sort orders what is liste
   assert.match(html, /5 more entries are not listed\./);
   assert.match(html, /0 directories, 3 files/);
 });
+
+Deno.test("renderListing() renders a directory once; each response is its own (headers, and bytes a reader writes into)", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/a.txt`, "a");
+  await using root = documentRoot(await Deno.realPath(dir.path), {
+    cache: { validMs: 60_000, watch: false },
+  });
+  const get = () => renderListing(new Request("http://x/"), root, []);
+  const first = await get();
+  first.headers.set("x-first", "1");
+  new Uint8Array(await first.arrayBuffer()).fill(0);
+  const second = await get();
+  assert.equal(second.headers.get("x-first"), null);
+  const html = await second.text();
+  assert.match(html, /a\.txt/);
+  assert.equal(
+    second.headers.get("content-length"),
+    String(new TextEncoder().encode(html).byteLength),
+  );
+  const head = await renderListing(
+    new Request("http://x/", { method: "HEAD" }),
+    root,
+    [],
+  );
+  assert.equal(head.body, null);
+  assert.equal(
+    head.headers.get("content-length"),
+    second.headers.get("content-length"),
+  );
+});
