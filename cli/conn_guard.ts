@@ -84,7 +84,8 @@ export interface ConnectionGuardOptions {
    * connection's send queue is sampled (`/proc/net/tcp`): a queue that
    * does not move for this long means the client takes nothing, and the
    * body keeps Deno's native path. Elsewhere a streamed body is watched
-   * chunk by chunk and any other body must be delivered within this time.
+   * chunk by chunk and any other body must be delivered within this time
+   * per 2 MiB of it.
    * @default {60000}
    */
   sendTimeoutMs?: number;
@@ -238,6 +239,11 @@ interface _Sending {
   /** The send queue last sampled, and since when it has not moved. */
   queue: number;
   still: number;
+  /**
+   * Unsampled and unwatched (bytes): milliseconds allowed for the whole
+   * body (0: `sendTimeoutMs`).
+   */
+  allowed: number;
 }
 
 /** Send queues of this machine's TCP sockets by `localPort:remotePort`, or `undefined` without `/proc`. */
@@ -435,7 +441,7 @@ export function serveGuarded(
             queues.get(`${addr.port}:${guarded.clientPort}`),
             now,
           )
-          : now - sending.since >= sendTimeoutMs;
+          : now - sending.since >= (sending.allowed || sendTimeoutMs);
         if (stalled) {
           drop(
             guarded,
@@ -464,6 +470,7 @@ export function serveGuarded(
         watched: false,
         queue: 0,
         still: 0,
+        allowed: 0,
       };
       // Settles however the request ends (a handler that throws too: Deno
       // then sends the error response).
@@ -479,7 +486,15 @@ export function serveGuarded(
       // (reading `res.body` of bytes would turn them into a chunked
       // stream), and one of known length up to 2 MiB is timed as a whole,
       // like bytes.
-      if (sampling || sendTimeoutMs <= 0 || bodyKind(res) !== "stream") {
+      if (sampling || sendTimeoutMs <= 0) return res;
+      const kind = bodyKind(res);
+      if (kind !== "stream") {
+        // Bytes (a file kept in memory can be 16 MiB) at the pace a
+        // watched stream must keep: 2 MiB per sendTimeoutMs.
+        if (typeof kind === "number") {
+          sending.allowed = sendTimeoutMs *
+            Math.max(1, Math.ceil(kind / _WATCH_ABOVE));
+        }
         return res;
       }
       const length = Number(res.headers.get("content-length") ?? NaN);

@@ -70,19 +70,21 @@ interface _Page {
   readonly jsonLength: string;
   /**
    * The page as a whole response (no extra headers, not HEAD), cloned per
-   * request: a clone shares the bytes, a new `Response` copies them.
+   * request: a clone shares the bytes, a new `Response` copies them. Made
+   * for the statuses with a name (rendered once), not for others.
    */
-  readonly htmlAnswer: Response;
-  readonly jsonAnswer: Response;
+  readonly htmlAnswer?: Response;
+  readonly jsonAnswer?: Response;
 }
 
-function _render(status: number): _Page {
+function _render(status: number, answers: boolean): _Page {
   const reason = _reason(status);
   const encoder = new TextEncoder();
   const html = encoder.encode(_html(status, reason));
   const json = encoder.encode(JSON.stringify({ status, error: reason }) + "\n");
   const htmlLength = String(html.byteLength);
   const jsonLength = String(json.byteLength);
+  if (!answers) return { html, htmlLength, json, jsonLength };
   return {
     html,
     htmlLength,
@@ -122,11 +124,11 @@ const _ownHeaders: readonly [string, string][] = [
  */
 const _PAGES: ReadonlyMap<number, _Page> = new Map(
   Object.keys(STATUS_CODES).map(Number).filter((s) => s >= 400)
-    .map((s) => [s, _render(s)]),
+    .map((s) => [s, _render(s, true)]),
 );
 
 function _page(status: number): _Page {
-  return _PAGES.get(status) ?? _render(status);
+  return _PAGES.get(status) ?? _render(status, false);
 }
 
 function _html(status: number, reason: string): string {
@@ -183,7 +185,8 @@ export function renderError(
     headers === undefined && html === undefined && req.method !== "HEAD"
   ) {
     const page = _page(status);
-    return _sharedClone(prefersJson(req) ? page.jsonAnswer : page.htmlAnswer);
+    const answer = prefersJson(req) ? page.jsonAnswer : page.htmlAnswer;
+    if (answer !== undefined) return _sharedClone(answer);
   }
   // The response's own headers, as a list (no Headers object and set() per
   // error); those of `headers` with the same names give way to them.

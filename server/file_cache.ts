@@ -71,6 +71,8 @@ interface _Entry {
   readonly file: ResolvedFile | undefined;
   /** End of its window (renewed when a lookup finds the same file). */
   until: number;
+  /** When the lookup was made (`Date.now()`, as file times are). */
+  readonly at: number;
   /** The file's contents, once read whole. */
   bytes?: Uint8Array<ArrayBuffer>;
   /** The one read of the contents in flight (shared by concurrent requests). */
@@ -100,19 +102,35 @@ async function _readUnchanged(
 }
 
 /**
- * Whether two lookups of one path found the same thing: the same miss, or
- * the same file by real path, type, size, inode, mode, mtime and ctime (a
- * write, rename or chmod moves ctime, which no one can set back).
+ * File times this old at the lookup are settled: a later change cannot
+ * leave them as they were, even on a file system that stores them in
+ * steps of one or two seconds.
  */
-function _same(a: ResolvedFile | undefined, b: ResolvedFile | undefined) {
+const _SETTLED_MS = 2_000;
+
+/**
+ * Whether a new lookup of an entry's path found what the entry's lookup
+ * did, so that the entry (its bytes, what was made from it) may be
+ * renewed: the same miss, or the same file by real path, type, size,
+ * device, inode, mode, mtime and ctime (a write, rename or chmod moves
+ * ctime, which no one can set back) — and only when those times had
+ * settled at the entry's lookup: a change in the same clock step as a
+ * lookup could otherwise keep old bytes for ever (as racy git).
+ */
+function _same(entry: _Entry, b: ResolvedFile | undefined): boolean {
+  const a = entry.file;
   if (a === undefined || b === undefined) return a === b;
   const x = a.info;
   const y = b.info;
-  return a.realPath === b.realPath && x.isFile === y.isFile &&
+  const settled = entry.at - _SETTLED_MS;
+  const mtime = x.mtime?.getTime();
+  const ctime = x.ctime?.getTime();
+  return mtime !== undefined && mtime <= settled &&
+    (ctime === undefined || ctime <= settled) &&
+    a.realPath === b.realPath && x.isFile === y.isFile &&
     x.isDirectory === y.isDirectory && x.size === y.size &&
-    x.ino === y.ino && x.mode === y.mode &&
-    x.mtime?.getTime() === y.mtime?.getTime() &&
-    x.ctime?.getTime() === y.ctime?.getTime();
+    x.dev === y.dev && x.ino === y.ino && x.mode === y.mode &&
+    mtime === y.mtime?.getTime() && ctime === y.ctime?.getTime();
 }
 
 /** Above this many paths in one batch of events, everything is dropped. */
@@ -203,17 +221,23 @@ export class _FileCache implements AsyncDisposable {
   }
 
   /**
-   * Keeps `bytes` instead of `file`'s kept bytes when they are an equal
-   * copy (same length; the caller made it from them): one copy in memory.
+   * Keeps `own` instead of `kept` when `kept` is what this cache keeps for
+   * `file` (`own` is an equal copy the caller made of them): one copy in
+   * memory. True when `own` is kept now.
    */
-  share(file: ResolvedFile, bytes: Uint8Array<ArrayBuffer>): void {
+  share(
+    file: ResolvedFile,
+    kept: Uint8Array<ArrayBuffer>,
+    own: Uint8Array<ArrayBuffer>,
+  ): boolean {
     const entry = this.#entries.get(file.path);
-    if (
-      entry?.file === file && entry.bytes !== undefined &&
-      entry.bytes.byteLength === bytes.byteLength
-    ) {
-      entry.bytes = bytes;
+    if (entry?.file !== file || entry.bytes === undefined) return false;
+    if (entry.bytes === own) return true;
+    if (entry.bytes !== kept || own.byteLength !== kept.byteLength) {
+      return false;
     }
+    entry.bytes = own;
+    return true;
   }
 
   /**
@@ -285,17 +309,20 @@ export class _FileCache implements AsyncDisposable {
     file: ResolvedFile | undefined,
   ): ResolvedFile | undefined {
     if (!this.enabled) return file;
-    if (file !== undefined && file.realPath !== file.path) return file;
+    if (file !== undefined && file.realPath !== file.path) {
+      this.#drop(path); // what an older lookup kept goes (it is not renewed)
+      return file;
+    }
     this.#startWatching();
     const until = performance.now() + this.#validMs;
     const old = this.#entries.get(path);
     this.#drop(path);
-    if (old !== undefined && _same(old.file, file)) {
+    if (old !== undefined && _same(old, file)) {
       old.until = until;
       this.#keep(path, old);
       return old.file;
     }
-    this.#keep(path, { file, until });
+    this.#keep(path, { file, until, at: Date.now() });
     this.#evict();
     return file;
   }

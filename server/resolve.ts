@@ -317,8 +317,12 @@ export function documentRoot(
     return cache?.keeps(file) ?? false;
   }
 
-  function share(file: ResolvedFile, bytes: Uint8Array<ArrayBuffer>): void {
-    cache?.share(file, bytes);
+  function share(
+    file: ResolvedFile,
+    kept: Uint8Array<ArrayBuffer>,
+    own: Uint8Array<ArrayBuffer>,
+  ): boolean {
+    return cache?.share(file, kept, own) ?? false;
   }
 
   function remember<T>(

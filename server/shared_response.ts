@@ -15,7 +15,7 @@
  * @module
  */
 
-/** Where an instance keeps the copying stream its `body` getter made. */
+/** Where an instance keeps the stream its `body` getter made. */
 const _BODY = Symbol("x-serve copied body");
 
 /** A response whose bytes body is shared: JavaScript reads get copies. */
@@ -28,26 +28,20 @@ class _SharedBodyResponse extends Response {
     return super.bytes().then((bytes) => bytes.slice().buffer);
   }
 
-  override get body(): ReadableStream<Uint8Array<ArrayBuffer>> | null {
+  override get body(): ReadableStream<Uint8Array<ArrayBuffer>> {
     const self = this as unknown as Record<
       symbol,
-      ReadableStream<Uint8Array<ArrayBuffer>> | null | undefined
+      ReadableStream<Uint8Array<ArrayBuffer>> | undefined
     >;
-    let body = self[_BODY];
-    if (body === undefined) {
-      const shared = super.body;
-      body = shared === null ? null : shared.pipeThrough(
-        new TransformStream<Uint8Array<ArrayBuffer>, Uint8Array<ArrayBuffer>>(
-          {
-            transform(chunk, controller) {
-              controller.enqueue(chunk.slice());
-            },
-          },
-        ),
-      );
-      self[_BODY] = body;
-    }
-    return body;
+    // Lazy: looking at `body` (`if (res.body)`) leaves the response as it
+    // is, sendable; only reading the stream reads (and copies) the bytes.
+    self[_BODY] ??= new ReadableStream<Uint8Array<ArrayBuffer>>({
+      pull: async (controller) => {
+        controller.enqueue(await this.bytes());
+        controller.close();
+      },
+    }, { highWaterMark: 0 });
+    return self[_BODY];
   }
 
   override clone(): Response {
@@ -56,9 +50,9 @@ class _SharedBodyResponse extends Response {
 }
 
 /**
- * A clone of `template` (a response made once, never sent itself) that
- * shares its bytes body with `Deno.serve` and gives JavaScript readers
- * copies.
+ * A clone of `template` (a response made once with a bytes body, never
+ * sent or read itself) that shares the bytes with `Deno.serve` and gives
+ * JavaScript readers copies.
  *
  * @example One page, many responses
  * ```ts

@@ -78,11 +78,16 @@ export interface DocumentRoot {
    */
   keeps?(file: ResolvedFile): boolean;
   /**
-   * Offers an equal copy of `file`'s kept bytes to keep instead (the one
-   * a prepared response holds), so that memory holds one copy: a cache
-   * that keeps those bytes takes it. Absent: nothing to share.
+   * Offers `own`, an equal copy of `kept` (bytes {@linkcode DocumentRoot.read}
+   * gave for `file`) that a prepared response holds, to keep instead, so
+   * that memory holds one copy. True when `own` is what is kept now; false
+   * when `kept` is not kept (nothing taken). Absent: nothing to share.
    */
-  share?(file: ResolvedFile, bytes: Uint8Array<ArrayBuffer>): void;
+  share?(
+    file: ResolvedFile,
+    kept: Uint8Array<ArrayBuffer>,
+    own: Uint8Array<ArrayBuffer>,
+  ): boolean;
   /**
    * A value computed from the directory at `segments` (e.g. its rendered
    * listing) under `key`: kept by the open-file cache until the directory

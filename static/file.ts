@@ -277,17 +277,22 @@ interface _Answers {
   readonly notModified: Response;
   readonly head: Response;
   /**
-   * The 200; the kept bytes it was made from, and its own copy of them
-   * once known (offered to the cache through `share`, to keep one copy in
-   * memory).
+   * The 200; the kept bytes it was made from (weakly: once the cache keeps
+   * the response's own copy instead, nothing else holds them) and that
+   * copy once known.
    */
   whole?: {
-    readonly bytes: Uint8Array;
+    readonly from: WeakRef<Uint8Array>;
     own?: Uint8Array;
     readonly response: Response;
   };
-  /** Offers the 200's own copy of the bytes to their keeper. */
-  readonly share: ((bytes: Uint8Array<ArrayBuffer>) => void) | undefined;
+  /**
+   * Offers the 200's own copy of the bytes (`own`, equal to `kept`) to
+   * their keeper; true when it keeps `own` now.
+   */
+  readonly share:
+    | ((kept: Uint8Array<ArrayBuffer>, own: Uint8Array<ArrayBuffer>) => boolean)
+    | undefined;
 }
 
 /**
@@ -298,7 +303,10 @@ export function _prepare(
   path: string,
   info: Deno.FileInfo,
   options: ServeFileOptions,
-  share?: (bytes: Uint8Array<ArrayBuffer>) => void,
+  share?: (
+    kept: Uint8Array<ArrayBuffer>,
+    own: Uint8Array<ArrayBuffer>,
+  ) => boolean,
 ): _Prepared {
   const v = _validators(info, options);
   const notModified = _baseHeaders(v, options);
@@ -334,20 +342,30 @@ export async function _serveWhole(
   if (req.method === "HEAD") return p.answers.head.clone();
   const bytes = await (p.options.read?.() ?? Deno.readFile(p.path));
   const whole = p.answers.whole;
-  if (whole !== undefined && (whole.own === bytes || whole.bytes === bytes)) {
+  if (
+    whole !== undefined && (whole.own === bytes || whole.from.deref() === bytes)
+  ) {
     return _sharedClone(whole.response);
   }
   if (bytes.byteLength === p.info.size) {
     const response = new Response(bytes, { status: 200, headers: p.ok });
     if (!kept) return response;
     // Made once: requests whose reads end together find it at once.
-    const made = { bytes, response } as NonNullable<_Answers["whole"]>;
+    const made: NonNullable<_Answers["whole"]> = {
+      from: new WeakRef(bytes),
+      response,
+    };
     p.answers.whole = made;
     // The response's copy (a clone's bytes are the response's own, in Deno
-    // 2.9; elsewhere a copy, and nothing is shared).
+    // 2.9; elsewhere a copy, and nothing is shared). The cache keeps it
+    // instead of what it read, or (its bytes not kept after all: a change
+    // during the read) the answer is not kept either: memory outside
+    // `maxBytes` would hold it.
     const own = await response.clone().bytes();
     made.own = own;
-    p.answers.share?.(own);
+    if (p.answers.share?.(bytes, own) === false && p.answers.whole === made) {
+      p.answers.whole = undefined;
+    }
     return _sharedClone(response);
   }
   // Changed since the lookup: as serveFile does (streamed).

@@ -277,7 +277,8 @@ function _sender(options: ServeStaticOptions): _Send {
           file.realPath,
           file.info,
           options(),
-          root.share && ((bytes) => root.share?.(file, bytes)),
+          root.share &&
+            ((kept, own) => root.share?.(file, kept, own) ?? false),
         );
         prepared.set(v.file, p);
       }

@@ -444,22 +444,35 @@ Deno.test("file cache keeps the copy of a kept file's bytes that its responses s
   await first.body?.cancel();
 });
 
-Deno.test("file cache: past its window an unchanged file keeps its lookup and bytes (one stat, no read); a changed one is looked up and read again", async () => {
+Deno.test("file cache: past its window an unchanged file keeps its lookup and bytes (one stat, no read); a changed one, or one changed just before its lookup, is looked up and read again", async () => {
   await using dir = await tempDir();
   const path = `${dir.path}/a.txt`;
   await Deno.writeTextFile(path, "one");
   await using root = documentRoot(await Deno.realPath(dir.path), {
     cache: { validMs: 50, watch: false },
   });
-  const pause = () => new Promise((r) => setTimeout(r, 80));
+  const pause = (ms = 80) => new Promise((r) => setTimeout(r, ms));
+  // Written a moment ago: its times may not have settled (a change in the
+  // same clock step would not show), so it is not renewed yet.
+  const fresh = await root.find(["a.txt"]);
+  await root.read(fresh!);
+  await pause();
+  const again = await root.find(["a.txt"]);
+  assert.ok(again !== fresh, "looked up again while its times settle");
+  // Two seconds on, a lookup made then is renewed.
+  await pause(2_100);
+  await pause(); // the window of the lookup just made
   const first = await root.find(["a.txt"]);
   const bytes = await root.read(first!);
   await pause();
   const renewed = await root.find(["a.txt"]);
   assert.ok(renewed === first, "the same lookup, renewed");
   assert.ok((await root.read(renewed!)) === bytes, "its bytes, not read again");
-  // Same size, new bytes: ctime (and mtime) moved.
+  // Same size, new bytes, the old mtime put back: only ctime moved.
+  const { mtime } = await Deno.stat(path);
   await Deno.writeTextFile(path, "two");
+  await Deno.utime(path, mtime!, mtime!);
+  assert.equal((await Deno.stat(path)).mtime?.getTime(), mtime!.getTime());
   await pause();
   const changed = await root.find(["a.txt"]);
   assert.ok(changed !== first, "a new lookup");
@@ -471,4 +484,25 @@ Deno.test("file cache: past its window an unchanged file keeps its lookup and by
   await Deno.writeTextFile(`${dir.path}/b.txt`, "b");
   await pause();
   assert.equal((await root.find(["b.txt"]))?.info.size, 1);
+});
+
+Deno.test("file cache: a kept file whose body a middleware only looked at is still sent whole (live reload on a stylesheet, through Deno.serve)", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/a.css`, "body { color: red }\n");
+  await using handler = createHandler({
+    root: dir.path,
+    cache: { validMs: 60_000, watch: false },
+    liveReload: true,
+  });
+  // Live reload looks at `res.body` of every 200 GET, and passes a
+  // stylesheet on as it is.
+  await using server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (req, info) => handler(req, info),
+  );
+  for (let i = 0; i < 3; i++) {
+    const res = await fetch(`http://127.0.0.1:${server.addr.port}/a.css`);
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), "body { color: red }\n");
+  }
 });
