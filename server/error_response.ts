@@ -181,10 +181,8 @@ export function renderError(
   headers?: HeadersInit,
   html?: Uint8Array | string,
 ): Response {
-  if (
-    headers === undefined && html === undefined && req.method !== "HEAD"
-  ) {
-    const page = _page(status);
+  const page = html === undefined ? _page(status) : undefined;
+  if (page !== undefined && headers === undefined && req.method !== "HEAD") {
     const answer = prefersJson(req) ? page.jsonAnswer : page.htmlAnswer;
     if (answer !== undefined) return _sharedClone(answer);
   }
@@ -203,20 +201,20 @@ export function renderError(
   } else {
     // The built-in page is HTML or JSON by Accept.
     vary = "Accept";
-    const page = _page(status);
+    const built = page ?? _page(status);
     if (prefersJson(req)) {
       own.push(
         ["content-type", "application/json; charset=UTF-8"],
-        ["content-length", page.jsonLength],
+        ["content-length", built.jsonLength],
       );
-      bytes = page.json;
+      bytes = built.json;
     } else {
       own.push(
         ["content-type", "text/html; charset=UTF-8"],
         ["content-security-policy", _CSP],
-        ["content-length", page.htmlLength],
+        ["content-length", built.htmlLength],
       );
-      bytes = page.html;
+      bytes = built.html;
     }
   }
   const list: [string, string][] = [];

@@ -75,6 +75,8 @@ interface _Entry {
   readonly at: number;
   /** The file's contents, once read whole. */
   bytes?: Uint8Array<ArrayBuffer>;
+  /** `bytes` are a prepared response's own copy (see `share`). */
+  shared?: boolean;
   /** The one read of the contents in flight (shared by concurrent requests). */
   reading?: Promise<Uint8Array<ArrayBuffer>>;
 }
@@ -222,8 +224,10 @@ export class _FileCache implements AsyncDisposable {
 
   /**
    * Keeps `own` instead of `kept` when `kept` is what this cache keeps for
-   * `file` (`own` is an equal copy the caller made of them): one copy in
-   * memory. True when `own` is kept now.
+   * `file`, as read (`own` is an equal copy the caller made of them): one
+   * copy in memory. True when `own` is kept now; false when another
+   * caller's copy is kept already (it stays: a second answer made from
+   * the same file does without).
    */
   share(
     file: ResolvedFile,
@@ -233,10 +237,14 @@ export class _FileCache implements AsyncDisposable {
     const entry = this.#entries.get(file.path);
     if (entry?.file !== file || entry.bytes === undefined) return false;
     if (entry.bytes === own) return true;
-    if (entry.bytes !== kept || own.byteLength !== kept.byteLength) {
+    if (
+      entry.shared || entry.bytes !== kept ||
+      own.byteLength !== kept.byteLength
+    ) {
       return false;
     }
     entry.bytes = own;
+    entry.shared = true;
     return true;
   }
 

@@ -40,6 +40,9 @@ class _SharedBodyResponse extends Response {
         controller.enqueue(await this.bytes());
         controller.close();
       },
+      // Cancelled unread: used up, as any response's body (no copy made).
+      cancel: () =>
+        Response.prototype.bytes.call(this).then(() => {}, () => {}),
     }, { highWaterMark: 0 });
     return self[_BODY];
   }

@@ -67,7 +67,9 @@ export interface DocumentRoot {
   find(segments: readonly string[]): Promise<ResolvedFile | undefined>;
   /**
    * Reads a file {@linkcode DocumentRoot.find} returned, whole, by its real
-   * path (from the open-file cache when it is on and holds it).
+   * path (from the open-file cache when it is on and holds it). Bytes from
+   * the cache are shared with every request and response: read them, never
+   * write into or transfer them.
    */
   read(file: ResolvedFile): Promise<Uint8Array<ArrayBuffer>>;
   /**

@@ -341,13 +341,14 @@ export async function _serveWhole(
   if (pre === 412) throw new HttpError(412, "Precondition failed");
   if (req.method === "HEAD") return p.answers.head.clone();
   const bytes = await (p.options.read?.() ?? Deno.readFile(p.path));
-  const whole = p.answers.whole;
-  if (
-    whole !== undefined && (whole.own === bytes || whole.from.deref() === bytes)
-  ) {
-    return _sharedClone(whole.response);
-  }
   if (bytes.byteLength === p.info.size) {
+    const whole = p.answers.whole;
+    if (
+      whole !== undefined &&
+      (whole.own === bytes || whole.from.deref() === bytes)
+    ) {
+      return _sharedClone(whole.response);
+    }
     const response = new Response(bytes, { status: 200, headers: p.ok });
     if (!kept) return response;
     // Made once: requests whose reads end together find it at once.

@@ -6,6 +6,7 @@ import {
   createHandler,
   documentRoot,
   type FileCacheOptions,
+  type Middleware,
   resolvePath,
   serveStatic,
 } from "../mod.ts";
@@ -410,6 +411,10 @@ Deno.test("file cache: responses of a kept file share one copy of its bytes; eac
   const reader = (await get()).body!.getReader();
   (await reader.read()).value!.fill(7);
   await reader.cancel();
+  // A body cancelled unread is used up, as any response's.
+  const cancelled = await get();
+  await cancelled.body!.cancel();
+  assert.equal(cancelled.bodyUsed, true);
   assert.equal(await summary(handler, "/a.bin"), "200 102400: 1");
   assert.deepEqual(new Set(bodies[0]), new Set([1]));
   // 304 and HEAD answers are made once too; each still its own.
@@ -505,4 +510,31 @@ Deno.test("file cache: a kept file whose body a middleware only looked at is sti
     assert.equal(res.status, 200);
     assert.equal(await res.text(), "body { color: red }\n");
   }
+});
+
+Deno.test("file cache: two static servers over one cached root keep one copy of a file's bytes (the second sends copies)", async () => {
+  await using dir = await tempDir();
+  await Deno.writeFile(`${dir.path}/a.bin`, kib(100, 1));
+  let seen: Context | undefined;
+  const resolve = resolvePath({
+    root: dir.path,
+    cache: { validMs: 60_000, watch: false },
+  });
+  const spy: Middleware = (_req, ctx, next) => {
+    seen = ctx;
+    return next();
+  };
+  const first = compose([resolve, spy, serveStatic()]);
+  const second = compose([resolve, serveStatic()]);
+  const get = (h: typeof first) => h(new Request("http://x/a.bin"));
+  const sent: Uint8Array[] = [];
+  for (let i = 0; i < 3; i++) {
+    sent.push(await held(await get(first)));
+    const other = await held(await get(second));
+    assert.equal(other.byteLength, 102400);
+    assert.ok(other !== sent[0], "the second server's are copies");
+  }
+  const kept = await seen!.root!.read(seen!.file!);
+  assert.ok(sent.every((b) => b === kept), "the first's share the kept copy");
+  await resolve.close();
 });

@@ -386,6 +386,9 @@ Deno.test("renderListing() renders a directory once; each response is its own (h
     cache: { validMs: 60_000, watch: false },
   });
   const get = () => renderListing(new Request("http://x/"), root, []);
+  // Rendered once: every response holds the same bytes (not a copy each).
+  const held = (res: Response) => Response.prototype.bytes.call(res);
+  assert.ok(await held(await get()) === await held(await get()), "one copy");
   const first = await get();
   first.headers.set("x-first", "1");
   new Uint8Array(await first.arrayBuffer()).fill(0);
