@@ -274,8 +274,9 @@ export interface _Prepared {
 
 /** The prepared answers of a {@linkcode _Prepared} file. */
 interface _Answers {
-  readonly notModified: Response;
-  readonly head: Response;
+  /** The 304 and the HEAD answer, made at their first use. */
+  notModified?: Response;
+  head?: Response;
   /**
    * The 200; the kept bytes it was made from (weakly: once the cache keeps
    * the response's own copy instead, nothing else holds them) and that
@@ -315,11 +316,7 @@ export function _prepare(
     ["content-type", options.contentType ?? contentType(path)],
     ["content-length", String(info.size)],
   ];
-  const answers: _Answers = {
-    notModified: new Response(null, { status: 304, headers: notModified }),
-    head: new Response(null, { status: 200, headers: ok }),
-    share,
-  };
+  const answers: _Answers = { share };
   return { path, info, options, v, ok, notModified, answers };
 }
 
@@ -337,9 +334,19 @@ export async function _serveWhole(
   kept = false,
 ): Promise<Response> {
   const pre = checkPreconditions(req, p.v);
-  if (pre === 304) return p.answers.notModified.clone();
+  const a = p.answers;
+  if (pre === 304) {
+    a.notModified ??= new Response(null, {
+      status: 304,
+      headers: p.notModified,
+    });
+    return a.notModified.clone();
+  }
   if (pre === 412) throw new HttpError(412, "Precondition failed");
-  if (req.method === "HEAD") return p.answers.head.clone();
+  if (req.method === "HEAD") {
+    a.head ??= new Response(null, { status: 200, headers: p.ok });
+    return a.head.clone();
+  }
   const bytes = await (p.options.read?.() ?? Deno.readFile(p.path));
   if (bytes.byteLength === p.info.size) {
     const whole = p.answers.whole;
