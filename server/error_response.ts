@@ -82,33 +82,17 @@ function _render(status: number, answers: boolean): _Page {
   const encoder = new TextEncoder();
   const html = encoder.encode(_html(status, reason));
   const json = encoder.encode(JSON.stringify({ status, error: reason }) + "\n");
-  const htmlLength = String(html.byteLength);
-  const jsonLength = String(json.byteLength);
-  if (!answers) return { html, htmlLength, json, jsonLength };
-  return {
+  const page = {
     html,
-    htmlLength,
+    htmlLength: String(html.byteLength),
     json,
-    jsonLength,
-    htmlAnswer: new Response(html, {
-      status,
-      headers: [
-        ["vary", "Accept"],
-        ..._ownHeaders,
-        ["content-type", "text/html; charset=UTF-8"],
-        ["content-security-policy", _CSP],
-        ["content-length", htmlLength],
-      ],
-    }),
-    jsonAnswer: new Response(json, {
-      status,
-      headers: [
-        ["vary", "Accept"],
-        ..._ownHeaders,
-        ["content-type", "application/json; charset=UTF-8"],
-        ["content-length", jsonLength],
-      ],
-    }),
+    jsonLength: String(json.byteLength),
+  };
+  if (!answers) return page;
+  return {
+    ...page,
+    htmlAnswer: _compose(status, _builtIn(page, false), undefined, false),
+    jsonAnswer: _compose(status, _builtIn(page, true), undefined, false),
   };
 }
 
@@ -181,42 +165,78 @@ export function renderError(
   headers?: HeadersInit,
   html?: Uint8Array | string,
 ): Response {
-  const page = html === undefined ? _page(status) : undefined;
-  if (page !== undefined && headers === undefined && req.method !== "HEAD") {
-    const answer = prefersJson(req) ? page.jsonAnswer : page.htmlAnswer;
-    if (answer !== undefined) return _sharedClone(answer);
-  }
-  // The response's own headers, as a list (no Headers object and set() per
-  // error); those of `headers` with the same names give way to them.
-  const own: [string, string][] = [..._ownHeaders];
-  let bytes: Uint8Array;
-  let vary: string | undefined;
+  const head = req.method === "HEAD";
   if (html !== undefined) {
-    // A custom page is always HTML, sent as it is (with its own policy, if any).
-    bytes = typeof html === "string" ? new TextEncoder().encode(html) : html;
-    own.push(
-      ["content-type", "text/html; charset=UTF-8"],
-      ["content-length", String(bytes.byteLength)],
-    );
-  } else {
-    // The built-in page is HTML or JSON by Accept.
-    vary = "Accept";
-    const built = page ?? _page(status);
-    if (prefersJson(req)) {
-      own.push(
+    return _compose(status, _custom(html), headers, head);
+  }
+  const page = _page(status);
+  const json = prefersJson(req);
+  const answer = json ? page.jsonAnswer : page.htmlAnswer;
+  if (answer !== undefined && headers === undefined && !head) {
+    return _sharedClone(answer);
+  }
+  return _compose(status, _builtIn(page, json), headers, head);
+}
+
+/** An error response's body and the headers that describe it. */
+interface _Body {
+  readonly bytes: Uint8Array;
+  /** Its own headers, after `x-content-type-options`. */
+  readonly own: readonly [string, string][];
+  /** What it varies on, if anything. */
+  readonly vary?: string;
+}
+
+/** The built-in page, HTML or JSON (by `Accept`). */
+function _builtIn(page: _Page, json: boolean): _Body {
+  return json
+    ? {
+      bytes: page.json,
+      own: [
         ["content-type", "application/json; charset=UTF-8"],
-        ["content-length", built.jsonLength],
-      );
-      bytes = built.json;
-    } else {
-      own.push(
+        ["content-length", page.jsonLength],
+      ],
+      vary: "Accept",
+    }
+    : {
+      bytes: page.html,
+      own: [
         ["content-type", "text/html; charset=UTF-8"],
         ["content-security-policy", _CSP],
-        ["content-length", built.htmlLength],
-      );
-      bytes = built.html;
-    }
-  }
+        ["content-length", page.htmlLength],
+      ],
+      vary: "Accept",
+    };
+}
+
+/** A custom page: always HTML, sent as it is (with its own policy, if any). */
+function _custom(html: Uint8Array | string): _Body {
+  const bytes = typeof html === "string"
+    ? new TextEncoder().encode(html)
+    : html;
+  return {
+    bytes,
+    own: [
+      ["content-type", "text/html; charset=UTF-8"],
+      ["content-length", String(bytes.byteLength)],
+    ],
+  };
+}
+
+/**
+ * The response: `headers` first (those named as the response's own give
+ * way to them; a `Vary` is merged), then the response's own, as a list
+ * (no Headers object and set() per error). The Response copies the bytes:
+ * a cached page cannot be changed through it.
+ */
+function _compose(
+  status: number,
+  body: _Body,
+  headers: HeadersInit | undefined,
+  head: boolean,
+): Response {
+  const own: [string, string][] = [..._ownHeaders, ...body.own];
+  let vary = body.vary;
   const list: [string, string][] = [];
   if (headers !== undefined) {
     for (const [name, value] of new Headers(headers)) {
@@ -231,8 +251,7 @@ export function renderError(
   }
   if (vary) list.push(["vary", vary]);
   list.push(...own);
-  // The Response copies the bytes: a cached page cannot be changed through it.
-  return new Response(req.method === "HEAD" ? null : bytes as BodyInit, {
+  return new Response(head ? null : body.bytes as BodyInit, {
     status,
     headers: list,
   });
