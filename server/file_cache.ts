@@ -82,9 +82,21 @@ interface _Entry {
 }
 
 /**
+ * Whether two stats show the same file, unchanged: type, size, device,
+ * inode, mode, mtime and ctime (a write, rename or chmod moves ctime,
+ * which no one can set back).
+ */
+function _sameStat(x: Deno.FileInfo, y: Deno.FileInfo): boolean {
+  return x.isFile === y.isFile && x.isDirectory === y.isDirectory &&
+    x.size === y.size && x.dev === y.dev && x.ino === y.ino &&
+    x.mode === y.mode && x.mtime?.getTime() === y.mtime?.getTime() &&
+    x.ctime?.getTime() === y.ctime?.getTime();
+}
+
+/**
  * Reads `file` whole, and whether it is still the file its lookup saw
- * (same size, mtime and inode after the read): bytes of a file changed
- * since the lookup are not kept under its validators.
+ * (see `_sameStat`, after the read): bytes of a file changed since the
+ * lookup are not kept under its validators.
  */
 async function _readUnchanged(
   file: ResolvedFile,
@@ -93,9 +105,7 @@ async function _readUnchanged(
   let unchanged = bytes.byteLength === file.info.size;
   if (unchanged) {
     try {
-      const now = await Deno.stat(file.realPath);
-      unchanged = now.size === file.info.size && now.ino === file.info.ino &&
-        now.mtime?.getTime() === file.info.mtime?.getTime();
+      unchanged = _sameStat(await Deno.stat(file.realPath), file.info);
     } catch {
       unchanged = false;
     }
@@ -113,26 +123,20 @@ const _SETTLED_MS = 2_000;
 /**
  * Whether a new lookup of an entry's path found what the entry's lookup
  * did, so that the entry (its bytes, what was made from it) may be
- * renewed: the same miss, or the same file by real path, type, size,
- * device, inode, mode, mtime and ctime (a write, rename or chmod moves
- * ctime, which no one can set back) — and only when those times had
- * settled at the entry's lookup: a change in the same clock step as a
- * lookup could otherwise keep old bytes for ever (as racy git).
+ * renewed: the same miss, or the same file by real path and stat (see
+ * `_sameStat`) — and only when its times had settled at the entry's
+ * lookup: a change in the same clock step as a lookup could otherwise
+ * keep old bytes for ever (as racy git).
  */
 function _same(entry: _Entry, b: ResolvedFile | undefined): boolean {
   const a = entry.file;
   if (a === undefined || b === undefined) return a === b;
-  const x = a.info;
-  const y = b.info;
   const settled = entry.at - _SETTLED_MS;
-  const mtime = x.mtime?.getTime();
-  const ctime = x.ctime?.getTime();
+  const mtime = a.info.mtime?.getTime();
+  const ctime = a.info.ctime?.getTime();
   return mtime !== undefined && mtime <= settled &&
     (ctime === undefined || ctime <= settled) &&
-    a.realPath === b.realPath && x.isFile === y.isFile &&
-    x.isDirectory === y.isDirectory && x.size === y.size &&
-    x.dev === y.dev && x.ino === y.ino && x.mode === y.mode &&
-    mtime === y.mtime?.getTime() && ctime === y.ctime?.getTime();
+    a.realPath === b.realPath && _sameStat(a.info, b.info);
 }
 
 /** Above this many paths in one batch of events, everything is dropped. */
