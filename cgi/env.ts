@@ -256,9 +256,10 @@ function _addHeaders(
 ): void {
   const contentType = headers.get("content-type");
   if (contentType) env.CONTENT_TYPE = _headerText(contentType);
-  for (const [name, value] of headers) {
-    if (_SKIPPED_HEADERS.has(name) || !_EXPORTABLE_NAME.test(name)) continue;
-    if (name === "authorization" && !passAuthorization) continue;
+  // forEach, not for…of: Deno's Headers iterator costs ~6× more per call.
+  headers.forEach((value, name) => {
+    if (_SKIPPED_HEADERS.has(name) || !_EXPORTABLE_NAME.test(name)) return;
+    if (name === "authorization" && !passAuthorization) return;
     env["HTTP_" + name.toUpperCase().replaceAll("-", "_")] = _headerText(value);
-  }
+  });
 }

@@ -10,6 +10,7 @@
 
 import { HttpError } from "../server/errors.ts";
 import { isNullBodyStatus } from "../server/http.ts";
+import { newResponse } from "../server/new_response.ts";
 import type { LogFn } from "../server/types.ts";
 import { exactLength, pullStream, readChunk } from "./stream.ts";
 
@@ -126,8 +127,12 @@ function _bad(message: string): HttpError {
 /** Decodes bytes one char per byte, so header values keep their bytes. */
 function _latin1(bytes: Uint8Array): string {
   let s = "";
+  // apply, not a spread: it takes the typed array as it is (~8× faster).
   for (let i = 0; i < bytes.length; i += 8192) {
-    s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+    s += String.fromCharCode.apply(
+      null,
+      bytes.subarray(i, i + 8192) as unknown as number[],
+    );
   }
   return s;
 }
@@ -173,24 +178,24 @@ function _headEnd(buf: Uint8Array, from: number): number {
  * end in `bytes`.
  */
 function _splitHead(bytes: Uint8Array, maxHeaderBytes: number): _Head {
-  const lines: string[] = [];
-  let at = 0;
-  while (true) {
-    const lf = bytes.indexOf(0x0a, at);
-    if (lf === -1 ? bytes.length > maxHeaderBytes : lf + 1 > maxHeaderBytes) {
-      throw _bad(`header block larger than ${maxHeaderBytes} bytes`);
-    }
-    if (lf === -1) {
-      throw _bad(
-        bytes.length ? "output ended inside the header block" : "no output",
-      );
-    }
-    const end = lf > at && bytes[lf - 1] === 0x0d ? lf - 1 : lf;
-    const line = _latin1(bytes.subarray(at, end));
-    at = lf + 1;
-    if (line === "") return { lines, rest: bytes.subarray(at) };
-    lines.push(line);
+  const end = _headEnd(bytes, 0);
+  if (end === -1 ? bytes.length > maxHeaderBytes : end > maxHeaderBytes) {
+    throw _bad(`header block larger than ${maxHeaderBytes} bytes`);
   }
+  if (end === -1) {
+    throw _bad(
+      bytes.length ? "output ended inside the header block" : "no output",
+    );
+  }
+  // One decode for the block; it ends in its blank line and a last LF, so
+  // the last two pieces are that line ("" or "\r") and "".
+  const pieces = _latin1(bytes.subarray(0, end)).split("\n");
+  const lines = pieces.slice(0, -2);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line.endsWith("\r")) lines[i] = line.slice(0, -1);
+  }
+  return { lines, rest: bytes.subarray(end) };
 }
 
 /** Reads until the blank line ending the header block; returns its lines and the leftover bytes. */
@@ -317,7 +322,16 @@ function _splitField(line: string): [name: string, value: string] {
   if (colon === -1) throw _bad("header line without a colon");
   const name = line.slice(0, colon);
   if (!_TOKEN.test(name)) throw _bad("header name is not a token");
-  return [name, line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "")];
+  let start = colon + 1;
+  let stop = line.length;
+  while (start < stop && _isBlank(line.charCodeAt(start))) start++;
+  while (stop > start && _isBlank(line.charCodeAt(stop - 1))) stop--;
+  return [name, line.slice(start, stop)];
+}
+
+/** SP or HTAB. */
+function _isBlank(c: number): boolean {
+  return c === 0x20 || c === 0x09;
 }
 
 /** The status of a `Status:` value or an nph status line's match. */
@@ -555,7 +569,7 @@ export function toHttpResponse(
       body = _exactBody(parsed.body, Number(length), options);
     }
   }
-  return new Response(body, { status, statusText, headers });
+  return newResponse(body, status, headers, statusText);
 }
 
 /** The body cut at, or failing short of, `length` (see {@linkcode toHttpResponse}). */

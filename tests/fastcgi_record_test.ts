@@ -2,9 +2,11 @@ import assert from "node:assert/strict";
 import {
   concatBytes,
   decodePairs,
+  encodeBeginRequest,
   encodePair,
   encodeParams,
   encodeRecord,
+  encodeRequest,
   HEADER_LENGTH,
   MAX_CHUNK,
   RecordReader,
@@ -188,4 +190,94 @@ Deno.test("RecordReader throws on truncated or foreign-version records", async (
     new RecordReader(source(foreign, 64)).next(),
     SyntaxError,
   );
+});
+
+/** Asserts equal bytes (deepEqual only to show a difference: it is slow). */
+function sameBytes(actual: Uint8Array, expected: Uint8Array, label: string) {
+  const same = actual.length === expected.length &&
+    actual.every((b, i) => b === expected[i]);
+  if (!same) assert.deepEqual(actual, expected, label);
+}
+
+/** The request head record by record, the way encodeRequest() must match. */
+function requestByRecords(
+  id: number,
+  keepConn: boolean,
+  params: [string, string][],
+  stdin: Uint8Array | undefined,
+): Uint8Array {
+  const parts = [encodeBeginRequest(id, keepConn), encodeParams(id, params)];
+  if (stdin) {
+    for (let at = 0; at < stdin.length; at += MAX_CHUNK) {
+      parts.push(
+        encodeRecord(RecordType.STDIN, id, stdin.subarray(at, at + MAX_CHUNK)),
+      );
+    }
+    parts.push(encodeRecord(RecordType.STDIN, id, new Uint8Array()));
+  }
+  return concatBytes(parts);
+}
+
+Deno.test("encodeRequest() writes the same records as BEGIN_REQUEST, encodeParams() and STDIN records one by one", () => {
+  let seed = 42; // seeded: the same cases on every run
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const chars = (length: number, unicode: boolean) =>
+    Array.from(
+      { length },
+      () =>
+        unicode && random() < 0.05
+          ? String.fromCodePoint(0x80 + Math.floor(random() * 0x2000))
+          : String.fromCharCode(32 + Math.floor(random() * 95)),
+    ).join("");
+  // Long values repeat a random piece (making 40 000 random chars is slow).
+  const text = (length: number, unicode: boolean) =>
+    length <= 400
+      ? chars(length, unicode)
+      : chars(100, unicode).repeat(Math.floor(length / 100)) +
+        chars(length % 100, unicode);
+  const sizes = [0, 1, 7, 8, 9, MAX_CHUNK - 1, MAX_CHUNK, MAX_CHUNK + 1];
+  const seen = { long: false, unicode: false, records: false };
+  for (let i = 0; i < 400; i++) {
+    const unicode = random() < 0.3;
+    const params: [string, string][] = Array.from(
+      { length: Math.floor(random() * 40) },
+      () => [
+        text(Math.floor(random() * (random() < 0.1 ? 300 : 40)), unicode),
+        text(
+          Math.floor(
+            random() * (random() < 0.1 ? (random() < 0.5 ? 40_000 : 400) : 60),
+          ),
+          unicode,
+        ),
+      ],
+    );
+    const size = random() < 0.3
+      ? undefined
+      : sizes[Math.floor(random() * sizes.length)]!;
+    const stdin = size === undefined
+      ? undefined
+      : Uint8Array.from({ length: size }, (_, k) => k & 0xff);
+    const keepConn = random() < 0.5;
+    const id = Math.floor(random() * 65_536);
+    const expected = requestByRecords(id, keepConn, params, stdin);
+    const label = `case ${i}`;
+    sameBytes(encodeRequest(id, keepConn, params, stdin), expected, label);
+    // Any iterable of pairs, not only arrays.
+    sameBytes(
+      encodeRequest(id, keepConn, params.values(), stdin),
+      expected,
+      label,
+    );
+    seen.long ||= params.some(([n, v]) => n.length > 127 || v.length > 127);
+    seen.unicode ||= params.some(([n, v]) => /[^ -~]/.test(n + v)); // beyond printable ASCII
+    seen.records ||= split(expected).filter((r) =>
+      r.type === RecordType.PARAMS
+    ).length > 2;
+  }
+  assert.deepEqual(seen, { long: true, unicode: true, records: true });
+});
+
+Deno.test("encodeRequest() rejects a pair too long for one record, as encodeParams() does", () => {
+  const params: [string, string][] = [["BIG", "x".repeat(MAX_CHUNK)]];
+  assert.throws(() => encodeRequest(1, true, params, undefined), RangeError);
 });

@@ -342,6 +342,31 @@ Deno.test("fastcgi() reuses kept connections and closes idle ones on a timer", a
   }, { message: "the idle timer to close the kept connection" });
 });
 
+Deno.test("fastcgi() closes a kept connection keepAliveTimeoutMs after its last use, not its first", async () => {
+  await using fpm = await startPhpFpm();
+  await using php = fastcgi({
+    backends: [fpm.address],
+    keepAlive: 1,
+    keepAliveTimeoutMs: 1_000,
+  });
+  const handler = chain(php);
+  const get = async () => {
+    const res = await handler(new Request("http://localhost/status.php"));
+    assert.equal(res.status, 201);
+    await res.text();
+  };
+  await get(); // idle from here: the sweep is armed for 1 s from now
+  await new Promise((r) => setTimeout(r, 600));
+  await get(); // used again, idle again
+  await new Promise((r) => setTimeout(r, 600));
+  // 1.2 s after its first use, 0.6 s after its last: still kept.
+  assert.equal(php.client.stats()[0]!.opened, 1);
+  assert.equal(php.client.stats()[0]!.idle, 1);
+  await eventually(() => {
+    assert.equal(php.client.stats()[0]!.open, 0);
+  }, { message: "the idle timer to close the kept connection" });
+});
+
 Deno.test("fastcgi() returns 502 when php-fpm is stopped and recovers once it is back", async () => {
   await using fpm = await startPhpFpm();
   const logs: LogLines = [];

@@ -10,6 +10,7 @@
 import type { FastCgiAddress } from "./address.ts";
 import type { FastCgiConnection } from "./connection.ts";
 import { FastCgiError } from "./errors.ts";
+import { Deadlines } from "../../server/deadlines.ts";
 import { describeError } from "../../server/log.ts";
 import type { LogFn } from "../../server/types.ts";
 import {
@@ -184,6 +185,8 @@ class _Balancer {
   readonly backends: _Backend[];
   readonly #waiters: (() => void)[] = [];
   readonly #options: _BalancerOptions;
+  // The read timeouts of every connection: one timer for all.
+  readonly #deadlines = new Deadlines();
   #next = 0;
   #closed = false;
 
@@ -199,6 +202,7 @@ class _Balancer {
         maxConnections: options.maxConnections,
         keepAliveTimeoutMs: options.keepAliveTimeoutMs,
         connectTimeoutMs: options.connectTimeoutMs,
+        deadlines: this.#deadlines,
         onRelease: () => this.wake(),
         waiting: () => this.#waiters.length,
       }),
@@ -253,12 +257,15 @@ class _Balancer {
   async #pass(): Promise<{ attempt: _Attempt; everyone: boolean }> {
     const { backends } = this;
     const n = backends.length;
-    const order = Array.from(
+    const now = Date.now();
+    // One backend (the usual case): no arrays to make per request.
+    const order = n === 1 ? backends : Array.from(
       { length: n },
       (_, i) => backends[(this.#next + i) % n]!,
     );
-    const now = Date.now();
-    const up = order.filter((b) => b.downUntil <= now);
+    const up = n === 1
+      ? (backends[0]!.downUntil <= now ? backends : [])
+      : order.filter((b) => b.downUntil <= now);
     // When every backend is marked down, try them all: one may be back.
     const everyone = up.length === 0;
     let attempt: _Attempt;
@@ -326,6 +333,8 @@ class _Balancer {
     this.#closed = true;
     for (const b of this.backends) b.pool.close();
     for (const w of this.#waiters.splice(0)) w();
+    // The deadlines stay: busy connections end their requests (and their
+    // timer never keeps the process alive).
   }
 }
 

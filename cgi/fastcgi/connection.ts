@@ -7,6 +7,7 @@
  */
 
 import { setImmediate } from "node:timers";
+import { Deadlines } from "../../server/deadlines.ts";
 import { FastCgiError } from "./errors.ts";
 import { type FastCgiRecord, RecordReader } from "./record.ts";
 
@@ -24,6 +25,8 @@ import { type FastCgiRecord, RecordReader } from "./record.ts";
 export class FastCgiConnection {
   readonly #conn: Deno.Conn;
   readonly #reader: RecordReader;
+  readonly #deadlines: Deadlines;
+  readonly #ownDeadlines: boolean;
   #pending: Promise<FastCgiRecord | null> | undefined;
   #pendingSettled = false;
   #watching = false;
@@ -33,10 +36,16 @@ export class FastCgiConnection {
   /** Requests completed on this connection (a connection is reused when > 0). */
   completed = 0;
 
-  /** @param conn The connected socket. */
-  constructor(conn: Deno.Conn) {
+  /**
+   * @param conn The connected socket.
+   * @param deadlines Where read timeouts are kept (a client's, shared by
+   *   its connections); by default the connection's own.
+   */
+  constructor(conn: Deno.Conn, deadlines?: Deadlines) {
     this.#conn = conn;
     this.#reader = new RecordReader(conn);
+    this.#ownDeadlines = deadlines === undefined;
+    this.#deadlines = deadlines ?? new Deadlines();
   }
 
   /** True once {@linkcode FastCgiConnection.close} ran or the peer went away. */
@@ -64,6 +73,7 @@ export class FastCgiConnection {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#ownDeadlines) this.#deadlines.close();
     try {
       this.#conn.close();
     } catch {
@@ -171,23 +181,24 @@ export class FastCgiConnection {
     const next = this.#pending ?? this.#reader.next();
     this.#pending = undefined;
     if (timeoutMs <= 0) return await next;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        this.close();
+    const deadlines = this.#deadlines;
+    return await new Promise((resolve, reject) => {
+      const deadline = deadlines.add(timeoutMs, () => {
         reject(
           new FastCgiError(
             504,
             `No data from the FastCGI responder for ${timeoutMs} ms`,
           ),
         );
-      }, timeoutMs);
+        this.close(); // `next` rejects too: settled already
+      });
+      next.then((record) => {
+        deadlines.clear(deadline);
+        resolve(record);
+      }, (error) => {
+        deadlines.clear(deadline);
+        reject(error);
+      });
     });
-    try {
-      return await Promise.race([next, expired]);
-    } finally {
-      clearTimeout(timer);
-      next.catch(() => {});
-    }
   }
 }

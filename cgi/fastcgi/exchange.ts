@@ -12,9 +12,8 @@ import type { FastCgiConnection } from "./connection.ts";
 import { FastCgiError } from "./errors.ts";
 import {
   concatBytes,
-  encodeBeginRequest,
-  encodeParams,
   encodeRecord,
+  encodeRequest,
   type FastCgiRecord,
   MAX_CHUNK,
   RecordType,
@@ -308,18 +307,13 @@ async function _refuseStale(
 const _WHOLE_BELOW = 64 * 1024;
 
 /**
- * The STDIN records of a body small enough to send with the head (its
- * records and the empty one that ends STDIN), or `undefined`.
+ * A body small enough to send with the head (empty for none), or
+ * `undefined`: it is streamed after.
  */
-function _wholeStdin(
-  body: FastCgiRequest["body"],
-): Uint8Array[] | undefined {
+function _wholeStdin(body: FastCgiRequest["body"]): Uint8Array | undefined {
   if (body instanceof ReadableStream) return undefined;
   if (body && body.length > _WHOLE_BELOW) return undefined;
-  return [
-    ...(body ? _stdinRecords(body) : []),
-    encodeRecord(RecordType.STDIN, _REQUEST_ID, _EMPTY),
-  ];
+  return body ?? _EMPTY;
 }
 
 /**
@@ -332,16 +326,12 @@ async function _sendHead(
   keepConn: boolean,
   reused: boolean,
   finish: _Finish,
-  stdin: Uint8Array[] | undefined,
+  stdin: Uint8Array | undefined,
 ): Promise<void> {
   const sentBefore = conn.sent;
   try {
     await conn.write(
-      concatBytes([
-        encodeBeginRequest(_REQUEST_ID, keepConn),
-        encodeParams(_REQUEST_ID, request.params),
-        ...(stdin ?? []),
-      ]),
+      encodeRequest(_REQUEST_ID, keepConn, request.params, stdin),
     );
   } catch (error) {
     finish(false);

@@ -42,6 +42,7 @@ import {
 } from "./client.ts";
 import { FastCgiError } from "./errors.ts";
 import { slowAbort } from "./slow_abort.ts";
+import { Deadlines } from "../../server/deadlines.ts";
 import {
   type FastCgiSpawnOptions,
   type FastCgiWorkers,
@@ -387,6 +388,8 @@ async function _findScript(
 /** What {@linkcode _forward} needs besides the request. */
 interface _Forwarding {
   backend: _Backend;
+  /** When slow answers start watching their client (one timer for all). */
+  deadlines: Deadlines;
   documentRoot: string | undefined;
   params: Record<string, string>;
   passAuthorization: boolean;
@@ -399,6 +402,7 @@ function _forwarding(options: FastCgiOptions, backend: _Backend): _Forwarding {
     options;
   return {
     backend,
+    deadlines: new Deadlines(),
     documentRoot: options.documentRoot,
     params: options.params ?? {},
     passAuthorization: options.passAuthorization ?? true,
@@ -491,7 +495,7 @@ async function _forward(
   // Aborts when the client goes away, before or during the response
   // (deno.json opts into --unstable-no-legacy-abort, so a finished response
   // does not count as an abort); watched only once the answer is slow.
-  const abort = slowAbort(req, _WATCH_CLIENT_AFTER_MS);
+  const abort = slowAbort(req, _WATCH_CLIENT_AFTER_MS, settings.deadlines);
   let handedOver = false;
   try {
     const params = _params(req, ctx, script, body, settings);

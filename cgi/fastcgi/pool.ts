@@ -7,6 +7,7 @@
  */
 
 import { type FastCgiAddress, formatAddress, parseAddress } from "./address.ts";
+import { type Deadline, Deadlines } from "../../server/deadlines.ts";
 import { FastCgiConnection } from "./connection.ts";
 import { FastCgiError } from "./errors.ts";
 
@@ -66,6 +67,12 @@ export interface BackendPoolOptions {
    * @default {undefined} (this pool's own count)
    */
   shared?: SharedBackendCount;
+  /**
+   * Where the connect timeouts and the connections' read timeouts are
+   * kept (one timer for all).
+   * @default {undefined} (the pool's own)
+   */
+  deadlines?: Deadlines;
 }
 
 /**
@@ -188,10 +195,11 @@ export interface BackendPool {
 async function _connect(
   address: FastCgiAddress,
   timeoutMs: number,
+  deadlines: Deadlines,
 ): Promise<Deno.Conn> {
   const controller = new AbortController();
   let timedOut = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: Deadline | undefined;
   const connecting = address.transport === "unix"
     ? Deno.connect({ transport: "unix", path: address.path })
     : Deno.connect({
@@ -200,7 +208,7 @@ async function _connect(
       signal: controller.signal,
     });
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
+    timer = deadlines.add(timeoutMs, () => {
       timedOut = true;
       controller.abort();
       reject(
@@ -211,7 +219,7 @@ async function _connect(
           } after ${timeoutMs} ms`,
         ),
       );
-    }, timeoutMs);
+    });
   });
   try {
     const conn = await Promise.race([connecting, expired]);
@@ -232,7 +240,7 @@ async function _connect(
       cause: error,
     });
   } finally {
-    clearTimeout(timer);
+    if (timer) deadlines.clear(timer);
     if (timedOut) connecting.then((c) => c.close(), () => {});
   }
 }
@@ -267,6 +275,8 @@ export function createBackendPool(
     onRelease,
     shared,
   } = options;
+  // A pool on its own keeps its own (the client's are shared by its pools).
+  const deadlines = options.deadlines ?? new Deadlines();
   const waiting = options.waiting ?? (() => 0);
   const parsed = parseAddress(address);
   const label = formatAddress(parsed);
@@ -276,7 +286,9 @@ export function createBackendPool(
   const counted = new Set<FastCgiConnection>();
   let watching = false;
   // When each idle connection went idle; one sweep timer closes those idle
-  // too long (no timer per request).
+  // too long. It stays armed while connections come and go (no timer per
+  // request: it finds nothing to do, or re-arms), and never keeps the
+  // process alive.
   const idleSince = new Map<FastCgiConnection, number>();
   let sweep: ReturnType<typeof setTimeout> | undefined;
   const live = new Set<FastCgiConnection>();
@@ -290,10 +302,6 @@ export function createBackendPool(
     idleSince.delete(conn);
     const i = idle.indexOf(conn);
     if (i >= 0) idle.splice(i, 1);
-    if (idle.length === 0 && sweep !== undefined) {
-      clearTimeout(sweep);
-      sweep = undefined;
-    }
   }
 
   /** Closes the connections idle for `keepAliveTimeoutMs`; re-arms for the next. */
@@ -305,7 +313,12 @@ export function createBackendPool(
       if (now - since >= keepAliveTimeoutMs) conn.close();
       else next = Math.min(next, since + keepAliveTimeoutMs);
     }
-    if (next !== Infinity) sweep = setTimeout(sweepIdle, next - now);
+    if (next !== Infinity) armSweep(next - now);
+  }
+
+  function armSweep(ms: number): void {
+    sweep = setTimeout(sweepIdle, ms);
+    Deno.unrefTimer(sweep);
   }
 
   function hasCapacity(): boolean {
@@ -344,7 +357,10 @@ export function createBackendPool(
     open++;
     let conn: FastCgiConnection;
     try {
-      conn = new FastCgiConnection(await _connect(parsed, connectTimeoutMs));
+      conn = new FastCgiConnection(
+        await _connect(parsed, connectTimeoutMs, deadlines),
+        deadlines,
+      );
     } catch (error) {
       open--;
       shared?.closed();
@@ -391,7 +407,7 @@ export function createBackendPool(
     }
     idle.push(conn);
     idleSince.set(conn, Date.now());
-    sweep ??= setTimeout(sweepIdle, keepAliveTimeoutMs);
+    if (sweep === undefined) armSweep(keepAliveTimeoutMs);
     conn.watch();
     onRelease?.();
     void watchDemand();
@@ -410,6 +426,8 @@ export function createBackendPool(
   function close(): void {
     closed = true;
     closeIdle();
+    if (sweep !== undefined) clearTimeout(sweep);
+    sweep = undefined;
   }
 
   return {

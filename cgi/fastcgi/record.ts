@@ -136,13 +136,7 @@ export function encodeRecord(
   let padding = (8 - (content.length % 8)) % 8;
   if (content.length + padding > _MAX_CONTENT) padding = 0;
   const out = new Uint8Array(HEADER_LENGTH + content.length + padding);
-  out[0] = 1;
-  out[1] = type;
-  out[2] = (requestId >> 8) & 0xff;
-  out[3] = requestId & 0xff;
-  out[4] = (content.length >> 8) & 0xff;
-  out[5] = content.length & 0xff;
-  out[6] = padding;
+  _header(out, 0, type, requestId, content.length, padding);
   out.set(content, HEADER_LENGTH);
   return out;
 }
@@ -268,6 +262,165 @@ export function encodeParams(
   return out.bytes();
 }
 
+/**
+ * Encodes a request's head in one buffer (one write): BEGIN_REQUEST for the
+ * responder role, the PARAMS stream (as {@linkcode encodeParams} does) and,
+ * when `stdin` is given, the whole STDIN stream — its records and the empty
+ * one that ends it. Without `stdin` the body is sent after, as a stream.
+ *
+ * @example A GET without a body
+ * ```ts
+ * import { encodeRequest, RecordType } from "./record.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = encodeRequest(1, true, [["REQUEST_METHOD", "GET"]], new Uint8Array());
+ * assert.equal(bytes[1], RecordType.BEGIN_REQUEST);
+ * assert.equal(bytes.length, 16 + 32 + 8 + 8); // BEGIN, PARAMS, empty PARAMS, empty STDIN
+ * assert.deepEqual([...bytes.subarray(-8)], [1, RecordType.STDIN, 0, 1, 0, 0, 0, 0]);
+ * ```
+ *
+ * @param requestId Request id.
+ * @param keepConn Set `FCGI_KEEP_CONN`.
+ * @param params The pairs, in order.
+ * @param stdin The whole body (empty for none), or `undefined` when it
+ *   follows as a stream.
+ * @returns The encoded records.
+ */
+export function encodeRequest(
+  requestId: number,
+  keepConn: boolean,
+  params: Iterable<readonly [string, string]>,
+  stdin?: Uint8Array,
+): Uint8Array<ArrayBuffer> {
+  const pairs = Array.isArray(params) ? params : [...params];
+  const stdinLength = stdin === undefined
+    ? 0
+    : Math.ceil(stdin.length / MAX_CHUNK) * HEADER_LENGTH +
+      _padded(stdin.length) + HEADER_LENGTH;
+  // The usual case, in one pass and one native call: ASCII params that
+  // fit one record are written as one string (see _asciiParams).
+  const ascii = _asciiParams(pairs);
+  let out: Uint8Array<ArrayBuffer> | undefined;
+  let at = 16;
+  if (ascii) {
+    const n = ascii.text.length;
+    const length = (n > 0 ? HEADER_LENGTH + _padded(n) : 0) + HEADER_LENGTH;
+    out = new Uint8Array(16 + length + stdinLength);
+    if (_writeAscii(out, at, requestId, ascii)) at += length;
+    else out = undefined;
+  }
+  if (!out) {
+    const encoded = encodeParams(requestId, pairs);
+    out = new Uint8Array(16 + encoded.length + stdinLength);
+    out.set(encoded, at);
+    at += encoded.length;
+  }
+  _header(out, 0, RecordType.BEGIN_REQUEST, requestId, 8, 0);
+  out[9] = ROLE_RESPONDER;
+  out[10] = keepConn ? FLAG_KEEP_CONN : 0;
+  if (stdin === undefined) return out;
+  for (let offset = 0; offset < stdin.length; offset += MAX_CHUNK) {
+    const chunk = stdin.subarray(offset, offset + MAX_CHUNK);
+    const padded = _padded(chunk.length);
+    _header(
+      out,
+      at,
+      RecordType.STDIN,
+      requestId,
+      chunk.length,
+      padded - chunk.length,
+    );
+    out.set(chunk, at + HEADER_LENGTH);
+    at += HEADER_LENGTH + padded;
+  }
+  _header(out, at, RecordType.STDIN, requestId, 0, 0);
+  return out;
+}
+
+/** `n` rounded up to a multiple of 8 (record padding). */
+function _padded(n: number): number {
+  return n + ((8 - (n % 8)) % 8);
+}
+
+/** Writes a record header at `at`. */
+function _header(
+  b: Uint8Array,
+  at: number,
+  type: number,
+  requestId: number,
+  content: number,
+  padding: number,
+): void {
+  b[at] = 1;
+  b[at + 1] = type;
+  b[at + 2] = (requestId >> 8) & 0xff;
+  b[at + 3] = requestId & 0xff;
+  b[at + 4] = (content >> 8) & 0xff;
+  b[at + 5] = content & 0xff;
+  b[at + 6] = padding;
+}
+
+/**
+ * The pairs as one string of one char per byte — lengths of up to 127 as
+ * their char, longer ones as four placeholders patched in after (`long`:
+ * offset, length) — when they fit one record; `undefined` otherwise. Only
+ * all-ASCII text is written this way (see _writeAscii).
+ */
+function _asciiParams(
+  pairs: readonly (readonly [string, string])[],
+): { text: string; long: number[] | undefined } | undefined {
+  let text = "";
+  let long: number[] | undefined;
+  for (const [name, value] of pairs) {
+    const nl = name.length;
+    const vl = value.length;
+    if (nl > 127) {
+      (long ??= []).push(text.length, nl);
+      text += "\0\0\0\0";
+    } else text += String.fromCharCode(nl);
+    if (vl > 127) {
+      (long ??= []).push(text.length, vl);
+      text += "\0\0\0\0";
+    } else text += String.fromCharCode(vl);
+    text += name;
+    text += value;
+    if (text.length > MAX_CHUNK) return undefined;
+  }
+  return { text, long };
+}
+
+/**
+ * Writes the PARAMS records of `ascii` at `at`; false (nothing usable
+ * written) when the text was not all ASCII — then its lengths in chars are
+ * not its lengths in bytes.
+ */
+function _writeAscii(
+  out: Uint8Array,
+  at: number,
+  requestId: number,
+  ascii: { text: string; long: number[] | undefined },
+): boolean {
+  const { text, long } = ascii;
+  const n = text.length;
+  if (n > 0) {
+    // Room for exactly one byte per char: a non-ASCII char stops it short.
+    const room = out.subarray(at + HEADER_LENGTH, at + HEADER_LENGTH + n);
+    if (_encoder.encodeInto(text, room).read !== n) return false;
+    for (let i = 0; long && i < long.length; i += 2) {
+      const b = at + HEADER_LENGTH + long[i]!;
+      const length = long[i + 1]!;
+      out[b] = ((length >>> 24) & 0x7f) | 0x80;
+      out[b + 1] = (length >>> 16) & 0xff;
+      out[b + 2] = (length >>> 8) & 0xff;
+      out[b + 3] = length & 0xff;
+    }
+    _header(out, at, RecordType.PARAMS, requestId, n, _padded(n) - n);
+    at += HEADER_LENGTH + _padded(n);
+  }
+  _header(out, at, RecordType.PARAMS, requestId, 0, 0);
+  return true;
+}
+
 /** A string ready to write: itself when ASCII (one byte per char), else its UTF-8. */
 function _text(s: string): string | Uint8Array {
   return _ASCII.test(s) ? s : _encoder.encode(s);
@@ -328,15 +481,8 @@ class _Output {
   /** Fills in the header at `at` for the content written since, and pads it. */
   closeRecord(at: number, type: number, requestId: number): void {
     const content = this.length - at - HEADER_LENGTH;
-    const padding = (8 - (content % 8)) % 8;
-    const b = this.buf;
-    b[at] = 1;
-    b[at + 1] = type;
-    b[at + 2] = (requestId >> 8) & 0xff;
-    b[at + 3] = requestId & 0xff;
-    b[at + 4] = (content >> 8) & 0xff;
-    b[at + 5] = content & 0xff;
-    b[at + 6] = padding;
+    const padding = _padded(content) - content;
+    _header(this.buf, at, type, requestId, content, padding);
     this.reserve(padding);
   }
 
