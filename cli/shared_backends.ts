@@ -73,7 +73,7 @@ function _cells(buffer: SharedArrayBuffer, index: number) {
     idle: _HEAD + workers + index,
     waiting: _HEAD + 2 * workers + index,
   };
-  return { cells, own };
+  return { cells, own, workers };
 }
 
 /**
@@ -88,7 +88,7 @@ export function sharedBackend(
   buffer: SharedArrayBuffer,
   index: number,
 ): SharedBackendCount {
-  const { cells, own } = _cells(buffer, index);
+  const { cells, own, workers } = _cells(buffer, index);
   /** Takes a place of `total` below `limit`. */
   const take = (total: number, mine: number, limit: number): boolean => {
     if (Atomics.add(cells, total, 1) >= limit) {
@@ -144,6 +144,20 @@ export function sharedBackend(
     async demanded(ms) {
       await _sleep(cells, _DEMANDS, Atomics.load(cells, _DEMANDS), ms);
       return Atomics.load(cells, _WAITING) > 0;
+    },
+    hold(until) {
+      if (until.aborted) return;
+      Atomics.add(cells, own.waiting, 1);
+      Atomics.add(cells, _WAITING, 1);
+      until.addEventListener("abort", () => {
+        Atomics.sub(cells, own.waiting, 1);
+        Atomics.sub(cells, _WAITING, 1);
+      }, { once: true });
+    },
+    fairShare(limit) {
+      const elsewhere = Atomics.load(cells, _WAITING) -
+        Atomics.load(cells, own.waiting);
+      return elsewhere > 0 ? Math.ceil(limit / workers) : Infinity;
     },
   };
 }

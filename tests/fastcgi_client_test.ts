@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   createFastCgiClient,
+  type FastCgiClient,
   type FastCgiRequest,
 } from "../cgi/fastcgi/client.ts";
 import { FastCgiConnection } from "../cgi/fastcgi/connection.ts";
@@ -566,6 +567,73 @@ Deno.test("exchange() sends a request without a body, or with a small buffered o
       `one write (body: ${body?.length ?? "none"})`,
     );
     peer.close();
+  }
+});
+
+Deno.test("createFastCgiClient() with a shared count gives another client's waiting request a place beyond this one's share", async () => {
+  // Connection 0 answers each request after 20 ms, connection 1 only at
+  // the end; the others at once.
+  const end = Promise.withResolvers<void>();
+  await using fake = fakeResponder(async (c) => {
+    while (true) {
+      const request = await c.readRequest();
+      if (!request) return;
+      if (c.index === 0) await new Promise((r) => setTimeout(r, 20));
+      if (c.index === 1) await end.promise;
+      await c.send(...answer(`conn ${c.index}`));
+    }
+  });
+  // Two clients (two isolates' worth) sharing 2 places: 1 each, fairly.
+  const buffer = createBackendBuffer(2);
+  const options = {
+    backends: [fake.address],
+    maxConnections: 2,
+    keepAlive: 2,
+    keepAliveTimeoutMs: 60_000,
+  };
+  const a = createFastCgiClient({
+    ...options,
+    shared: [sharedBackend(buffer, 0)],
+  });
+  const b = createFastCgiClient({
+    ...options,
+    shared: [sharedBackend(buffer, 1)],
+  });
+  const done: string[] = [];
+  const started: Promise<string>[] = [];
+  const run = (client: FastCgiClient, name: string) => {
+    const answered = (async () => {
+      const text = await new Response(await client.request(GET)).text();
+      done.push(name);
+      return text;
+    })();
+    started.push(answered);
+    return answered;
+  };
+  try {
+    // b takes both places and queues eight more requests of its own…
+    const first = [run(b, "b0"), run(b, "b1")];
+    await waitFor(() => fake.accepted() === 2, { message: "b's two" });
+    const queued = Array.from({ length: 8 }, (_, i) => run(b, `b${i + 2}`));
+    // …then a asks: b's next release is a's, not its own queue's.
+    const mine = run(a, "a");
+    await waitFor(() => done.includes("a"), {
+      timeoutMs: 2_000,
+      message: "a's request answered",
+    });
+    assert.ok(
+      done.filter((name) => name.startsWith("b")).length < 8,
+      `a was served before b's queue drained: ${done.join(" ")}`,
+    );
+    end.resolve();
+    const texts = await Promise.all([...first, ...queued, mine]);
+    assert.equal(texts.length, 11);
+    assert.ok(texts.every((t) => /\r\n\r\nconn \d+$/.test(t)));
+  } finally {
+    end.resolve();
+    await Promise.allSettled(started);
+    a.close();
+    b.close();
   }
 });
 

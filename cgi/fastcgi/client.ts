@@ -224,6 +224,26 @@ class _Balancer {
   ): Promise<{ backend: _Backend; conn: FastCgiConnection }> {
     const { connectTimeoutMs } = this.#options;
     const deadline = Date.now() + connectTimeoutMs;
+    // Once it has waited, the request counts as waiting until it has a
+    // connection (or gives up), for the other isolates' fair shares.
+    let holding: AbortController | undefined;
+    try {
+      return await this.#acquire(signal, deadline, () => {
+        if (holding) return;
+        holding = new AbortController();
+        for (const b of this.backends) b.pool.holdWaiting(holding.signal);
+      });
+    } finally {
+      holding?.abort();
+    }
+  }
+
+  async #acquire(
+    signal: AbortSignal | undefined,
+    deadline: number,
+    waiting: () => void,
+  ): Promise<{ backend: _Backend; conn: FastCgiConnection }> {
+    const { connectTimeoutMs } = this.#options;
     while (true) {
       if (this.#closed) throw new FastCgiError(502, "FastCGI client is closed");
       if (signal?.aborted) {
@@ -249,6 +269,7 @@ class _Balancer {
           `No free FastCGI connection within ${connectTimeoutMs} ms`,
         );
       }
+      waiting();
       await this.#waitForRelease(Math.min(left, 250));
     }
   }

@@ -119,6 +119,20 @@ export interface SharedBackendCount {
    * `false` after `ms`.
    */
   demanded(ms: number): Promise<boolean>;
+  /**
+   * How many of the `limit` places this isolate may hold now: all of them
+   * (`Infinity`) unless a request of another isolate waits for one, then
+   * an even share (rounded up). Beyond it, a connection released is
+   * closed rather than handed to this isolate's next request, and no new
+   * one is opened, so that one isolate's steady load cannot keep every
+   * place. Without it, no shares are kept.
+   */
+  fairShare?(limit: number): number;
+  /**
+   * Counts a request of this isolate as waiting until `until` aborts
+   * (between its waits too: it still wants a place while it looks again).
+   */
+  hold?(until: AbortSignal): void;
 }
 
 /** Thrown by {@linkcode BackendPool.acquire} when another isolate took the last place. */
@@ -182,6 +196,12 @@ export interface BackendPool {
    * {@linkcode BackendPoolOptions.shared}).
    */
   waitShared(ms: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Counts a request as waiting for a place (for the other isolates'
+   * fair shares) until `until` aborts; nothing without
+   * {@linkcode BackendPoolOptions.shared}.
+   */
+  holdWaiting(until: AbortSignal): void;
   /** Gives a connection back: kept idle when `reusable` and there is room, else closed. */
   release(conn: FastCgiConnection, reusable: boolean): void;
   /** Current counters. */
@@ -323,7 +343,14 @@ export function createBackendPool(
 
   function hasCapacity(): boolean {
     if (idle.length > 0 || maxConnections <= 0) return true;
+    if (open >= share()) return false;
     return (shared ? shared.open() : open) < maxConnections;
+  }
+
+  /** The places this pool may hold now (see SharedBackendCount.fairShare). */
+  function share(): number {
+    if (maxConnections <= 0 || !shared?.fairShare) return Infinity;
+    return shared.fairShare(maxConnections);
   }
 
   /**
@@ -392,8 +419,11 @@ export function createBackendPool(
     // idle would pin a worker they need, so close it.
     const overloaded = maxConnections <= 0 &&
       (shared ? shared.open() : open) > keepAlive;
+    // Capped and shared: another isolate's waiting request gets a place
+    // this one holds beyond its share (else it would wait for a lull).
+    const yields = open > share();
     if (
-      !reusable || closed ||
+      !reusable || closed || yields ||
       (!handOff && (idle.length >= keepAlive || overloaded))
     ) {
       conn.close();
@@ -437,6 +467,7 @@ export function createBackendPool(
     acquire,
     waitShared: (ms, signal) =>
       shared ? shared.wait(ms, signal) : Promise.resolve(),
+    holdWaiting: (until) => shared?.hold?.(until),
     release,
     stats,
     closeIdle,
