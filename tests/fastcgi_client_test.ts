@@ -570,6 +570,26 @@ Deno.test("exchange() sends a request without a body, or with a small buffered o
   }
 });
 
+/**
+ * Two clients of `address` (two isolates' worth) sharing one count of 2
+ * places.
+ */
+function sharingClients(
+  address: string,
+  options: { keepAlive: number },
+): [FastCgiClient, FastCgiClient] {
+  const buffer = createBackendBuffer(2);
+  const client = (index: number) =>
+    createFastCgiClient({
+      backends: [address],
+      maxConnections: 2,
+      keepAlive: options.keepAlive,
+      keepAliveTimeoutMs: 60_000,
+      shared: [sharedBackend(buffer, index)],
+    });
+  return [client(0), client(1)];
+}
+
 Deno.test("createFastCgiClient() with a shared count gives another client's waiting request a place beyond this one's share", async () => {
   // Connection 0 answers each request after 20 ms, connection 1 only at
   // the end; the others at once.
@@ -584,21 +604,7 @@ Deno.test("createFastCgiClient() with a shared count gives another client's wait
     }
   });
   // Two clients (two isolates' worth) sharing 2 places: 1 each, fairly.
-  const buffer = createBackendBuffer(2);
-  const options = {
-    backends: [fake.address],
-    maxConnections: 2,
-    keepAlive: 2,
-    keepAliveTimeoutMs: 60_000,
-  };
-  const a = createFastCgiClient({
-    ...options,
-    shared: [sharedBackend(buffer, 0)],
-  });
-  const b = createFastCgiClient({
-    ...options,
-    shared: [sharedBackend(buffer, 1)],
-  });
+  const [a, b] = sharingClients(fake.address, { keepAlive: 2 });
   const done: string[] = [];
   const started: Promise<string>[] = [];
   const run = (client: FastCgiClient, name: string) => {
@@ -649,21 +655,7 @@ Deno.test("createFastCgiClient() with a shared count keeps at most keepAlive idl
     }
   });
   // Two clients (two isolates' worth) sharing one count: 2 open, 1 idle.
-  const buffer = createBackendBuffer(2);
-  const options = {
-    backends: [fake.address],
-    maxConnections: 2,
-    keepAlive: 1,
-    keepAliveTimeoutMs: 60_000,
-  };
-  const a = createFastCgiClient({
-    ...options,
-    shared: [sharedBackend(buffer, 0)],
-  });
-  const b = createFastCgiClient({
-    ...options,
-    shared: [sharedBackend(buffer, 1)],
-  });
+  const [a, b] = sharingClients(fake.address, { keepAlive: 1 });
   const idle = () => a.stats()[0]!.idle + b.stats()[0]!.idle;
   try {
     // b holds both places; a's request waits for one.
