@@ -10,10 +10,12 @@
  * `2` requests waiting for a place, `3` a counter bumped on every close
  * (waiters sleep on it with `Atomics.waitAsync`), `4` a counter bumped by
  * every wait (isolates holding idle connections sleep on it and close
- * one: an idle connection of one isolate must not starve another); then
- * per worker `i`: open (`5 + i`), idle (`5 + n + i`), waiting
- * (`5 + 2n + i`), given back when the worker dies. Internal to the CLI
- * (not exported from `mod.ts`).
+ * one: an idle connection of one isolate must not starve another), `5`
+ * the last ticket of the line of waiting workers; then per worker `i`:
+ * open (`6 + i`), idle (`6 + n + i`), waiting (`6 + 2n + i`), given back
+ * when the worker dies, and its ticket in the line (`6 + 3n + i`, 0 when
+ * none of its requests waits). Internal to the CLI (not exported from
+ * `mod.ts`).
  *
  * @module
  */
@@ -25,7 +27,9 @@ const _IDLE = 1;
 const _WAITING = 2;
 const _CLOSES = 3;
 const _DEMANDS = 4;
-const _HEAD = 5;
+const _TICKETS = 5;
+const _HEAD = 6;
+const _PER_WORKER = 4;
 
 /**
  * A shared count of one backend's connections for `count` workers.
@@ -50,7 +54,7 @@ const _HEAD = 5;
  * @returns The buffer (to post to each worker).
  */
 export function createBackendBuffer(count: number): SharedArrayBuffer {
-  return new SharedArrayBuffer(4 * (_HEAD + 3 * count));
+  return new SharedArrayBuffer(4 * (_HEAD + _PER_WORKER * count));
 }
 
 /** Waits until `cells[at]` is no longer `value`, at most `ms`. */
@@ -67,13 +71,24 @@ async function _sleep(
 /** The cells of `buffer`, and which of them are worker `index`'s own counts. */
 function _cells(buffer: SharedArrayBuffer, index: number) {
   const cells = new Int32Array(buffer);
-  const workers = (cells.length - _HEAD) / 3;
-  const own = {
-    open: _HEAD + index,
-    idle: _HEAD + workers + index,
-    waiting: _HEAD + 2 * workers + index,
-  };
-  return { cells, own, workers };
+  const workers = (cells.length - _HEAD) / _PER_WORKER;
+  const at = (i: number) => ({
+    open: _HEAD + i,
+    idle: _HEAD + workers + i,
+    waiting: _HEAD + 2 * workers + i,
+    line: _HEAD + 3 * workers + i,
+  });
+  return { cells, own: at(index), at, workers };
+}
+
+/** A new ticket of the line (1…2^30, then round again). */
+function _ticket(cells: Int32Array): number {
+  return (Atomics.add(cells, _TICKETS, 1) & 0x3fffffff) + 1;
+}
+
+/** Ticket `a` came before `b` (compared as sequence numbers: they wrap). */
+function _before(a: number, b: number): boolean {
+  return ((a - b) << 2) < 0;
 }
 
 /**
@@ -88,7 +103,13 @@ export function sharedBackend(
   buffer: SharedArrayBuffer,
   index: number,
 ): SharedBackendCount {
-  const { cells, own, workers } = _cells(buffer, index);
+  const { cells, own, at, workers } = _cells(buffer, index);
+  // This isolate's requests counted by hold(): its place in the line is
+  // taken by the first and given up with the last.
+  let holds = 0;
+  const requeue = (): void => {
+    Atomics.store(cells, own.line, holds > 0 ? _ticket(cells) : 0);
+  };
   /** Takes a place of `total` below `limit`. */
   const take = (total: number, mine: number, limit: number): boolean => {
     if (Atomics.add(cells, total, 1) >= limit) {
@@ -149,15 +170,39 @@ export function sharedBackend(
       if (until.aborted) return;
       Atomics.add(cells, own.waiting, 1);
       Atomics.add(cells, _WAITING, 1);
+      if (holds++ === 0) requeue();
       until.addEventListener("abort", () => {
         Atomics.sub(cells, own.waiting, 1);
         Atomics.sub(cells, _WAITING, 1);
+        holds--;
+        requeue(); // one of ours is done waiting: the others go to the back
       }, { once: true });
     },
-    fairShare(limit) {
+    givesWay(opening) {
       const elsewhere = Atomics.load(cells, _WAITING) -
         Atomics.load(cells, own.waiting);
-      return elsewhere > 0 ? Math.ceil(limit / workers) : Infinity;
+      if (elsewhere <= 0) return false;
+      const mine = Atomics.load(cells, own.open);
+      const myTurn = Atomics.load(cells, own.line);
+      for (let i = 0; i < workers; i++) {
+        if (i === index) continue;
+        const them = at(i);
+        if (Atomics.load(cells, them.waiting) <= 0) continue;
+        const theirs = Atomics.load(cells, them.open);
+        if (opening) {
+          // The fewest places first; among equals, the longest in line.
+          const turn = Atomics.load(cells, them.line);
+          if (
+            theirs < mine ||
+            (theirs === mine && turn !== 0 &&
+              (myTurn === 0 || _before(turn, myTurn)))
+          ) return true;
+        } else if (theirs + 1 < mine || (theirs === 0 && mine > 0)) {
+          requeue(); // it gave way: its own requests wait behind theirs
+          return true;
+        }
+      }
+      return false;
     },
   };
 }
@@ -186,6 +231,7 @@ export function releaseWorkerBackend(
   index: number,
 ): number {
   const { cells, own } = _cells(buffer, index);
+  Atomics.store(cells, own.line, 0);
   Atomics.sub(cells, _IDLE, Atomics.exchange(cells, own.idle, 0));
   Atomics.sub(cells, _WAITING, Atomics.exchange(cells, own.waiting, 0));
   const open = Atomics.exchange(cells, own.open, 0);

@@ -11,7 +11,10 @@
 
 /** A pending deadline of {@linkcode Deadlines.add}. */
 export interface Deadline {
-  /** When it expires (`Date.now()` milliseconds). */
+  /**
+   * When it expires, on the monotonic clock of `performance.now()` (a
+   * change of the system clock moves no deadline).
+   */
   readonly at: number;
 }
 
@@ -22,8 +25,9 @@ interface _Entry extends Deadline {
 /**
  * A set of deadlines sharing one timer, which never keeps the process
  * alive by itself (what waits for a deadline — a socket, a request — does).
- * Callbacks run at or soon after their time, from the timer (as a
- * timer's callback would).
+ * Callbacks run at or soon after their time, from the timer (an error
+ * one throws is reported as uncaught, as a timer's would be, and the
+ * others still run).
  *
  * @example A read timeout, cleared when the data comes
  * ```ts
@@ -54,14 +58,16 @@ export class Deadlines {
   /**
    * Runs `onExpire` once `ms` milliseconds have passed, unless the
    * deadline is cleared first. After {@linkcode Deadlines.close} it never
-   * runs.
+   * runs. As with `setTimeout`, a negative or `NaN` delay means now;
+   * `Infinity` means never (any finite delay is kept, however long).
    *
    * @param ms Milliseconds from now.
    * @param onExpire What to do then.
    * @returns The deadline, for {@linkcode Deadlines.clear}.
    */
   add(ms: number, onExpire: () => void): Deadline {
-    const entry: _Entry = { at: Date.now() + ms, onExpire };
+    const delay = ms > 0 ? ms : 0; // NaN too
+    const entry: _Entry = { at: performance.now() + delay, onExpire };
     if (this.#closed) return entry;
     this.#pending.add(entry);
     if (entry.at < this.#armedAt) this.#arm(entry.at);
@@ -88,9 +94,11 @@ export class Deadlines {
   #arm(at: number): void {
     this.#disarm();
     this.#armedAt = at;
+    // At most what a timer takes (~24.8 days; longer would fire at once):
+    // a later deadline is armed again when this fires.
     this.#timer = setTimeout(
       () => this.#fire(),
-      Math.max(0, at - Date.now()),
+      Math.min(_MAX_DELAY, Math.max(0, at - performance.now())),
     );
     Deno.unrefTimer(this.#timer);
   }
@@ -104,16 +112,27 @@ export class Deadlines {
   #fire(): void {
     this.#timer = undefined;
     this.#armedAt = Infinity;
-    const now = Date.now();
+    const now = performance.now();
     const due: _Entry[] = [];
     let next = Infinity;
     for (const entry of this.#pending) {
       if (entry.at <= now) due.push(entry);
       else if (entry.at < next) next = entry.at;
     }
-    for (const entry of due) this.#pending.delete(entry);
     // Armed before the callbacks run, so those adding deadlines see it.
     if (next !== Infinity) this.#arm(next);
-    for (const entry of due) entry.onExpire();
+    for (const entry of due) {
+      // One cleared by an earlier callback of this round does not run;
+      // one that throws does not keep the others from running.
+      if (!this.#pending.delete(entry)) continue;
+      try {
+        entry.onExpire();
+      } catch (error) {
+        reportError(error);
+      }
+    }
   }
 }
+
+/** The longest delay `setTimeout` keeps (2^31 - 1 ms). */
+const _MAX_DELAY = 0x7fffffff;

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { Deadlines } from "../server/deadlines.ts";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+// The timer functions as loaded (countingTimers() swaps the global ones).
+const { setTimeout: realSetTimeout } = globalThis;
+const sleep = (ms: number) => new Promise((r) => realSetTimeout(r, ms));
 
 /**
  * Runs `body` with the event loop held open: the deadlines' timer does not
@@ -149,4 +151,47 @@ Deno.test("Deadlines' timer does not keep the process alive", async () => {
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   assert.equal(new TextDecoder().decode(out.stdout).trim(), "done");
   assert.ok(Date.now() - start < 30_000, "exited without waiting a minute");
+});
+
+Deno.test("Deadlines waits out a delay longer than a timer takes without spinning", async () => {
+  const deadlines = new Deadlines();
+  let fired = 0;
+  const made = await countingTimers(async () => {
+    deadlines.add(2 ** 31 + 60_000, () => fired++); // past setTimeout's limit
+    await sleep(150);
+  });
+  assert.equal(fired, 0);
+  assert.equal(made, 1, `one timer in 150 ms, not a timer per ms (${made})`);
+  deadlines.close();
+});
+
+Deno.test("Deadlines treats NaN and negative delays as now, Infinity as never", async () => {
+  await alive(async () => {
+    const deadlines = new Deadlines();
+    const fired: string[] = [];
+    deadlines.add(NaN, () => fired.push("NaN"));
+    deadlines.add(-5, () => fired.push("negative"));
+    deadlines.add(Infinity, () => fired.push("Infinity"));
+    await sleep(50);
+    assert.deepEqual(fired.sort(), ["NaN", "negative"]);
+    assert.equal(deadlines.size, 1, "Infinity stays pending");
+    deadlines.close();
+  });
+});
+
+Deno.test("Deadlines does not run a deadline that an earlier callback of the same round cleared", async () => {
+  await alive(async () => {
+    const deadlines = new Deadlines();
+    const fired: string[] = [];
+    // Both due at the same fire; the first clears the second.
+    const second: { deadline?: ReturnType<Deadlines["add"]> } = {};
+    deadlines.add(10, () => {
+      fired.push("first");
+      deadlines.clear(second.deadline!);
+    });
+    second.deadline = deadlines.add(10, () => fired.push("second"));
+    await sleep(60);
+    assert.deepEqual(fired, ["first"]);
+    deadlines.close();
+  });
 });

@@ -571,23 +571,31 @@ Deno.test("exchange() sends a request without a body, or with a small buffered o
 });
 
 /**
- * Two clients of `address` (two isolates' worth) sharing one count of 2
- * places.
+ * `count` clients of `address` (as many isolates' worth) sharing one count
+ * of `maxConnections` places (2 unless given).
  */
 function sharingClients(
   address: string,
-  options: { keepAlive: number },
-): [FastCgiClient, FastCgiClient] {
-  const buffer = createBackendBuffer(2);
-  const client = (index: number) =>
+  options: {
+    keepAlive: number;
+    count?: number;
+    maxConnections?: number;
+    connectTimeoutMs?: number;
+  },
+): FastCgiClient[] {
+  const { count = 2, maxConnections = 2 } = options;
+  const buffer = createBackendBuffer(count);
+  return Array.from({ length: count }, (_, index) =>
     createFastCgiClient({
       backends: [address],
-      maxConnections: 2,
+      maxConnections,
       keepAlive: options.keepAlive,
       keepAliveTimeoutMs: 60_000,
+      ...(options.connectTimeoutMs
+        ? { connectTimeoutMs: options.connectTimeoutMs }
+        : {}),
       shared: [sharedBackend(buffer, index)],
-    });
-  return [client(0), client(1)];
+    }));
 }
 
 Deno.test("createFastCgiClient() with a shared count gives another client's waiting request a place beyond this one's share", async () => {
@@ -604,7 +612,10 @@ Deno.test("createFastCgiClient() with a shared count gives another client's wait
     }
   });
   // Two clients (two isolates' worth) sharing 2 places: 1 each, fairly.
-  const [a, b] = sharingClients(fake.address, { keepAlive: 2 });
+  const [a, b] = sharingClients(fake.address, { keepAlive: 2 }) as [
+    FastCgiClient,
+    FastCgiClient,
+  ];
   const done: string[] = [];
   const started: Promise<string>[] = [];
   const run = (client: FastCgiClient, name: string) => {
@@ -629,7 +640,7 @@ Deno.test("createFastCgiClient() with a shared count gives another client's wait
     });
     assert.ok(
       done.filter((name) => name.startsWith("b")).length < 8,
-      `a was served before b's queue drained: ${done.join(" ")}`,
+      `a should be served before b's queue drains: ${done.join(" ")}`,
     );
     end.resolve();
     const texts = await Promise.all([...first, ...queued, mine]);
@@ -640,6 +651,83 @@ Deno.test("createFastCgiClient() with a shared count gives another client's wait
     await Promise.allSettled(started);
     a.close();
     b.close();
+  }
+});
+
+Deno.test("createFastCgiClient() with a shared count serves every client when the cap is below their number", async () => {
+  await using fake = fakeResponder(async (c) => {
+    while (true) {
+      if (!await c.readRequest()) return;
+      await new Promise((r) => setTimeout(r, 5));
+      await c.send(...answer(`conn ${c.index}`));
+    }
+  });
+  // Three isolates' worth, two places, all three loaded.
+  const clients = sharingClients(fake.address, {
+    count: 3,
+    keepAlive: 2,
+    connectTimeoutMs: 1_000,
+  });
+  const served = [0, 0, 0];
+  const failed: unknown[] = [];
+  let stop = false;
+  try {
+    const loops = clients.flatMap((client, i) =>
+      Array.from({ length: 3 }, async () => {
+        while (!stop) {
+          try {
+            await new Response(await client.request(GET)).text();
+            served[i]!++;
+          } catch (error) {
+            failed.push(error);
+          }
+        }
+      })
+    );
+    await new Promise((r) => setTimeout(r, 1_500));
+    stop = true;
+    await Promise.all(loops);
+    assert.deepEqual(failed, [], "no request gave up waiting");
+    const total = served.reduce((a, b) => a + b, 0);
+    for (const n of served) {
+      assert.ok(n >= total / 10, `each client got its turn: ${served}`);
+    }
+  } finally {
+    stop = true;
+    for (const client of clients) client.close();
+  }
+});
+
+Deno.test("createFastCgiClient() with a shared count leaves no place free while only some clients want them", async () => {
+  let busy = 0;
+  let peak = 0;
+  await using fake = fakeResponder(async (c) => {
+    while (true) {
+      if (!await c.readRequest()) return;
+      peak = Math.max(peak, ++busy);
+      await new Promise((r) => setTimeout(r, 20));
+      busy--;
+      await c.send(...answer(`conn ${c.index}`));
+    }
+  });
+  // Four isolates' worth sharing eight places; two of them loaded.
+  const clients = sharingClients(fake.address, {
+    count: 4,
+    keepAlive: 8,
+    maxConnections: 8,
+  });
+  try {
+    const requests = [clients[0]!, clients[1]!].flatMap((client) =>
+      Array.from(
+        { length: 24 },
+        async () => await new Response(await client.request(GET)).text(),
+      )
+    );
+    const texts = await Promise.all(requests);
+    assert.equal(texts.length, 48);
+    assert.equal(peak, 8, "all eight places in use at once");
+  } finally {
+    for (const client of clients) client.close();
   }
 });
 
@@ -655,7 +743,10 @@ Deno.test("createFastCgiClient() with a shared count keeps at most keepAlive idl
     }
   });
   // Two clients (two isolates' worth) sharing one count: 2 open, 1 idle.
-  const [a, b] = sharingClients(fake.address, { keepAlive: 1 });
+  const [a, b] = sharingClients(fake.address, { keepAlive: 1 }) as [
+    FastCgiClient,
+    FastCgiClient,
+  ];
   const idle = () => a.stats()[0]!.idle + b.stats()[0]!.idle;
   try {
     // b holds both places; a's request waits for one.

@@ -18,17 +18,36 @@ Deno.test("sharedBackend() wait() stops counting as waiting when its signal abor
   assert.equal(await b.demanded(0), false);
 });
 
-Deno.test("sharedBackend() fairShare() is every place until another isolate waits, then an even share", () => {
+Deno.test("sharedBackend() givesWay() only to another isolate's waiting request that holds fewer places", () => {
+  const buffer = createBackendBuffer(3);
+  const [a, b] = [0, 1].map((i) => sharedBackend(buffer, i));
+  assert.ok(a!.tryOpen(4) && a!.tryOpen(4)); // a holds 2 of 4
+  assert.equal(a!.givesWay!(false), false, "no one else waits");
+  const waiting = new AbortController();
+  b!.hold!(waiting.signal); // b waits, holding none
+  assert.equal(a!.givesWay!(false), true, "a releases to b");
+  assert.equal(a!.givesWay!(true), true, "a opens none while b waits");
+  assert.equal(b!.givesWay!(true), false, "b may open");
+  assert.ok(b!.tryOpen(4)); // b holds 1, a 2: one apart is fair
+  assert.equal(a!.givesWay!(false), false, "a keeps what it releases");
+  assert.equal(a!.givesWay!(true), true, "a opens no third before b's next");
+  waiting.abort();
+  assert.equal(a!.givesWay!(true), false, "no one waits once the hold ends");
+});
+
+Deno.test("sharedBackend() givesWay() lets the isolate longest in line open first among equals", () => {
   const buffer = createBackendBuffer(3);
   const [a, b, c] = [0, 1, 2].map((i) => sharedBackend(buffer, i));
-  assert.equal(a!.fairShare!(4), Infinity);
-  const waiting = new AbortController();
-  b!.hold!(waiting.signal);
-  assert.equal(a!.fairShare!(4), 2, "4 places over 3 isolates, rounded up");
-  assert.equal(c!.fairShare!(4), 2);
-  assert.equal(b!.fairShare!(4), Infinity, "its own wait does not limit b");
-  waiting.abort();
-  assert.equal(a!.fairShare!(4), Infinity, "no one waits once the hold ends");
+  const first = new AbortController();
+  const second = new AbortController();
+  a!.hold!(first.signal); // a waits first…
+  b!.hold!(second.signal); // …then b, both holding none
+  assert.equal(b!.givesWay!(true), true, "b opens after a");
+  assert.equal(a!.givesWay!(true), false, "a opens first");
+  assert.equal(c!.givesWay!(true), true, "c, not waiting, opens after both");
+  first.abort(); // a's request took its place
+  assert.equal(b!.givesWay!(true), false, "then b");
+  second.abort();
 });
 
 Deno.test("sharedBackend() hold() counts as waiting until its signal aborts", async () => {

@@ -180,12 +180,43 @@ type _BalancerOptions =
     >
   >;
 
+/**
+ * A request counted as waiting for a place in the shared counts (for the
+ * other isolates' {@linkcode SharedBackendCount.givesWay}): from its first
+ * wait until it takes a place, gives up or its signal aborts — between its
+ * waits too, while it looks again.
+ */
+class _Waiting {
+  readonly #backends: readonly _Backend[];
+  readonly #signal: AbortSignal | undefined;
+  #until: AbortController | undefined;
+
+  constructor(backends: readonly _Backend[], signal: AbortSignal | undefined) {
+    this.#backends = backends;
+    this.#signal = signal;
+  }
+
+  start(): void {
+    if (this.#until || this.#signal?.aborted) return;
+    this.#until = new AbortController();
+    for (const b of this.#backends) b.pool.holdWaiting(this.#until.signal);
+    this.#signal?.addEventListener("abort", this.stop, { once: true });
+  }
+
+  readonly stop = (): void => {
+    if (!this.#until) return;
+    this.#signal?.removeEventListener("abort", this.stop);
+    this.#until.abort();
+    this.#until = undefined;
+  };
+}
+
 /** The backends in turn (round-robin), skipping those that are down. */
 class _Balancer {
   readonly backends: _Backend[];
   readonly #waiters: (() => void)[] = [];
   readonly #options: _BalancerOptions;
-  // The read timeouts of every connection: one timer for all.
+  // The connect and read timeouts of every connection: one timer for all.
   readonly #deadlines = new Deadlines();
   #next = 0;
   #closed = false;
@@ -224,24 +255,18 @@ class _Balancer {
   ): Promise<{ backend: _Backend; conn: FastCgiConnection }> {
     const { connectTimeoutMs } = this.#options;
     const deadline = Date.now() + connectTimeoutMs;
-    // Once it has waited, the request counts as waiting until it has a
-    // connection (or gives up), for the other isolates' fair shares.
-    let holding: AbortController | undefined;
+    const waiting = new _Waiting(this.backends, signal);
     try {
-      return await this.#acquire(signal, deadline, () => {
-        if (holding) return;
-        holding = new AbortController();
-        for (const b of this.backends) b.pool.holdWaiting(holding.signal);
-      });
+      return await this.#acquire(signal, deadline, waiting);
     } finally {
-      holding?.abort();
+      waiting.stop();
     }
   }
 
   async #acquire(
     signal: AbortSignal | undefined,
     deadline: number,
-    waiting: () => void,
+    waiting: _Waiting,
   ): Promise<{ backend: _Backend; conn: FastCgiConnection }> {
     const { connectTimeoutMs } = this.#options;
     while (true) {
@@ -252,7 +277,7 @@ class _Balancer {
           "Request aborted while waiting for a connection",
         );
       }
-      const { attempt, everyone } = await this.#pass();
+      const { attempt, everyone } = await this.#pass(waiting);
       if (attempt && "conn" in attempt) return attempt;
       if (attempt && (everyone || Date.now() >= deadline)) {
         throw attempt.error instanceof FastCgiError
@@ -269,13 +294,15 @@ class _Balancer {
           `No free FastCGI connection within ${connectTimeoutMs} ms`,
         );
       }
-      waiting();
+      waiting.start();
       await this.#waitForRelease(Math.min(left, 250));
     }
   }
 
   /** Tries each backend with room once, in turn; `undefined`: none had room. */
-  async #pass(): Promise<{ attempt: _Attempt; everyone: boolean }> {
+  async #pass(
+    waiting: _Waiting,
+  ): Promise<{ attempt: _Attempt; everyone: boolean }> {
     const { backends } = this;
     const n = backends.length;
     const now = Date.now();
@@ -293,6 +320,7 @@ class _Balancer {
     for (const backend of everyone ? order : up) {
       if (!backend.pool.hasCapacity()) continue;
       this.#next = (backends.indexOf(backend) + 1) % n;
+      waiting.stop(); // it takes a place now (a connect is not a wait)
       try {
         const conn = await backend.pool.acquire();
         backend.downUntil = 0;

@@ -120,14 +120,16 @@ export interface SharedBackendCount {
    */
   demanded(ms: number): Promise<boolean>;
   /**
-   * How many of the `limit` places this isolate may hold now: all of them
-   * (`Infinity`) unless a request of another isolate waits for one, then
-   * an even share (rounded up). Beyond it, a connection released is
-   * closed rather than handed to this isolate's next request, and no new
-   * one is opened, so that one isolate's steady load cannot keep every
-   * place. Without it, no shares are kept.
+   * True when this isolate should leave a place to another isolate's
+   * waiting request, which holds fewer places: when `opening`, fewer than
+   * this one; when releasing, at least two fewer, or none while this one
+   * holds some. A connection released is then closed rather than handed
+   * to this isolate's next request, and no new one is opened, so places
+   * go to the isolate holding fewest and one isolate's steady load cannot
+   * keep them all (places no one waits for are never left free). Without
+   * it, never.
    */
-  fairShare?(limit: number): number;
+  givesWay?(opening: boolean): boolean;
   /**
    * Counts a request of this isolate as waiting until `until` aborts
    * (between its waits too: it still wants a place while it looks again).
@@ -343,14 +345,13 @@ export function createBackendPool(
 
   function hasCapacity(): boolean {
     if (idle.length > 0 || maxConnections <= 0) return true;
-    if (open >= share()) return false;
+    if (givesWay(true)) return false;
     return (shared ? shared.open() : open) < maxConnections;
   }
 
-  /** The places this pool may hold now (see SharedBackendCount.fairShare). */
-  function share(): number {
-    if (maxConnections <= 0 || !shared?.fairShare) return Infinity;
-    return shared.fairShare(maxConnections);
+  /** See SharedBackendCount.givesWay (only for a capped, shared pool). */
+  function givesWay(opening: boolean): boolean {
+    return maxConnections > 0 && (shared?.givesWay?.(opening) ?? false);
   }
 
   /**
@@ -421,7 +422,7 @@ export function createBackendPool(
       (shared ? shared.open() : open) > keepAlive;
     // Capped and shared: another isolate's waiting request gets a place
     // this one holds beyond its share (else it would wait for a lull).
-    const yields = open > share();
+    const yields = givesWay(false);
     if (
       !reusable || closed || yields ||
       (!handOff && (idle.length >= keepAlive || overloaded))
