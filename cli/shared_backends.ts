@@ -8,7 +8,8 @@
  *
  * Cells (`Int32Array`): `0` connections open (every isolate), `1` idle,
  * `2` requests waiting for a place, `3` a counter bumped on every close
- * (waiters sleep on it with `Atomics.waitAsync`), `4` a counter bumped by
+ * and whenever an isolate leaves the line of waiting ones (waiters sleep on
+ * it with `Atomics.waitAsync`), `4` a counter bumped by
  * every wait (isolates holding idle connections sleep on it and close
  * one: an idle connection of one isolate must not starve another), `5`
  * the last ticket of the line of waiting workers; then per worker `i`:
@@ -81,6 +82,12 @@ function _cells(buffer: SharedArrayBuffer, index: number) {
   return { cells, own: at(index), at, workers };
 }
 
+/** Wakes every waiter: a place may have come free (cell 3). */
+function _changed(cells: Int32Array): void {
+  Atomics.add(cells, _CLOSES, 1);
+  Atomics.notify(cells, _CLOSES);
+}
+
 /** A new ticket of the line (1…2^30, then round again). */
 function _ticket(cells: Int32Array): number {
   return (Atomics.add(cells, _TICKETS, 1) & 0x3fffffff) + 1;
@@ -126,17 +133,19 @@ export function sharedBackend(
     closed() {
       Atomics.sub(cells, own.open, 1);
       Atomics.sub(cells, _OPEN, 1);
-      Atomics.add(cells, _CLOSES, 1);
-      Atomics.notify(cells, _CLOSES);
+      _changed(cells);
     },
     tryIdle: (limit) => take(_IDLE, own.idle, limit),
     unidle() {
       Atomics.sub(cells, own.idle, 1);
       Atomics.sub(cells, _IDLE, 1);
     },
-    async wait(ms, signal) {
+    changes: () => Atomics.load(cells, _CLOSES),
+    othersWait: () =>
+      Atomics.load(cells, _WAITING) - Atomics.load(cells, own.waiting) > 0,
+    async wait(ms, signal, since) {
       if (signal?.aborted) return;
-      const closes = Atomics.load(cells, _CLOSES);
+      const closes = since ?? Atomics.load(cells, _CLOSES);
       Atomics.add(cells, own.waiting, 1);
       Atomics.add(cells, _WAITING, 1);
       Atomics.add(cells, _DEMANDS, 1);
@@ -176,6 +185,8 @@ export function sharedBackend(
         Atomics.sub(cells, _WAITING, 1);
         holds--;
         requeue(); // one of ours is done waiting: the others go to the back
+        // Out of the line: those who deferred to it look again.
+        if (holds === 0) _changed(cells);
       }, { once: true });
     },
     givesWay(opening) {
@@ -233,12 +244,11 @@ export function releaseWorkerBackend(
   const { cells, own } = _cells(buffer, index);
   Atomics.store(cells, own.line, 0);
   Atomics.sub(cells, _IDLE, Atomics.exchange(cells, own.idle, 0));
-  Atomics.sub(cells, _WAITING, Atomics.exchange(cells, own.waiting, 0));
+  const waiting = Atomics.exchange(cells, own.waiting, 0);
+  Atomics.sub(cells, _WAITING, waiting);
   const open = Atomics.exchange(cells, own.open, 0);
   Atomics.sub(cells, _OPEN, open);
-  if (open > 0) {
-    Atomics.add(cells, _CLOSES, 1);
-    Atomics.notify(cells, _CLOSES);
-  }
+  // Its places are free, and those who deferred to it look again.
+  if (open > 0 || waiting > 0) _changed(cells);
   return open;
 }

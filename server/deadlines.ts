@@ -25,9 +25,9 @@ interface _Entry extends Deadline {
 /**
  * A set of deadlines sharing one timer, which never keeps the process
  * alive by itself (what waits for a deadline — a socket, a request — does).
- * Callbacks run at or soon after their time, from the timer (an error
- * one throws is reported as uncaught, as a timer's would be, and the
- * others still run).
+ * Callbacks run at or soon after their time, from the timer. An error one
+ * throws is reported as uncaught (`reportError`), as a timer's would be;
+ * where an error handler keeps the process alive, the others still run.
  *
  * @example A read timeout, cleared when the data comes
  * ```ts
@@ -122,8 +122,7 @@ export class Deadlines {
     // Armed before the callbacks run, so those adding deadlines see it.
     if (next !== Infinity) this.#arm(next);
     for (const entry of due) {
-      // One cleared by an earlier callback of this round does not run;
-      // one that throws does not keep the others from running.
+      // One cleared by an earlier callback of this round does not run.
       if (!this.#pending.delete(entry)) continue;
       try {
         entry.onExpire();

@@ -187,19 +187,18 @@ type _BalancerOptions =
  * waits too, while it looks again.
  */
 class _Waiting {
-  readonly #backends: readonly _Backend[];
   readonly #signal: AbortSignal | undefined;
   #until: AbortController | undefined;
 
-  constructor(backends: readonly _Backend[], signal: AbortSignal | undefined) {
-    this.#backends = backends;
+  constructor(signal: AbortSignal | undefined) {
     this.#signal = signal;
   }
 
-  start(): void {
+  /** Counts the request as waiting on `backends` (those it would try). */
+  start(backends: readonly _Backend[]): void {
     if (this.#until || this.#signal?.aborted) return;
     this.#until = new AbortController();
-    for (const b of this.#backends) b.pool.holdWaiting(this.#until.signal);
+    for (const b of backends) b.pool.holdWaiting(this.#until.signal);
     this.#signal?.addEventListener("abort", this.stop, { once: true });
   }
 
@@ -218,6 +217,8 @@ class _Balancer {
   readonly #options: _BalancerOptions;
   // The connect and read timeouts of every connection: one timer for all.
   readonly #deadlines = new Deadlines();
+  /** Some backend's count is shared with other isolates. */
+  readonly #sharing: boolean;
   #next = 0;
   #closed = false;
 
@@ -226,6 +227,7 @@ class _Balancer {
     options: _BalancerOptions,
   ) {
     this.#options = options;
+    this.#sharing = addresses.some((_, i) => options.shared?.[i] !== undefined);
     this.backends = addresses.map((address, i) => ({
       pool: createBackendPool(address, {
         ...(options.shared?.[i] ? { shared: options.shared[i] } : {}),
@@ -255,7 +257,7 @@ class _Balancer {
   ): Promise<{ backend: _Backend; conn: FastCgiConnection }> {
     const { connectTimeoutMs } = this.#options;
     const deadline = Date.now() + connectTimeoutMs;
-    const waiting = new _Waiting(this.backends, signal);
+    const waiting = new _Waiting(signal);
     try {
       return await this.#acquire(signal, deadline, waiting);
     } finally {
@@ -277,6 +279,11 @@ class _Balancer {
           "Request aborted while waiting for a connection",
         );
       }
+      // Seen before looking for room: a place freed meanwhile ends the
+      // wait below at once (it is not missed).
+      const seen = this.#sharing
+        ? this.backends.map((b) => b.pool.sharedChanges())
+        : undefined;
       const { attempt, everyone } = await this.#pass(waiting);
       if (attempt && "conn" in attempt) return attempt;
       if (attempt && (everyone || Date.now() >= deadline)) {
@@ -294,8 +301,10 @@ class _Balancer {
           `No free FastCGI connection within ${connectTimeoutMs} ms`,
         );
       }
-      waiting.start();
-      await this.#waitForRelease(Math.min(left, 250));
+      const now = Date.now();
+      const up = this.backends.filter((b) => b.downUntil <= now);
+      waiting.start(up.length ? up : this.backends);
+      await this.#waitForRelease(Math.min(left, 250), signal, seen);
     }
   }
 
@@ -320,9 +329,9 @@ class _Balancer {
     for (const backend of everyone ? order : up) {
       if (!backend.pool.hasCapacity()) continue;
       this.#next = (backends.indexOf(backend) + 1) % n;
-      waiting.stop(); // it takes a place now (a connect is not a wait)
       try {
-        const conn = await backend.pool.acquire();
+        // Once it has a place it no longer waits (a connect is no wait).
+        const conn = await backend.pool.acquire(waiting.stop);
         backend.downUntil = 0;
         return { attempt: { backend, conn }, everyone };
       } catch (error) {
@@ -349,29 +358,40 @@ class _Balancer {
 
   /**
    * Waits for a released connection, at most `ms` (of this client, or of
-   * another isolate's sharing a backend's count).
+   * another isolate's sharing a backend's count; `seen`: their counters
+   * before the caller looked for room), or until `signal` aborts.
    */
-  #waitForRelease(ms: number): Promise<void> {
+  #waitForRelease(
+    ms: number,
+    signal: AbortSignal | undefined,
+    seen: readonly (number | undefined)[] | undefined,
+  ): Promise<void> {
     const waiters = this.#waiters;
     let done = (): void => {};
     const local = new Promise<void>((resolve) => {
       done = (): void => {
         clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
         const i = waiters.indexOf(done);
         if (i >= 0) waiters.splice(i, 1);
         resolve();
       };
       const timer = setTimeout(done, ms);
       waiters.push(done);
+      // An aborted request stops waiting (and counting as waiting) at once.
+      signal?.addEventListener("abort", done, { once: true });
     });
-    const shared = this.#options.shared ?? [];
-    const sharing = this.backends.filter((_, i) => shared[i] !== undefined);
-    if (!sharing.length) return local;
+    if (!this.#sharing) return local;
     // Woken one way, stop waiting the other ways: a stale waiter here gets
     // a released connection kept idle for it (beyond keepAlive), one in
     // the shared count makes other isolates close their idle connections.
     const woken = new AbortController();
-    const elsewhere = sharing.map((b) => b.pool.waitShared(ms, woken.signal));
+    const shared = this.#options.shared ?? [];
+    const elsewhere = this.backends.flatMap((b, i) =>
+      shared[i] === undefined
+        ? []
+        : [b.pool.waitShared(ms, woken.signal, seen?.[i])]
+    );
     return Promise.race([local, ...elsewhere]).then(() => {
       done();
       woken.abort();

@@ -111,9 +111,19 @@ export interface SharedBackendCount {
   /**
    * Waits for a connection to close anywhere, at most `ms` or until
    * `signal` aborts; meanwhile this request counts as waiting (see
-   * {@linkcode SharedBackendCount.demanded}).
+   * {@linkcode SharedBackendCount.demanded}). With `since` (what
+   * {@linkcode SharedBackendCount.changes} said before the caller looked
+   * for room), a change since then ends the wait at once.
    */
-  wait(ms: number, signal?: AbortSignal): Promise<void>;
+  wait(ms: number, signal?: AbortSignal, since?: number): Promise<void>;
+  /**
+   * A counter that changes whenever a place may have come free for
+   * another isolate (a close; an isolate no longer waiting), for
+   * {@linkcode SharedBackendCount.wait}'s `since`.
+   */
+  changes?(): number;
+  /** True when a request of another isolate waits for a place. */
+  othersWait?(): boolean;
   /**
    * Resolves `true` when a request of some isolate waits for a place, or
    * `false` after `ms`.
@@ -189,15 +199,18 @@ export interface BackendPool {
   /**
    * An idle connection, or a new one (throws a {@linkcode FastCgiError}
    * when connecting fails, a {@linkcode NoRoomError} when the shared
-   * count is full).
+   * count is full). `onPlace` runs once a place is taken, before any
+   * connect.
    */
-  acquire(): Promise<FastCgiConnection>;
+  acquire(onPlace?: () => void): Promise<FastCgiConnection>;
   /**
    * Waits at most `ms`, or until `signal` aborts, for a connection of
    * another isolate to close (resolves at once without
    * {@linkcode BackendPoolOptions.shared}).
    */
-  waitShared(ms: number, signal?: AbortSignal): Promise<void>;
+  waitShared(ms: number, signal?: AbortSignal, since?: number): Promise<void>;
+  /** {@linkcode SharedBackendCount.changes}, when shared. */
+  sharedChanges(): number | undefined;
   /**
    * Counts a request as waiting for a place (for the other isolates'
    * fair shares) until `until` aborts; nothing without
@@ -371,17 +384,19 @@ export function createBackendPool(
     }
   }
 
-  async function acquire(): Promise<FastCgiConnection> {
+  async function acquire(onPlace?: () => void): Promise<FastCgiConnection> {
     if (closed) throw new FastCgiError(502, `Backend ${label} is closed`);
     const reused = idle.pop();
     if (reused) {
       clearIdle(reused);
       reused.unwatch();
+      onPlace?.();
       return reused;
     }
     if (shared && !shared.tryOpen(maxConnections)) {
       throw new NoRoomError(`Backend ${label} has no free connection`);
     }
+    onPlace?.();
     open++;
     let conn: FastCgiConnection;
     try {
@@ -421,8 +436,10 @@ export function createBackendPool(
     const overloaded = maxConnections <= 0 &&
       (shared ? shared.open() : open) > keepAlive;
     // Capped and shared: another isolate's waiting request gets a place
-    // this one holds beyond its share (else it would wait for a lull).
-    const yields = givesWay(false);
+    // this one holds beyond its share (else it would wait for a lull), or
+    // one this isolate would only keep idle.
+    const yields = givesWay(false) ||
+      (!handOff && maxConnections > 0 && (shared?.othersWait?.() ?? false));
     if (
       !reusable || closed || yields ||
       (!handOff && (idle.length >= keepAlive || overloaded))
@@ -466,8 +483,9 @@ export function createBackendPool(
     label,
     hasCapacity,
     acquire,
-    waitShared: (ms, signal) =>
-      shared ? shared.wait(ms, signal) : Promise.resolve(),
+    waitShared: (ms, signal, since) =>
+      shared ? shared.wait(ms, signal, since) : Promise.resolve(),
+    sharedChanges: () => shared?.changes?.(),
     holdWaiting: (until) => shared?.hold?.(until),
     release,
     stats,
