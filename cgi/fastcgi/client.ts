@@ -181,6 +181,13 @@ type _BalancerOptions =
   >;
 
 /**
+ * The reason the waiting path's own signals are aborted with: any value
+ * but `undefined` (for which `abort()` makes a `DOMException`, stack
+ * trace and all, each time).
+ */
+const _ENDED = "ended";
+
+/**
  * A request counted as waiting for a place in the shared counts (for the
  * other isolates' {@linkcode SharedBackendCount.givesWay}): from its first
  * wait until it takes a place, gives up or its signal aborts — between its
@@ -205,7 +212,7 @@ class _Waiting {
   readonly stop = (): void => {
     if (!this.#until) return;
     this.#signal?.removeEventListener("abort", this.stop);
-    this.#until.abort();
+    this.#until.abort(_ENDED);
     this.#until = undefined;
   };
 }
@@ -367,16 +374,17 @@ class _Balancer {
     seen: readonly (number | undefined)[] | undefined,
   ): Promise<void> {
     const waiters = this.#waiters;
+    const deadlines = this.#deadlines;
     let done = (): void => {};
     const local = new Promise<void>((resolve) => {
       done = (): void => {
-        clearTimeout(timer);
+        deadlines.clear(timer);
         signal?.removeEventListener("abort", done);
         const i = waiters.indexOf(done);
         if (i >= 0) waiters.splice(i, 1);
         resolve();
       };
-      const timer = setTimeout(done, ms);
+      const timer = deadlines.add(ms, done);
       waiters.push(done);
       // An aborted request stops waiting (and counting as waiting) at once.
       signal?.addEventListener("abort", done, { once: true });
@@ -394,7 +402,7 @@ class _Balancer {
     );
     return Promise.race([local, ...elsewhere]).then(() => {
       done();
-      woken.abort();
+      woken.abort(_ENDED);
     });
   }
 
