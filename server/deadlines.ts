@@ -20,11 +20,14 @@ export interface Deadline {
 
 interface _Entry extends Deadline {
   readonly onExpire: () => void;
+  /** Keeps the process alive while pending (see Deadlines.add). */
+  readonly ref: boolean;
 }
 
 /**
- * A set of deadlines sharing one timer, which never keeps the process
- * alive by itself (what waits for a deadline — a socket, a request — does).
+ * A set of deadlines sharing one timer, which does not keep the process
+ * alive by itself (what waits for a deadline — a socket, a request — does)
+ * unless a pending deadline was added with `ref`.
  * Callbacks run at or soon after their time, from the timer. An error one
  * throws is reported as uncaught (`reportError`), as a timer's would be;
  * where an error handler keeps the process alive, the others still run.
@@ -49,6 +52,8 @@ export class Deadlines {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #armedAt = Infinity;
   #closed = false;
+  /** Pending deadlines added with `ref`: the timer keeps the process alive. */
+  #refs = 0;
 
   /** Deadlines added and neither cleared nor expired yet. */
   get size(): number {
@@ -63,13 +68,18 @@ export class Deadlines {
    *
    * @param ms Milliseconds from now.
    * @param onExpire What to do then.
+   * @param ref Keep the process alive until it is due or cleared (for a
+   *   wait that nothing else keeps alive), as a plain timer would.
    * @returns The deadline, for {@linkcode Deadlines.clear}.
    */
-  add(ms: number, onExpire: () => void): Deadline {
+  add(ms: number, onExpire: () => void, ref = false): Deadline {
     const delay = ms > 0 ? ms : 0; // NaN too
-    const entry: _Entry = { at: performance.now() + delay, onExpire };
+    const entry: _Entry = { at: performance.now() + delay, onExpire, ref };
     if (this.#closed) return entry;
     this.#pending.add(entry);
+    if (ref && this.#refs++ === 0 && this.#timer !== undefined) {
+      Deno.refTimer(this.#timer);
+    }
     if (entry.at < this.#armedAt) this.#arm(entry.at);
     return entry;
   }
@@ -81,13 +91,22 @@ export class Deadlines {
    * @param deadline What {@linkcode Deadlines.add} returned.
    */
   clear(deadline: Deadline): void {
-    this.#pending.delete(deadline as _Entry);
+    if (this.#pending.delete(deadline as _Entry)) this.#unref(deadline);
+  }
+
+  /** Counts a ref'd deadline gone; the timer stops holding the process. */
+  #unref(deadline: Deadline): void {
+    if (!(deadline as _Entry).ref) return;
+    if (--this.#refs === 0 && this.#timer !== undefined) {
+      Deno.unrefTimer(this.#timer);
+    }
   }
 
   /** Forgets every deadline and stops the timer (idempotent). */
   close(): void {
     this.#closed = true;
     this.#pending.clear();
+    this.#refs = 0;
     this.#disarm();
   }
 
@@ -100,7 +119,7 @@ export class Deadlines {
       () => this.#fire(),
       Math.min(_MAX_DELAY, Math.max(0, at - performance.now())),
     );
-    Deno.unrefTimer(this.#timer);
+    if (this.#refs === 0) Deno.unrefTimer(this.#timer);
   }
 
   #disarm(): void {
@@ -124,6 +143,7 @@ export class Deadlines {
     for (const entry of due) {
       // One cleared by an earlier callback of this round does not run.
       if (!this.#pending.delete(entry)) continue;
+      this.#unref(entry);
       try {
         entry.onExpire();
       } catch (error) {

@@ -198,3 +198,20 @@ Deno.test("Deadlines does not run a deadline that an earlier callback of the sam
     deadlines.close();
   });
 });
+
+Deno.test("Deadlines keeps the process alive for a deadline added with ref", async () => {
+  const module = new URL("../server/deadlines.ts", import.meta.url).href;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `import { Deadlines } from "${module}";
+       const deadlines = new Deadlines();
+       deadlines.add(60_000, () => {}); // unref'd: holds nothing
+       deadlines.add(100, () => console.log("fired"), true);`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), "fired");
+});

@@ -829,6 +829,39 @@ Deno.test("createFastCgiClient() with a shared count does not hold other clients
   }
 });
 
+Deno.test("createFastCgiClient() ends a request's wait for a place as soon as its signal aborts", async () => {
+  const gate = Promise.withResolvers<void>();
+  await using fake = fakeResponder(async (c) => {
+    while (true) {
+      if (!await c.readRequest()) return;
+      await gate.promise;
+      await c.send(...answer(`conn ${c.index}`));
+    }
+  });
+  const client = createFastCgiClient({
+    backends: [fake.address],
+    maxConnections: 1,
+  });
+  try {
+    const first = client.request(GET); // takes the one place
+    await waitFor(() => fake.accepted() === 1, { message: "the first" });
+    const controller = new AbortController();
+    const waiting = client.request({ ...GET, signal: controller.signal });
+    await new Promise((r) => setTimeout(r, 20)); // it waits in its round
+    const started = Date.now();
+    controller.abort();
+    const error = await waiting.catch((e) => e);
+    assert.ok(error instanceof FastCgiError, String(error));
+    const took = Date.now() - started;
+    assert.ok(took < 150, `the wait ended ${took} ms after the abort`);
+    gate.resolve();
+    await new Response(await first).text();
+  } finally {
+    gate.resolve();
+    client.close();
+  }
+});
+
 Deno.test("createFastCgiClient() with a shared count keeps at most keepAlive idle after a waiter was woken by another client", async () => {
   // Each connection answers its requests when its gate opens (index order).
   const gates = [0, 1, 2].map(() => Promise.withResolvers<void>());

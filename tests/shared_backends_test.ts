@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
-import { createBackendBuffer, sharedBackend } from "../cli/shared_backends.ts";
+import {
+  createBackendBuffer,
+  releaseWorkerBackend,
+  sharedBackend,
+} from "../cli/shared_backends.ts";
 
 Deno.test("sharedBackend() wait() stops counting as waiting when its signal aborts", async () => {
   const buffer = createBackendBuffer(2);
@@ -61,4 +65,36 @@ Deno.test("sharedBackend() hold() counts as waiting until its signal aborts", as
   assert.equal(await b.demanded(0), false);
   a.hold!(holding.signal); // already aborted: never counted
   assert.equal(await b.demanded(0), false);
+});
+
+Deno.test("sharedBackend() wait() with `since` returns at once after a change it would have slept through", async () => {
+  const buffer = createBackendBuffer(2);
+  const a = sharedBackend(buffer, 0);
+  const b = sharedBackend(buffer, 1);
+  assert.ok(a.tryOpen(1));
+  const seen = b.changes!(); // b looks for room: none…
+  a.closed(); // …a place comes free before b starts to wait
+  const started = Date.now();
+  await b.wait(5_000, undefined, seen);
+  assert.ok(Date.now() - started < 1_000, "the wait ended at once");
+});
+
+Deno.test("sharedBackend() wakes the others when an isolate leaves the line or a waiting worker dies", async () => {
+  const buffer = createBackendBuffer(3);
+  const [a, b] = [0, 1].map((i) => sharedBackend(buffer, i));
+  const before = a!.changes!();
+  const holding = new AbortController();
+  b!.hold!(holding.signal);
+  assert.equal(a!.changes!(), before, "joining the line changes nothing");
+  holding.abort(); // b's last waiting request is done
+  assert.notEqual(a!.changes!(), before, "leaving it wakes those who deferred");
+  // A worker that dies while one of its requests waits.
+  const gone = sharedBackend(buffer, 2);
+  gone.hold!(new AbortController().signal);
+  const woken = a!.wait(5_000, undefined, a!.changes!());
+  const started = Date.now();
+  releaseWorkerBackend(buffer, 2);
+  await woken;
+  assert.ok(Date.now() - started < 1_000, "its death woke the waiter");
+  assert.equal(await a!.demanded(0), false, "and it no longer counts");
 });

@@ -196,14 +196,20 @@ const _ENDED = "ended";
 class _Waiting {
   readonly #signal: AbortSignal | undefined;
   #until: AbortController | undefined;
+  #on: readonly _Backend[] = [];
 
   constructor(signal: AbortSignal | undefined) {
     this.#signal = signal;
   }
 
-  /** Counts the request as waiting on `backends` (those it would try). */
+  /**
+   * Counts the request as waiting on `backends` (those it would try now;
+   * a backend marked down since the last wait is let go).
+   */
   start(backends: readonly _Backend[]): void {
+    if (this.#until && !_same(this.#on, backends)) this.stop();
     if (this.#until || this.#signal?.aborted) return;
+    this.#on = backends;
     this.#until = new AbortController();
     for (const b of backends) b.pool.holdWaiting(this.#until.signal);
     this.#signal?.addEventListener("abort", this.stop, { once: true });
@@ -215,6 +221,11 @@ class _Waiting {
     this.#until.abort(_ENDED);
     this.#until = undefined;
   };
+}
+
+/** Same backends, in the same order. */
+function _same(a: readonly _Backend[], b: readonly _Backend[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /** The backends in turn (round-robin), skipping those that are down. */
@@ -373,6 +384,7 @@ class _Balancer {
     signal: AbortSignal | undefined,
     seen: readonly (number | undefined)[] | undefined,
   ): Promise<void> {
+    if (signal?.aborted) return Promise.resolve();
     const waiters = this.#waiters;
     const deadlines = this.#deadlines;
     let done = (): void => {};
@@ -384,7 +396,9 @@ class _Balancer {
         if (i >= 0) waiters.splice(i, 1);
         resolve();
       };
-      const timer = deadlines.add(ms, done);
+      // Ref'd: while it waits on other isolates' places, nothing of this
+      // isolate (no busy connection) may keep the process alive.
+      const timer = deadlines.add(ms, done, true);
       waiters.push(done);
       // An aborted request stops waiting (and counting as waiting) at once.
       signal?.addEventListener("abort", done, { once: true });
