@@ -424,8 +424,8 @@ class _Balancer {
     this.#closed = true;
     for (const b of this.backends) b.pool.close();
     for (const w of this.#waiters.splice(0)) w();
-    // The deadlines stay: busy connections end their requests (and their
-    // timer never keeps the process alive).
+    // The deadlines stay: busy connections end their requests (their
+    // timeouts never keep the process alive; a woken wait's is cleared).
   }
 }
 
