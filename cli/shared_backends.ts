@@ -26,7 +26,7 @@ import type { SharedBackendCount } from "../cgi/fastcgi/pool.ts";
 const _OPEN = 0;
 const _IDLE = 1;
 const _WAITING = 2;
-const _CLOSES = 3;
+const _CHANGES = 3;
 const _DEMANDS = 4;
 const _TICKETS = 5;
 const _HEAD = 6;
@@ -84,8 +84,8 @@ function _cells(buffer: SharedArrayBuffer, index: number) {
 
 /** Wakes every waiter: a place may have come free (cell 3). */
 function _changed(cells: Int32Array): void {
-  Atomics.add(cells, _CLOSES, 1);
-  Atomics.notify(cells, _CLOSES);
+  Atomics.add(cells, _CHANGES, 1);
+  Atomics.notify(cells, _CHANGES);
 }
 
 /** A new ticket of the line (1…2^30, then round again). */
@@ -117,6 +117,8 @@ export function sharedBackend(
   const requeue = (): void => {
     Atomics.store(cells, own.line, holds > 0 ? _ticket(cells) : 0);
   };
+  const othersWait = (): boolean =>
+    Atomics.load(cells, _WAITING) - Atomics.load(cells, own.waiting) > 0;
   /** Takes a place of `total` below `limit`. */
   const take = (total: number, mine: number, limit: number): boolean => {
     if (Atomics.add(cells, total, 1) >= limit) {
@@ -140,12 +142,11 @@ export function sharedBackend(
       Atomics.sub(cells, own.idle, 1);
       Atomics.sub(cells, _IDLE, 1);
     },
-    changes: () => Atomics.load(cells, _CLOSES),
-    othersWait: () =>
-      Atomics.load(cells, _WAITING) - Atomics.load(cells, own.waiting) > 0,
+    changes: () => Atomics.load(cells, _CHANGES),
+    othersWait,
     async wait(ms, signal, since) {
       if (signal?.aborted) return;
-      const closes = since ?? Atomics.load(cells, _CLOSES);
+      const changes = since ?? Atomics.load(cells, _CHANGES);
       Atomics.add(cells, own.waiting, 1);
       Atomics.add(cells, _WAITING, 1);
       Atomics.add(cells, _DEMANDS, 1);
@@ -166,7 +167,7 @@ export function sharedBackend(
         signal?.addEventListener("abort", stop);
       });
       try {
-        await Promise.race([_sleep(cells, _CLOSES, closes, ms), aborted]);
+        await Promise.race([_sleep(cells, _CHANGES, changes, ms), aborted]);
       } finally {
         stop();
       }
@@ -190,9 +191,7 @@ export function sharedBackend(
       }, { once: true });
     },
     givesWay(opening) {
-      const elsewhere = Atomics.load(cells, _WAITING) -
-        Atomics.load(cells, own.waiting);
-      if (elsewhere <= 0) return false;
+      if (!othersWait()) return false;
       const mine = Atomics.load(cells, own.open);
       const myTurn = Atomics.load(cells, own.line);
       for (let i = 0; i < workers; i++) {

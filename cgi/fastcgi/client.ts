@@ -298,8 +298,9 @@ class _Balancer {
         );
       }
       // Seen before looking for room: a place freed meanwhile ends the
-      // wait below at once (it is not missed).
-      const seen = this.#sharing
+      // wait below at once (it is not missed). Only a cap makes a request
+      // wait, so an uncapped pool (the default) skips it.
+      const seen = this.#sharing && this.#options.maxConnections > 0
         ? this.backends.map((b) => b.pool.sharedChanges())
         : undefined;
       const { attempt, everyone } = await this.#pass(waiting);
