@@ -552,7 +552,8 @@ export function toHttpResponse(
   options: ToHttpResponseOptions = {},
 ): Response {
   const { status, statusText, headers } = parsed;
-  let body: BodyInit | null = parsed.body;
+  let body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null =
+    parsed.body;
   if (method === "HEAD" || isNullBodyStatus(status)) {
     discardBody(parsed.body, options.discard);
     if (status === 204 || status === 205) headers.delete("content-length");

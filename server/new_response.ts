@@ -10,8 +10,9 @@
 
 /**
  * A response with `status` (and `statusText`) and the `headers` given, in
- * their order. Only for bodies that bring no `Content-Type` of their own
- * (`null`, bytes, a stream); any other body is made the usual way.
+ * their order. Bodies are limited to those that bring no `Content-Type` of
+ * their own (`null`, bytes, a stream): a string's would be added beside
+ * the headers given.
  *
  * @example The same response as with `init.headers`
  * ```ts
@@ -36,21 +37,11 @@
  * @returns The response.
  */
 export function newResponse(
-  body: BodyInit | null,
+  body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null,
   status: number,
   headers: Headers | readonly (readonly [string, string])[],
   statusText?: string,
 ): Response {
-  if (
-    body !== null && !(body instanceof Uint8Array) &&
-    !(body instanceof ReadableStream)
-  ) {
-    return new Response(body, {
-      status,
-      statusText,
-      headers: headers as HeadersInit,
-    });
-  }
   const res = new Response(
     body,
     statusText ? { status, statusText } : { status },
