@@ -24,6 +24,8 @@ export interface BannerInfo {
   permissions: BannerPermissions;
   /** The connection guard is on (deadlines and caps). */
   guard?: boolean;
+  /** Freed memory is given back to the system (`cli/memory_trim.ts`). */
+  memoryTrim?: boolean;
   /** Virtual hosts: host names, root and options of each. */
   sites?: readonly {
     hosts: readonly string[];
@@ -152,6 +154,7 @@ export function bannerLines(info: BannerInfo): string[] {
   lines.push(`  Root:        ${info.root}`);
   const features = _features(info.options, scheme);
   if (info.guard) features.push("connection guard");
+  if (info.memoryTrim) features.push("memory trim");
   lines.push(
     `  Features:    ${features.length ? features.join(", ") : "static files"}`,
   );

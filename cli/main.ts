@@ -41,6 +41,7 @@ import { buildApp } from "./app.ts";
 import { FORCE_WAIT_MS } from "./in_flight.ts";
 import type { ServeConfig, ServeSite } from "./serve_config.ts";
 import { testHooksEnabled } from "./test_hooks.ts";
+import { startMemoryTrim } from "./memory_trim.ts";
 import {
   plannedWorkers,
   serveWorkers,
@@ -556,9 +557,12 @@ export async function main(args: string[]): Promise<number> {
   if (typeof tls === "string") return _fail(tls);
   const log = await _openAccessLog(config);
   if (typeof log === "string") return _fail(log);
+  // Freed memory back to the system after peaks (where FFI is granted).
+  const trim = startMemoryTrim();
   try {
-    return await _serve(config, tls);
+    return await _serve(config, tls, trim !== undefined);
   } finally {
+    trim?.stop();
     await log?.writer.flush();
     log?.file.close();
   }
@@ -681,9 +685,15 @@ async function _openAccessLog(
  * and FastCGI is closed (spawned workers stopped), then it returns and the
  * process exit closes the connections still open. Exit code 0 either way.
  */
-async function _serve(config: _Config, tls: _Tls): Promise<number> {
+async function _serve(
+  config: _Config,
+  tls: _Tls,
+  memoryTrim: boolean,
+): Promise<number> {
   const workers = workerCount(config);
-  if (workers.count > 1) return await _serveWorkers(config, workers, tls);
+  if (workers.count > 1) {
+    return await _serveWorkers(config, workers, tls, memoryTrim);
+  }
   if (workers.reason !== undefined && config.workers !== undefined) {
     console.error(
       `warning: --workers ${config.workers}: ${workers.reason}; serving with one`,
@@ -740,7 +750,15 @@ async function _serve(config: _Config, tls: _Tls): Promise<number> {
   // Set once the server is started with the guard (for the banner).
   let guarded = false;
   const onListen = ({ hostname, port }: { hostname: string; port: number }) =>
-    _announce(config, { scheme, hostname, port, root, guarded, workers });
+    _announce(config, {
+      scheme,
+      hostname,
+      port,
+      root,
+      guarded,
+      workers,
+      memoryTrim,
+    });
   const listen = { hostname: config.host, port: config.port };
   let certificates: CertificateWatch | undefined;
   try {
@@ -807,6 +825,8 @@ interface _Listening {
   root: string;
   guarded: boolean;
   workers: WorkerCount;
+  /** Freed memory is given back (`cli/memory_trim.ts`). */
+  memoryTrim: boolean;
 }
 
 /** Prints `Listening on URL` (the first stdout line), then the banner. */
@@ -824,6 +844,7 @@ function _announce(config: _Config, at: _Listening): void {
     root: at.root,
     options: config.handler,
     guard: at.guarded,
+    memoryTrim: at.memoryTrim,
     sites: config.sites.map((s) => ({
       hosts: s.hosts,
       root: s.root,
@@ -859,6 +880,7 @@ async function _serveWorkers(
   config: _Config,
   workers: WorkerCount,
   tls: _Tls,
+  memoryTrim: boolean,
 ): Promise<number> {
   const root = await Deno.realPath(config.root);
   const accessLog = config.handler.accessLog;
@@ -878,6 +900,7 @@ async function _serveWorkers(
         root,
         guarded: config.guard !== undefined && guardAvailable(),
         workers,
+        memoryTrim,
       }),
   });
   return typeof result === "string" ? _fail(result) : result;
