@@ -18,6 +18,7 @@
 
 import { bodyKind } from "../server/body_kind.ts";
 import { pieceReader } from "../server/piece_reader.ts";
+import { _queueStill, _sendQueues } from "./send_queue.ts";
 import type { Handler, LogFn } from "../server/types.ts";
 
 /**
@@ -236,7 +237,7 @@ interface _Sending {
   /** For a watched body: since when a chunk waits for the client, or 0. */
   waiting: number;
   watched: boolean;
-  /** The send queue last sampled, and since when it has not moved. */
+  /** The send queue last sampled, and since when it has not moved (see `_queueStill`). */
   queue: number;
   still: number;
   /**
@@ -244,32 +245,6 @@ interface _Sending {
    * body (0: `sendTimeoutMs`).
    */
   allowed: number;
-}
-
-/** Send queues of this machine's TCP sockets by `localPort:remotePort`, or `undefined` without `/proc`. */
-function _sendQueues(): Map<string, number> | undefined {
-  const queues = new Map<string, number>();
-  let found = false;
-  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    let text: string;
-    try {
-      text = Deno.readTextFileSync(file);
-    } catch {
-      continue;
-    }
-    found = true;
-    for (const line of text.split("\n").slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      if (fields.length < 5) continue;
-      const local = parseInt(fields[1]!.split(":").at(-1)!, 16);
-      const remote = parseInt(fields[2]!.split(":").at(-1)!, 16);
-      const key = `${local}:${remote}`;
-      const tx = parseInt(fields[4]!.split(":")[0]!, 16);
-      // Two sockets with the same ports (two client addresses): unknown.
-      queues.set(key, queues.has(key) ? NaN : tx);
-    }
-  }
-  return found ? queues : undefined;
 }
 
 const _encoder = new TextEncoder();
@@ -388,23 +363,6 @@ export function serveGuarded(
     _cut(guarded);
   }
 
-  /** Whether a sampled response has not moved for `sendTimeoutMs`. */
-  function _still(
-    sending: _Sending,
-    queue: number | undefined,
-    now: number,
-  ): boolean {
-    if (
-      queue === undefined || Number.isNaN(queue) || queue === 0 ||
-      queue !== sending.queue
-    ) {
-      sending.queue = queue ?? 0;
-      sending.still = now;
-      return false;
-    }
-    return now - sending.still >= sendTimeoutMs;
-  }
-
   /** Closes the connections past a deadline. */
   function sweep(): void {
     const now = Date.now();
@@ -436,10 +394,11 @@ export function serveGuarded(
         const stalled = sending.watched
           ? sending.waiting > 0 && now - sending.waiting >= sendTimeoutMs
           : sampling
-          ? queues !== undefined && _still(
+          ? queues !== undefined && _queueStill(
             sending,
             queues.get(`${addr.port}:${guarded.clientPort}`),
             now,
+            sendTimeoutMs,
           )
           : now - sending.since >= (sending.allowed || sendTimeoutMs);
         if (stalled) {
