@@ -7,6 +7,8 @@
  * @module
  */
 
+import { pipeReader } from "./pipe_reader.ts";
+
 /**
  * Options of {@linkcode pumpLines}.
  *
@@ -80,7 +82,8 @@ export async function pumpLines(
     logged += line.length + 1;
     onLine(line);
   };
-  const reader = stream.getReader();
+  // Decoded at once: a view of one reused buffer will do.
+  const reader = pipeReader(stream, { copy: false, initialBytes: 4096 });
   const stop = (): void => void reader.cancel().catch(() => {});
   if (signal?.aborted) stop();
   signal?.addEventListener("abort", stop, { once: true });

@@ -10,6 +10,7 @@
 import { HttpError } from "../server/errors.ts";
 import type { LogFn } from "../server/types.ts";
 import { pumpLines } from "./lines.ts";
+import { type PipeReader, pipeReader } from "./pipe_reader.ts";
 import { killGroup, spawnInGroup } from "./process.ts";
 import { type CgiResponse, parseCgiResponse } from "./response.ts";
 
@@ -473,7 +474,7 @@ function _stdout(
   parts: _StdoutParts,
 ): _Stdout {
   const { killer, watched, headersDone } = parts;
-  const reader = child.stdout.getReader();
+  const reader = pipeReader(child.stdout);
   let end!: () => void;
   const ended = new Promise<void>((resolve) => end = resolve);
   // Armed while a chunk waits for the client to take it (no pull pending):
@@ -542,7 +543,7 @@ interface _ExitAwareReads {
 }
 
 function _exitAwareReads(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
+  reader: PipeReader,
   graceMs: number,
   stuck: () => void,
 ): _ExitAwareReads {
