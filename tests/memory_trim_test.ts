@@ -169,3 +169,20 @@ Deno.test({
     assert.equal(/memory trim/.test(features), ffi.length === 0, features);
   }
 });
+
+Deno.test({
+  name:
+    "deno task start grants the C library's path: its banner says 'memory trim'",
+  ignore: !_GLIBC,
+}, async () => {
+  const server = await startCli(
+    [testdata("www"), "--port", "0", "--workers", "1"],
+    ["task", "--quiet", "start"],
+  );
+  await waitFor(() => server.lines.some((l) => l.includes("Permissions:")), {
+    message: "the whole banner",
+  });
+  assert.equal((await server.stop()).code, 0);
+  const features = server.lines.find((l) => l.includes("Features:")) ?? "";
+  assert.match(features, /memory trim/);
+});
