@@ -18,7 +18,7 @@
 
 import { bodyKind } from "../server/body_kind.ts";
 import { pieceReader } from "../server/piece_reader.ts";
-import { _queueStill, _sendQueues } from "./send_queue.ts";
+import { _queueStill, _sendQueueKey, _sendQueues } from "./send_queue.ts";
 import type { Handler, LogFn } from "../server/types.ts";
 
 /**
@@ -209,6 +209,8 @@ interface _Guarded {
   client: string;
   /** The client's port (to find the socket in `/proc/net/tcp`). */
   clientPort: number;
+  /** Its socket's key in the sampled send queues, by address (see `_sendQueueKey`). */
+  queueKey: string | undefined;
   /** Cuts the connection (set by Deno's engine through {@linkcode _cutSignal}). */
   cut?: () => void;
   /** Cut already. */
@@ -396,7 +398,12 @@ export function serveGuarded(
           : sampling
           ? queues !== undefined && _queueStill(
             sending,
-            queues.get(`${addr.port}:${guarded.clientPort}`),
+            // By address where it can be written as /proc does; else by
+            // ports alone (two clients on the same ports: unknown).
+            (guarded.queueKey !== undefined
+              ? queues.get(guarded.queueKey)
+              : undefined) ??
+              queues.get(`${addr.port}:${guarded.clientPort}`),
             now,
             sendTimeoutMs,
           )
@@ -494,6 +501,9 @@ export function serveGuarded(
     const guarded: _Guarded = {
       client,
       clientPort: remote.port,
+      queueKey: sampling
+        ? _sendQueueKey(client, remote.port, addr.port)
+        : undefined,
       cutDone: false,
       inFlight: 0,
       since: Date.now(),
