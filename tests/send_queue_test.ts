@@ -3,7 +3,7 @@ import {
   _MAX_UNKNOWN_MS,
   _parseSendQueues,
   _queueStill,
-  _QueueWatch,
+  type _QueueWatch,
   _sendQueueKey,
   _sendQueues,
 } from "../cli/send_queue.ts";
