@@ -249,6 +249,71 @@ Deno.test("cgi() does not run a symlink that leads out of the CGI directory", as
   assert.doesNotMatch(text, /OUTSIDE-EXECUTED/);
 });
 
+/** A site root with `cgi-bin/` inside it, served with the open-file cache. */
+async function cachedCgiSite(followSymlinks: boolean) {
+  const dir = await tempDir();
+  const root = await Deno.realPath(dir.path);
+  await Deno.mkdir(`${root}/cgi-bin`);
+  await Deno.mkdir(`${root}/elsewhere`);
+  const script = (text: string) =>
+    `#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n${text}'\n`;
+  const write = async (path: string, text: string) => {
+    await Deno.writeTextFile(`${root}/${path}`, script(text));
+    await Deno.chmod(`${root}/${path}`, 0o755);
+  };
+  const site = resolvePath({ root, followSymlinks, cache: {} });
+  const handler = compose([
+    site,
+    cgi({ dirs: { "/cgi-bin/": `${root}/cgi-bin` } }),
+    serveStatic(),
+  ]);
+  return {
+    root,
+    write,
+    handler,
+    async [Symbol.asyncDispose]() {
+      await site.close();
+      await dir[Symbol.asyncDispose]();
+    },
+  };
+}
+
+Deno.test("cgi() inside a root that follows symlinks still runs nothing linked out of the CGI directory", async () => {
+  await using site = await cachedCgiSite(true);
+  await site.write("elsewhere/out.cgi", "OUTSIDE-EXECUTED");
+  await Deno.symlink("../elsewhere/out.cgi", `${site.root}/cgi-bin/link.cgi`);
+  await site.write("cgi-bin/in.cgi", "inside");
+  assert.equal((await get(site.handler, "/cgi-bin/in.cgi")).text, "inside");
+  for (let i = 0; i < 2; i++) { // looked up, then from the cache
+    const { res, text } = await get(site.handler, "/cgi-bin/link.cgi");
+    assert.equal(res.status, 404);
+    assert.doesNotMatch(text, /OUTSIDE-EXECUTED/);
+  }
+});
+
+Deno.test("cgi() under the site's open-file cache sees a script removed, added or swapped for a symlink out", async () => {
+  await using site = await cachedCgiSite(false);
+  await site.write("cgi-bin/a.cgi", "a");
+  await site.write("elsewhere/out.cgi", "OUTSIDE-EXECUTED");
+  assert.equal((await get(site.handler, "/cgi-bin/a.cgi")).text, "a");
+  assert.equal((await get(site.handler, "/cgi-bin/b.cgi")).res.status, 404);
+  await Deno.remove(`${site.root}/cgi-bin/a.cgi`);
+  // At once, even before the cache hears of it: a 404, never a 502.
+  assert.equal((await get(site.handler, "/cgi-bin/a.cgi")).res.status, 404);
+  await site.write("cgi-bin/b.cgi", "b");
+  await eventually(async () => {
+    assert.equal((await get(site.handler, "/cgi-bin/b.cgi")).text, "b");
+  });
+  assert.equal((await get(site.handler, "/cgi-bin/a.cgi")).res.status, 404);
+  await Deno.remove(`${site.root}/cgi-bin/b.cgi`);
+  await Deno.symlink("../elsewhere/out.cgi", `${site.root}/cgi-bin/b.cgi`);
+  await eventually(async () => {
+    const { res, text } = await get(site.handler, "/cgi-bin/b.cgi");
+    assert.doesNotMatch(text, /OUTSIDE-EXECUTED/);
+    assert.equal(res.status, 404);
+  });
+});
+
 Deno.test("cgi() never hands a CGI directory's files to static serving", async () => {
   // The same directory mounted at another prefix: its path under the docroot must stay closed.
   const { handler } = cgiHarness({
