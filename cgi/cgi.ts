@@ -5,7 +5,7 @@
  * @module
  */
 
-import { basename, dirname, relative, resolve, sep } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { HttpError } from "../server/errors.ts";
 import { documentRoot, isInside } from "../server/resolve.ts";
 import type { Context, DocumentRoot, Middleware } from "../server/types.ts";
@@ -283,65 +283,26 @@ type _ScriptDir = (
 /**
  * Each mount's directory as a lookup under its real path, with the site's
  * dotfile policy and no symlinks out of it. Only found directories are
- * cached: one created later is picked up. A directory inside the site's
- * root is looked up through the root's own lookups (its open-file cache,
- * when on), with the same containment check.
+ * cached: one created later is picked up.
  */
 function _scriptDirs(): _ScriptDir {
   const cache = new Map<string, DocumentRoot>();
-  // Per site root, the directories inside it as views of its lookups.
-  const views = new WeakMap<DocumentRoot, Map<string, DocumentRoot>>();
   return async function scriptDir(mount, ctx) {
     const dir = mount.dir ?? resolve(ctx.root?.path ?? ".", "cgi-bin");
     const dotfiles = ctx.root?.dotfiles ?? false;
     const key = `${dotfiles} ${dir}`;
-    let lookup = cache.get(key);
-    if (lookup === undefined) {
-      let real: string;
-      try {
-        real = await Deno.realPath(dir);
-      } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-        return undefined;
-      }
-      lookup = documentRoot(real, { dotfiles, followSymlinks: false });
-      cache.set(key, lookup);
+    const cached = cache.get(key);
+    if (cached !== undefined) return cached;
+    let real: string;
+    try {
+      real = await Deno.realPath(dir);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      return undefined;
     }
-    const root = ctx.root;
-    if (root === undefined) return lookup;
-    let inRoot = views.get(root);
-    if (inRoot === undefined) views.set(root, inRoot = new Map());
-    let view = inRoot.get(key);
-    if (view === undefined) {
-      view = _viewOfRoot(root, lookup) ?? lookup;
-      inRoot.set(key, view);
-    }
-    return view;
-  };
-}
-
-/**
- * `dir` (a lookup under a real folder, no symlinks out of it) answered by
- * `root`'s lookups, when the folder lies inside the root under names the
- * root does not hide; else `undefined`. A file found must still be inside
- * the folder itself (the root may follow symlinks that `dir` must not).
- */
-function _viewOfRoot(
-  root: DocumentRoot,
-  dir: DocumentRoot,
-): DocumentRoot | undefined {
-  if (root.dotfiles !== dir.dotfiles || !isInside(root.path, dir.path)) {
-    return undefined;
-  }
-  const inside = relative(root.path, dir.path);
-  const rel = inside === "" ? [] : inside.split(sep);
-  if (!root.dotfiles && rel.some((s) => s.startsWith("."))) return undefined;
-  return {
-    ...dir,
-    async find(segments) {
-      const found = await root.find([...rel, ...segments]);
-      return found && isInside(dir.path, found.realPath) ? found : undefined;
-    },
+    const lookup = documentRoot(real, { dotfiles, followSymlinks: false });
+    cache.set(key, lookup);
+    return lookup;
   };
 }
 
@@ -469,48 +430,22 @@ function _start(
         : settings.fixedEnv,
     }),
   };
-  return _vanishedIs404(
-    script,
-    runScript(script.program, {
-      args: script.args,
-      cwd: dirname(script.filename),
-      env,
-      stdin: body.stream,
-      timeoutMs: settings.timeoutMs,
-      killGraceMs: settings.killGraceMs,
-      exitGraceMs: settings.exitGraceMs,
-      shutdownSignal: settings.signal,
-      setsid: settings.setsid,
-      maxHeaderBytes: settings.maxHeaderBytes,
-      nph: script.nph,
-      signal: req.signal,
-      log: ctx.log,
-      tag: `cgi ${script.scriptName}`,
-    }),
-  );
-}
-
-/**
- * A script that was found but is gone when it is started (removed in
- * between; with the open-file cache, before its watcher said so) is a 404
- * like any missing script, not a 502. A missing interpreter stays a 502.
- */
-async function _vanishedIs404<T>(
-  script: LocatedScript,
-  running: Promise<T>,
-): Promise<T> {
-  try {
-    return await running;
-  } catch (error) {
-    if (
-      error instanceof HttpError && error.status === 502 &&
-      error.cause instanceof Deno.errors.NotFound &&
-      script.program === script.filename
-    ) {
-      throw new HttpError(404, "No such CGI script", { cause: error });
-    }
-    throw error;
-  }
+  return runScript(script.program, {
+    args: script.args,
+    cwd: dirname(script.filename),
+    env,
+    stdin: body.stream,
+    timeoutMs: settings.timeoutMs,
+    killGraceMs: settings.killGraceMs,
+    exitGraceMs: settings.exitGraceMs,
+    shutdownSignal: settings.signal,
+    setsid: settings.setsid,
+    maxHeaderBytes: settings.maxHeaderBytes,
+    nph: script.nph,
+    signal: req.signal,
+    log: ctx.log,
+    tag: `cgi ${script.scriptName}`,
+  });
 }
 
 /**
