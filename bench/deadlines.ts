@@ -20,6 +20,8 @@
  * @module
  */
 
+import { startXServe } from "./servers.ts";
+
 const slowloris = Number(Deno.args[0] ?? 1000);
 const others = Number(Deno.args[1] ?? 50);
 const bigSize = 64 * 1048576;
@@ -52,26 +54,12 @@ await Deno.writeTextFile(`${root}/hello.txt`, "hello\n");
   });
   await file.truncate(bigSize);
 }
-const child = new Deno.Command(Deno.execPath(), {
-  args: [
-    "run",
-    "-A",
-    new URL("../mod.ts", import.meta.url).pathname,
-    root,
-    "--host=0.0.0.0",
-    "--port=0",
-    "--quiet",
-  ],
-  stdout: "piped",
-  stderr: "inherit",
-}).spawn();
-const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-let first = "";
-while (!/:(\d+)\//.test(first)) first += (await reader.read()).value ?? "";
-const port = Number(/:(\d+)\//.exec(first)![1]);
-const url = `http://127.0.0.1:${port}/hello.txt`;
+const server = await startXServe(root, { flags: ["--host=0.0.0.0"] });
+const [pid = 0] = await server.pids();
+const port = Number(new URL(server.origin).port);
+const url = `${server.origin}/hello.txt`;
 await (await fetch(url)).text();
-const baseFds = fds(child.pid);
+const baseFds = fds(pid);
 
 const start = Date.now();
 const all: Deno.Conn[] = [];
@@ -116,7 +104,7 @@ for (let i = 0; i < others; i++) {
 }
 const openedMs = Date.now() - start;
 await sleep(1000);
-const openFds = fds(child.pid);
+const openFds = fds(pid);
 
 let trickling = true;
 const trickle = (async () => {
@@ -181,10 +169,8 @@ for (const conn of all) {
   } catch { /* closed */ }
 }
 await sleep(2000);
-const endFds = fds(child.pid);
-child.kill("SIGTERM");
-await reader.cancel();
-await child.status;
+const endFds = fds(pid);
+await server.stop();
 await Deno.remove(root, { recursive: true });
 
 const s = (ms: number | undefined) =>

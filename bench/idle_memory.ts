@@ -11,6 +11,7 @@
  */
 
 import { readMemory } from "./proc.ts";
+import { startXServe } from "./servers.ts";
 
 const connections = Number(Deno.args[0] ?? 5000);
 const mib = (bytes: number) => (bytes / 1048576).toFixed(1);
@@ -24,25 +25,11 @@ async function rss(pid: number): Promise<number> {
 async function run(guard: "on" | "off"): Promise<void> {
   const root = await Deno.makeTempDir();
   await Deno.writeTextFile(`${root}/hello.txt`, "hello\n");
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("../mod.ts", import.meta.url).pathname,
-      root,
-      "--port=0",
-      "--quiet",
-      "--workers=1",
-      `--connection-guard=${guard}`,
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let first = "";
-  while (!first.includes("\n")) first += (await reader.read()).value ?? "";
-  const port = Number(/:(\d+)\//.exec(first)![1]);
-  const { pid } = child;
+  const server = await startXServe(root, {
+    flags: ["--workers=1", `--connection-guard=${guard}`],
+  });
+  const [pid = 0] = await server.pids();
+  const port = Number(new URL(server.origin).port);
   for (let i = 0; i < 3; i++) {
     await (await fetch(`http://127.0.0.1:${port}/hello.txt`)).text();
   }
@@ -74,9 +61,7 @@ async function run(guard: "on" | "off"): Promise<void> {
       }) after ${Math.round((Date.now() - start) / 1000)} s`,
     );
   }
-  child.kill("SIGTERM");
-  await reader.cancel();
-  await child.status;
+  await server.stop();
   await Deno.remove(root, { recursive: true });
 }
 

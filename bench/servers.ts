@@ -80,8 +80,9 @@ async function _kill(child: Deno.ChildProcess): Promise<void> {
 }
 
 /**
- * Spawns a program that prints `Listening on http://127.0.0.1:PORT/` on
- * stdout once ready (the @x/serve CLI and the Deno scripts here).
+ * Spawns a program that prints `Listening on http://127.0.0.1:PORT/` (or
+ * `0.0.0.0`) on stdout once ready (the @x/serve CLI and the Deno scripts
+ * here).
  */
 async function _spawnListening(
   name: string,
@@ -115,9 +116,12 @@ async function _spawnListening(
   const deadline = Date.now() + 30_000;
   try {
     while (true) {
-      const match = out.match(/Listening on (https?:\/\/127\.0\.0\.1:\d+)\//);
-      if (match?.[1]) {
-        server.origin = match[1];
+      // On 0.0.0.0 (every address) it is reached on 127.0.0.1 too.
+      const match = out.match(
+        /Listening on (https?:\/\/)(?:127\.0\.0\.1|0\.0\.0\.0)(:\d+)\//,
+      );
+      if (match?.[1] && match[2]) {
+        server.origin = `${match[1]}127.0.0.1${match[2]}`;
         break;
       }
       const timeout = deadline - Date.now();

@@ -74,14 +74,13 @@ export function pipeReader(
   options: PipeReaderOptions = {},
 ): PipeReader {
   const { copy = true, initialBytes = 16384, maxBytes = 65536 } = options;
-  let byob: ReadableStreamBYOBReader | undefined;
+  let reader: ReadableStreamBYOBReader;
   try {
-    byob = stream.getReader({ mode: "byob" });
+    reader = stream.getReader({ mode: "byob" });
   } catch {
     // Not a byte stream: its own chunks.
     return stream.getReader();
   }
-  const reader = byob;
   let buffer: Uint8Array<ArrayBuffer> | undefined = new Uint8Array(
     initialBytes,
   );

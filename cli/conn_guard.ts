@@ -207,10 +207,12 @@ const _WATCH_ABOVE = 2 * 1024 * 1024;
 /** One accepted connection. */
 interface _Guarded {
   client: string;
-  /** The client's port (to find the socket in `/proc/net/tcp`). */
-  clientPort: number;
-  /** Its socket's key in the sampled send queues, by address (see `_sendQueueKey`). */
-  queueKey: string | undefined;
+  /**
+   * Its socket's key in the sampled send queues: by address where it can
+   * be written as /proc does (see `_sendQueueKey`), else by ports alone
+   * (two clients on the same ports: unknown). Empty when not sampling.
+   */
+  queueKey: string;
   /** Cuts the connection (set by Deno's engine through {@linkcode _cutSignal}). */
   cut?: () => void;
   /** Cut already. */
@@ -398,12 +400,7 @@ export function serveGuarded(
           : sampling
           ? queues !== undefined && _queueStill(
             sending,
-            // By address where it can be written as /proc does; else by
-            // ports alone (two clients on the same ports: unknown).
-            (guarded.queueKey !== undefined
-              ? queues.get(guarded.queueKey)
-              : undefined) ??
-              queues.get(`${addr.port}:${guarded.clientPort}`),
+            queues.get(guarded.queueKey),
             now,
             sendTimeoutMs,
           )
@@ -500,10 +497,10 @@ export function serveGuarded(
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     const guarded: _Guarded = {
       client,
-      clientPort: remote.port,
       queueKey: sampling
-        ? _sendQueueKey(client, remote.port, addr.port)
-        : undefined,
+        ? _sendQueueKey(client, remote.port, addr.port) ??
+          `${addr.port}:${remote.port}`
+        : "",
       cutDone: false,
       inFlight: 0,
       since: Date.now(),
