@@ -7,6 +7,7 @@
  * @module
  */
 
+import denoConfig from "../deno.json" with { type: "json" };
 import { guardAvailable } from "../cli/conn_guard.ts";
 import { childrenOf } from "./proc.ts";
 
@@ -178,8 +179,16 @@ export interface Tls {
 }
 
 /**
- * Starts the @x/serve CLI: `deno run -A mod.ts ROOT --port 0 --quiet
- * [FLAGS]`, in the repository so `deno.json`'s import map applies.
+ * The `--v8-flags=…` of `deno task start` (a bounded young generation): the
+ * benchmark runs the CLI with the V8 settings users get from the task.
+ */
+export const START_V8_FLAGS: readonly string[] = denoConfig.tasks.start
+  .split(/\s+/).filter((arg) => arg.startsWith("--v8-flags="));
+
+/**
+ * Starts the @x/serve CLI: `deno run -A V8FLAGS mod.ts ROOT --port 0
+ * --quiet [FLAGS]` (`V8FLAGS`: {@linkcode START_V8_FLAGS}), in the
+ * repository so `deno.json`'s import map applies.
  *
  * @param root The folder to serve.
  * @param options Name, extra flags, TLS.
@@ -195,6 +204,7 @@ export function startXServe(
   return _spawnListening(options.name ?? "x-serve", [
     "run",
     "-A",
+    ...START_V8_FLAGS,
     `${REPO}/mod.ts`,
     root,
     "--port",

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { startMemoryTrim } from "../cli/memory_trim.ts";
 import { testdata } from "./_helpers/fs.ts";
 import { waitFor } from "./_helpers/poll.ts";
-import { MOD, startCli } from "./_helpers/process.ts";
+import { commandLine, descendants, MOD, startCli } from "./_helpers/process.ts";
 
 const _PEAK = testdata("memory_trim", "peak.ts");
 
@@ -185,4 +185,29 @@ Deno.test({
   assert.equal((await server.stop()).code, 0);
   const features = server.lines.find((l) => l.includes("Features:")) ?? "";
   assert.match(features, /memory trim/);
+});
+
+Deno.test("deno task start runs the server with V8's young generation bounded (--max-semi-space-size=1)", async () => {
+  const server = await startCli(
+    [testdata("www"), "--port", "0", "--workers", "1"],
+    ["task", "--quiet", "start"],
+  );
+  try {
+    // `deno task` runs the server as a child process (or becomes it).
+    const lines = [server.pid, ...descendants(server.pid)].map(commandLine);
+    const serving = lines.find((args) => args.includes("run"));
+    assert.ok(serving, JSON.stringify(lines));
+    assert.ok(
+      serving.includes("--v8-flags=--max-semi-space-size=1"),
+      serving.join(" "),
+    );
+    // The flag comes before the module: Deno reads it, not the CLI.
+    assert.ok(
+      serving.indexOf("--v8-flags=--max-semi-space-size=1") <
+        serving.findIndex((arg) => arg.endsWith("mod.ts")),
+      serving.join(" "),
+    );
+  } finally {
+    assert.equal((await server.stop()).code, 0);
+  }
 });
