@@ -5,6 +5,8 @@
 // BENCH_COUNTS, default "1,default"; e.g. "1,2,auto"). Linux only
 // (/proc); needs /usr/bin/wrk. Prints a Markdown table.
 
+import { START_V8_FLAGS } from "./servers.ts";
+
 const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 5);
 const COUNTS = (Deno.env.get("BENCH_COUNTS") ?? "1,default").split(",");
 const MOD = new URL("../mod.ts", import.meta.url).pathname;
@@ -60,6 +62,7 @@ async function start(root: string, workers: string) {
     args: [
       "run",
       "-A",
+      ...START_V8_FLAGS,
       MOD,
       root,
       "--port",
