@@ -96,6 +96,8 @@ export function compose(
 ): Handler {
   const { log = defaultLog, maxDispatchDepth = 10 } = options;
   const chain = [...middlewares];
+  /** The last Host that passed the check. */
+  let goodHost: string | undefined;
 
   function fail(error: unknown, req: Request, ctx: Context): Response {
     const status = statusOf(error);
@@ -166,8 +168,9 @@ export function compose(
     // address (with a port) would bend its path (`a\\@b`, `b/x`) or its
     // site (RFC 9112 §3.2: 400, as nginx answers).
     const host = depth === 0 ? req.headers.get("host") : null;
-    if (host !== null && !_HOST.test(host)) {
-      return Promise.resolve(renderError(400, req));
+    if (host !== null && host !== goodHost) {
+      if (!_HOST.test(host)) return Promise.resolve(renderError(400, req));
+      goodHost = host; // a site's requests name the same host: test it once
     }
     const segments = url.pathname.split("/").filter((s) => s !== "");
     const ctx: Context = {

@@ -94,18 +94,9 @@ export interface ResolvePathOptions extends DocumentRootOptions {
 export function decodePath(pathname: string): string[] {
   const out: string[] = [];
   for (const raw of pathname.split("/")) {
-    let seg: string;
-    try {
-      seg = decodeURIComponent(raw);
-    } catch (error) {
-      throw new HttpError(400, "Malformed percent-encoding in path", {
-        cause: error,
-      });
-    }
+    // Without a `%` a segment is as sent (a split leaves no slash in it).
+    const seg = raw.includes("%") ? _decodeSegment(raw) : raw;
     if (seg.includes("\0")) throw new HttpError(400, "NUL byte in path");
-    if (seg.includes("/")) {
-      throw new HttpError(404, "Encoded slash in path segment");
-    }
     // On Windows a backslash (and a drive colon) would become a separator
     // or a drive in node:path: there a segment holding one names no file.
     if (_WINDOWS && /[\\:]/.test(seg)) {
@@ -119,6 +110,22 @@ export function decodePath(pathname: string): string[] {
     out.push(seg);
   }
   return out;
+}
+
+/** One percent-encoded segment, decoded; 400 or 404 for what no file is. */
+function _decodeSegment(raw: string): string {
+  let seg: string;
+  try {
+    seg = decodeURIComponent(raw);
+  } catch (error) {
+    throw new HttpError(400, "Malformed percent-encoding in path", {
+      cause: error,
+    });
+  }
+  if (seg.includes("/")) {
+    throw new HttpError(404, "Encoded slash in path segment");
+  }
+  return seg;
 }
 
 function _hidden(segment: string): boolean {
@@ -198,6 +205,23 @@ export interface ClosableDocumentRoot extends DocumentRoot, AsyncDisposable {
   close(): Promise<void>;
 }
 
+/** The key of {@linkcode _CachingRoot}'s promise-free cached lookup. */
+const _CACHED = Symbol("x-serve cached lookup");
+
+/** The root `resolvePath()` opens: with its cached lookup, without a promise. */
+interface _CachingRoot extends ClosableDocumentRoot {
+  /**
+   * `{ file }` when the lookup is known now (a trusted cache entry, or a
+   * name the policy rules out), else `undefined` (call `find()`).
+   */
+  [_CACHED](
+    segments: readonly string[],
+  ): { file: ResolvedFile | undefined } | undefined;
+}
+
+/** A lookup known to find nothing. */
+const _NONE: { readonly file: undefined } = Object.freeze({ file: undefined });
+
 /**
  * The {@linkcode DocumentRoot} for a directory given by its real path: the
  * one lookup with the dotfile and symlink policy. `resolvePath()` makes one
@@ -234,6 +258,14 @@ export function documentRoot(
   realRoot: string,
   options: DocumentRootOptions = {},
 ): ClosableDocumentRoot {
+  return _documentRoot(realRoot, options);
+}
+
+/** {@linkcode documentRoot}, with the lookup `resolvePath()` takes at once. */
+function _documentRoot(
+  realRoot: string,
+  options: DocumentRootOptions,
+): _CachingRoot {
   const { dotfiles = false, followSymlinks = false } = options;
   const cache = options.cache
     ? new _FileCache(realRoot, options.cache)
@@ -246,6 +278,7 @@ export function documentRoot(
   const rootBytes = _utf8Bytes(
     realRoot.endsWith(sep) ? realRoot.slice(0, -1) : realRoot,
   );
+  const rootPrefix = realRoot.endsWith(sep) ? realRoot : realRoot + sep;
 
   /** Whether the file system could take this name at all (no syscall). */
   function fits(segments: readonly string[]): boolean {
@@ -281,12 +314,38 @@ export function documentRoot(
     return { path, realPath, info };
   }
 
+  /** `join(realRoot, ...segments)`, by concatenation for plain names. */
+  function pathOf(segments: readonly string[]): string {
+    if (segments.length === 0) return realRoot;
+    for (const segment of segments) {
+      if (
+        segment === "" || segment === "." || segment === ".." ||
+        segment.includes("/") || segment.includes(sep)
+      ) {
+        return join(realRoot, ...segments);
+      }
+    }
+    return rootPrefix + segments.join(sep);
+  }
+
+  /**
+   * The cached lookup of `segments`, without a promise: `{ file }` when the
+   * cache trusts one (or the policy rules the name out), else `undefined`.
+   */
+  function cached(
+    segments: readonly string[],
+  ): { file: ResolvedFile | undefined } | undefined {
+    if (!dotfiles && segments.some(_hidden)) return _NONE;
+    if (!fits(segments)) return _NONE;
+    return cache?.enabled ? cache.get(pathOf(segments)) : undefined;
+  }
+
   async function find(
     segments: readonly string[],
   ): Promise<ResolvedFile | undefined> {
     if (!dotfiles && segments.some(_hidden)) return undefined;
     if (!fits(segments)) return undefined;
-    const path = segments.length ? join(realRoot, ...segments) : realRoot;
+    const path = pathOf(segments);
     if (!cache?.enabled) return await lookup(path, segments.length > 0);
     const cached = cache.get(path);
     if (cached) return cached.file;
@@ -345,6 +404,7 @@ export function documentRoot(
     dotfiles,
     followSymlinks,
     find,
+    [_CACHED]: cached,
     read,
     keeps,
     share,
@@ -387,50 +447,85 @@ export function resolvePath(
   options: ResolvePathOptions = {},
 ): ResolvePathMiddleware {
   const { root = ".", ...policy } = options;
-  let site: Promise<ClosableDocumentRoot> | undefined;
+  let site: Promise<_CachingRoot> | undefined;
   let closed = false;
 
-  async function open(): Promise<ClosableDocumentRoot> {
+  async function open(): Promise<_CachingRoot> {
     const real = await Deno.realPath(root);
-    return documentRoot(
+    return _documentRoot(
       real,
       closed ? { ...policy, cache: undefined } : policy,
     );
   }
 
-  async function resolvePathMiddleware(
-    _req: Request,
+  /** The root once opened: requests after the first take it as it is. */
+  let ready: _CachingRoot | undefined;
+
+  async function opening(
+    req: Request,
     ctx: Context,
     next: Next,
   ): Promise<Response> {
-    site ??= open();
-    let found: ClosableDocumentRoot;
+    const current = site ??= open();
+    let found: _CachingRoot;
     try {
-      found = await site;
+      found = await current;
     } catch (error) {
-      site = undefined; // the root may appear later
+      if (site === current) site = undefined; // the root may appear later
       throw error;
     }
+    if (site === current) ready = found;
+    return await resolved(req, ctx, next, found);
+  }
+
+  function resolved(
+    _req: Request,
+    ctx: Context,
+    next: Next,
+    found: _CachingRoot,
+  ): Promise<Response> {
     ctx.root = found;
     const { pathname, search } = ctx.url; // percent-encoded: 1 byte a unit
     if (pathname.length + search.length > MAX_TARGET_BYTES) {
       throw new HttpError(414, `Request target over ${MAX_TARGET_BYTES} bytes`);
     }
     const segments = decodePath(pathname);
-    if (segments.some((s) => found.hides(s))) {
-      throw new HttpError(404, "Dotfile hidden");
+    for (const segment of segments) {
+      if (found.hides(segment)) throw new HttpError(404, "Dotfile hidden");
     }
-    const trailing = segments.length > 0 && ctx.url.pathname.endsWith("/");
+    const trailing = segments.length > 0 && pathname.endsWith("/");
     ctx.segments = segments;
     ctx.path = "/" + segments.join("/") + (trailing ? "/" : "");
-    ctx.file = await found.find(segments);
-    return next();
+    // A trusted cached lookup goes on at once, without awaiting a promise.
+    const hit = found[_CACHED](segments);
+    if (hit !== undefined) {
+      ctx.file = hit.file;
+      return next();
+    }
+    return found.find(segments).then((file) => {
+      ctx.file = file;
+      return next();
+    });
+  }
+
+  function resolvePathMiddleware(
+    req: Request,
+    ctx: Context,
+    next: Next,
+  ): Promise<Response> {
+    if (ready === undefined) return opening(req, ctx, next);
+    try {
+      return resolved(req, ctx, next, ready);
+    } catch (error) {
+      return Promise.reject(error); // as an async function would
+    }
   }
 
   async function close(): Promise<void> {
     closed = true;
     const opened = site;
     site = undefined;
+    ready = undefined;
     await (await opened?.catch(() => undefined))?.close();
   }
 

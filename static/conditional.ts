@@ -47,6 +47,8 @@ function _strongMatch(header: string, etag: string | undefined): boolean {
 
 function _weakMatch(header: string, etag: string | undefined): boolean {
   if (etag === undefined) return false;
+  // The common revalidation: the one tag the client was given, as given.
+  if (header === etag) return true;
   return _tags(header).some((t) => t === "*" || _opaque(t) === _opaque(etag));
 }
 

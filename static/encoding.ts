@@ -19,7 +19,7 @@ const _SIBLINGS: ReadonlyArray<[Coding, string]> = [["br", ".br"], [
 ], ["gzip", ".gz"]];
 
 /** What `serveStatic` sends for a file. */
-interface Variant {
+export interface Variant {
   /** The file to read (the original or a precompressed sibling). */
   file: ResolvedFile;
   /** `Content-Encoding` of `file` as stored (a precompressed sibling). */

@@ -121,7 +121,12 @@ export async function serveFile(
   const v = _validators(info, options);
   const headers = _baseHeaders(v, options);
   const pre = checkPreconditions(req, v);
-  if (pre === 304) return new Response(null, { status: 304, headers });
+  if (pre === 304) {
+    return new Response(null, {
+      status: 304,
+      headers: _notModifiedHeaders(headers),
+    });
+  }
   if (pre === 412) throw new HttpError(412, "Precondition failed");
 
   const size = info.size;
@@ -173,7 +178,7 @@ function _validators(
  */
 type _HeaderPairs = [string, string][];
 
-/** Headers every answer for the file carries (200, 206, 304 alike). */
+/** Headers every answer for the file carries (200 and 206; 304 most). */
 function _baseHeaders(v: Validators, options: ServeFileOptions): _HeaderPairs {
   const coding = options.storedEncoding ?? options.dynamicEncoding;
   const headers: _HeaderPairs = [
@@ -186,6 +191,17 @@ function _baseHeaders(v: Validators, options: ServeFileOptions): _HeaderPairs {
     headers.push(["last-modified", v.lastModified.toUTCString()]);
   }
   return headers;
+}
+
+/**
+ * A 304's headers: the 200's validators and `Vary`, without `Accept-Ranges`
+ * and `Content-Encoding` (as nginx sends it; RFC 9110 §15.4.5: a 304 carries
+ * what guides a cache's update, not the representation's other metadata).
+ */
+function _notModifiedHeaders(headers: _HeaderPairs): _HeaderPairs {
+  return headers.filter(([name]) =>
+    name !== "accept-ranges" && name !== "content-encoding"
+  );
 }
 
 /** The whole file compressed as it is read (no length, no ranges). */
@@ -310,9 +326,10 @@ export function _prepare(
   ) => boolean,
 ): _Prepared {
   const v = _validators(info, options);
-  const notModified = _baseHeaders(v, options);
+  const base = _baseHeaders(v, options);
+  const notModified = _notModifiedHeaders(base);
   const ok: _HeaderPairs = [
-    ...notModified,
+    ...base,
     ["content-type", options.contentType ?? contentType(path)],
     ["content-length", String(info.size)],
   ];

@@ -17,7 +17,7 @@ import type {
   ResolvedFile,
 } from "../server/types.ts";
 import { contentType } from "./content_type.ts";
-import { chooseVariant } from "./encoding.ts";
+import { chooseVariant, type Variant } from "./encoding.ts";
 import {
   _BUFFER_BELOW,
   _prepare,
@@ -251,16 +251,6 @@ function _sender(options: ServeStaticOptions): _Send {
       type,
       variantOptions,
     );
-    // Read by the real path that resolution checked: a symlink swapped
-    // since the (possibly cached) lookup cannot redirect the read.
-    const options = (): ServeFileOptions => ({
-      ...fileOptions,
-      contentType: type,
-      storedEncoding: v.stored,
-      dynamicEncoding: v.dynamic,
-      read: () => root.read(v.file),
-      varyEncoding: v.vary,
-    });
     const kept = v.dynamic === undefined && root.keeps?.(v.file) === true;
     if (
       v.dynamic === undefined && !req.headers.has("range") &&
@@ -276,7 +266,7 @@ function _sender(options: ServeStaticOptions): _Send {
         p = _prepare(
           file.realPath,
           file.info,
-          options(),
+          _fileOptions(fileOptions, type, v, root),
           root.share &&
             ((kept, own) => root.share?.(file, kept, own) ?? false),
         );
@@ -284,6 +274,30 @@ function _sender(options: ServeStaticOptions): _Send {
       }
       return _serveWhole(req, p, kept);
     }
-    return serveFile(req, v.file.realPath, v.file.info, options());
+    return serveFile(
+      req,
+      v.file.realPath,
+      v.file.info,
+      _fileOptions(fileOptions, type, v, root),
+    );
+  };
+}
+
+/** What {@linkcode serveFile} is given for variant `v` of a file. */
+function _fileOptions(
+  fileOptions: ServeFileOptions,
+  type: string,
+  v: Variant,
+  root: DocumentRoot,
+): ServeFileOptions {
+  return {
+    ...fileOptions,
+    contentType: type,
+    storedEncoding: v.stored,
+    dynamicEncoding: v.dynamic,
+    // Read by the real path that resolution checked: a symlink swapped
+    // since the (possibly cached) lookup cannot redirect the read.
+    read: () => root.read(v.file),
+    varyEncoding: v.vary,
   };
 }

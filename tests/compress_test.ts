@@ -62,6 +62,10 @@ Deno.test("serveStatic() answers 304 per variant ETag", async () => {
   });
   assert.equal(again.status, 304);
   assert.equal(again.headers.get("vary"), "Accept-Encoding");
+  assert.equal(again.headers.get("etag"), first.headers.get("etag"));
+  // No representation metadata on a 304 (RFC 9110 §15.4.5; nginx too).
+  assert.equal(first.headers.get("content-encoding"), "br");
+  assert.equal(again.headers.get("content-encoding"), null);
   const other = await get(o, "/app.css", {
     "accept-encoding": "gzip",
     "if-none-match": first.headers.get("etag")!,

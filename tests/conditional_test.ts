@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createHandler } from "../mod.ts";
+import { serveFile } from "../static/mod.ts";
 import { testdata } from "./_helpers/fs.ts";
 
 const handler = createHandler({ root: testdata("www") });
@@ -31,6 +32,31 @@ Deno.test("serveFile() answers 304 for a matching If-None-Match, lists, * and we
     assert.equal(res.headers.get("etag"), etag);
     assert.equal(await res.text(), "");
   }
+});
+
+Deno.test("serveFile() answers 304 with the validators only, without Accept-Ranges (as nginx)", async () => {
+  const { etag, lastModified } = await validators();
+  // Twice: the first 304 is made, the second cloned from it.
+  for (const round of [1, 2]) {
+    const res = await req("/hello.txt", { "if-none-match": etag });
+    assert.equal(res.status, 304);
+    assert.equal(res.headers.get("etag"), etag, `round ${round}`);
+    assert.equal(res.headers.get("last-modified"), lastModified);
+    assert.equal(res.headers.get("accept-ranges"), null);
+    assert.equal(res.headers.get("content-type"), null);
+    assert.equal(res.headers.get("content-length"), null);
+  }
+  // serveFile() itself (what serveStatic() streams: larger files).
+  const path = testdata("www", "hello.txt");
+  const res = await serveFile(
+    new Request("http://localhost/", { headers: { "if-none-match": etag } }),
+    path,
+    await Deno.stat(path),
+  );
+  assert.equal(res.status, 304);
+  assert.equal(res.headers.get("etag"), etag);
+  assert.equal(res.headers.get("last-modified"), lastModified);
+  assert.equal(res.headers.get("accept-ranges"), null);
 });
 
 Deno.test("serveFile() answers 304 to HEAD with a matching If-None-Match", async () => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { createHandler } from "../mod.ts";
+import { createHandler, HttpError, resolvePath } from "../mod.ts";
+import type { Context } from "../server/types.ts";
 import { decodePath } from "../server/resolve.ts";
 import { tempDir, testdata } from "./_helpers/fs.ts";
 import { rawRequest, withServer } from "./_helpers/net.ts";
@@ -111,4 +112,43 @@ Deno.test("decodePath() decodes once and clamps dot segments", () => {
   assert.deepEqual(decodePath("/%E4%B8%AD%E6%96%87.txt"), ["中文.txt"]);
   assert.throws(() => decodePath("/a%00"), /NUL/);
   assert.throws(() => decodePath("/a%2Fb"), /slash/);
+});
+
+Deno.test("resolvePath() rejects (never throws) for bad paths once its root is open", async () => {
+  const resolve = resolvePath({
+    root: testdata("www"),
+    cache: { validMs: 60_000, watch: false },
+  });
+  try {
+    const ctx = (url: string) =>
+      ({
+        url: new URL(url),
+        segments: [],
+        path: "/",
+      }) as unknown as Context;
+    const seen: (string | undefined)[] = [];
+    const next = (c: Context) => () => {
+      seen.push(c.file ? `${c.path} ${c.file.info.size}` : undefined);
+      return Promise.resolve(new Response(null, { status: 204 }));
+    };
+    // The first request opens the root; the second is a cache hit.
+    for (let i = 0; i < 2; i++) {
+      const c = ctx("http://localhost/sub/../hello.txt");
+      assert.equal((await resolve(new Request(c.url), c, next(c))).status, 204);
+    }
+    const missing = ctx("http://localhost/nope.txt");
+    await resolve(new Request(missing.url), missing, next(missing));
+    assert.deepEqual(seen, ["/hello.txt 14", "/hello.txt 14", undefined]);
+    for (const [url, status] of [["/.env", 404], ["/a%zz", 400]] as const) {
+      const c = ctx(`http://localhost${url}`);
+      const out = resolve(new Request(c.url), c, next(c));
+      assert.ok(out instanceof Promise, url);
+      await assert.rejects(
+        out,
+        (e) => e instanceof HttpError && e.status === status,
+      );
+    }
+  } finally {
+    await resolve.close();
+  }
 });
