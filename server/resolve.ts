@@ -211,8 +211,9 @@ const _CACHED = Symbol("x-serve cached lookup");
 /** The root `resolvePath()` opens: with its cached lookup, without a promise. */
 interface _CachingRoot extends ClosableDocumentRoot {
   /**
-   * `{ file }` when the lookup is known now (a trusted cache entry, or a
-   * name the policy rules out), else `undefined` (call `find()`).
+   * For segments none of which `hides()`: `{ file }` when the lookup is
+   * known now (a trusted cache entry, or a name too long for any file
+   * system), else `undefined` (call `find()`).
    */
   [_CACHED](
     segments: readonly string[],
@@ -329,13 +330,13 @@ function _documentRoot(
   }
 
   /**
-   * The cached lookup of `segments`, without a promise: `{ file }` when the
-   * cache trusts one (or the policy rules the name out), else `undefined`.
+   * The lookup of `segments` (none hidden by the policy) when it is known
+   * without a system call: `{ file }` for a name no file system could hold
+   * or one the cache trusts, else `undefined`.
    */
   function cached(
     segments: readonly string[],
   ): { file: ResolvedFile | undefined } | undefined {
-    if (!dotfiles && segments.some(_hidden)) return _NONE;
     if (!fits(segments)) return _NONE;
     return cache?.enabled ? cache.get(pathOf(segments)) : undefined;
   }
@@ -344,11 +345,10 @@ function _documentRoot(
     segments: readonly string[],
   ): Promise<ResolvedFile | undefined> {
     if (!dotfiles && segments.some(_hidden)) return undefined;
-    if (!fits(segments)) return undefined;
+    const known = cached(segments);
+    if (known) return known.file;
     const path = pathOf(segments);
     if (!cache?.enabled) return await lookup(path, segments.length > 0);
-    const cached = cache.get(path);
-    if (cached) return cached.file;
     // Requests that miss together share one lookup (and so one cached
     // entry and one read of its bytes), as on a cold start or when a hot
     // entry's window ends; a lookup begun before the watcher reported a
@@ -496,7 +496,8 @@ export function resolvePath(
     const trailing = segments.length > 0 && pathname.endsWith("/");
     ctx.segments = segments;
     ctx.path = "/" + segments.join("/") + (trailing ? "/" : "");
-    // A trusted cached lookup goes on at once, without awaiting a promise.
+    // A known lookup goes on at once, without awaiting a promise (the
+    // policy's hidden names were refused above).
     const hit = found[_CACHED](segments);
     if (hit !== undefined) {
       ctx.file = hit.file;
