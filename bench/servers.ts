@@ -276,6 +276,23 @@ export function startMemoryDeno(root: string): Promise<RunningServer> {
 }
 
 /**
+ * Starts the CGI ceiling (`bench/spawn_deno.ts`): a bare `Deno.serve`
+ * running `root/cgi-bin/hello` with `Deno.Command` per request, without
+ * a process group of its own.
+ *
+ * @param root The folder whose `cgi-bin/hello` it runs.
+ * @returns The running server.
+ */
+export function startSpawnDeno(root: string): Promise<RunningServer> {
+  return _spawnListening("spawn-deno", [
+    "run",
+    "-A",
+    `${REPO}/bench/spawn_deno.ts`,
+    root,
+  ]);
+}
+
+/**
  * Starts the minimal `Deno.serve` baseline (`bench/minimal_deno.ts`).
  *
  * @param root The folder to serve.

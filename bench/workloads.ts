@@ -21,6 +21,7 @@ import {
   startLighttpd,
   startNginx,
   startPhpFpm,
+  startSpawnDeno,
   startXServe,
 } from "./servers.ts";
 
@@ -36,14 +37,15 @@ export interface WorkloadOptions {
 
 /**
  * CGI: `/cgi-bin/hello` (`#!/bin/sh`, prints a text/plain "hello") at 1
- * and 8 connections, @x/serve `--cgi` vs lighttpd `mod_cgi`, and `x-serve
- * guard` (`--cgi --connection-guard on`).
+ * and 8 connections, @x/serve `--cgi` vs lighttpd `mod_cgi`, the
+ * `spawn-deno` ceiling (a bare spawn per request), and `x-serve guard`
+ * (`--cgi --connection-guard on`).
  *
  * @param o Fixtures, rounds.
  * @returns The group.
  */
 export function cgiGroup(o: WorkloadOptions): Group {
-  const servers = ["x-serve", "lighttpd"];
+  const servers = ["x-serve", "lighttpd", "spawn-deno"];
   const cases: GroupCase[] = [1, 8].map((n) => ({
     id: `cgi-c${n}`,
     label: `CGI hello (sh), ${n} conn`,
@@ -60,7 +62,10 @@ export function cgiGroup(o: WorkloadOptions): Group {
     notes: [
       "`/cgi-bin/hello` is `#!/bin/sh` printing `Content-Type: text/plain` " +
       "and `hello`. @x/serve `--cgi` vs lighttpd `mod_cgi` (`cgi.assign = " +
-      '("" => "")` under `/cgi-bin/`, `mod_alias`).',
+      '("" => "")` under `/cgi-bin/`, `mod_alias`). `spawn-deno` is the ' +
+      "bare-spawn ceiling (`bench/spawn_deno.ts`): one `Deno.serve` " +
+      "isolate running the script with `Deno.Command` per request, without " +
+      "a process group of its own, a CGI environment or a timeout.",
       guardNote(),
     ],
     rounds: o.rounds,
@@ -69,6 +74,7 @@ export function cgiGroup(o: WorkloadOptions): Group {
       servers: await startEach([
         () => startXServe(o.fixtures.root, { flags: ["--cgi"] }),
         () => startLighttpd(o.fixtures.root),
+        () => startSpawnDeno(o.fixtures.root),
         () =>
           startXServe(o.fixtures.root, {
             name: GUARD,
