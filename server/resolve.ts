@@ -205,19 +205,19 @@ export interface ClosableDocumentRoot extends DocumentRoot, AsyncDisposable {
   close(): Promise<void>;
 }
 
-/** The key of {@linkcode _CachingRoot}'s promise-free cached lookup. */
-const _CACHED = Symbol("x-serve cached lookup");
+/** The key of {@linkcode _CachingRoot}'s lookup without the hidden check. */
+const _LOOKUP = Symbol("x-serve lookup");
 
-/** The root `resolvePath()` opens: with its cached lookup, without a promise. */
+/** The root `resolvePath()` opens: a known lookup comes without a promise. */
 interface _CachingRoot extends ClosableDocumentRoot {
   /**
-   * For segments none of which `hides()`: `{ file }` when the lookup is
-   * known now (a trusted cache entry, or a name too long for any file
-   * system), else `undefined` (call `find()`).
+   * `find()` for segments none of which `hides()` (the caller checked):
+   * `{ file }` when the lookup is known now (a trusted cache entry, or a
+   * name too long for any file system), else the promise of the lookup.
    */
-  [_CACHED](
+  [_LOOKUP](
     segments: readonly string[],
-  ): { file: ResolvedFile | undefined } | undefined;
+  ): { file: ResolvedFile | undefined } | Promise<ResolvedFile | undefined>;
 }
 
 /** A lookup known to find nothing. */
@@ -330,33 +330,35 @@ function _documentRoot(
   }
 
   /**
-   * The lookup of `segments` (none hidden by the policy) when it is known
-   * without a system call: `{ file }` for a name no file system could hold
-   * or one the cache trusts, else `undefined`.
+   * The lookup of `segments` (none hidden by the policy): `{ file }` when
+   * it is known without a system call (a name no file system could hold,
+   * or one the cache trusts), else the promise of the lookup.
    */
-  function cached(
+  function lookUp(
     segments: readonly string[],
-  ): { file: ResolvedFile | undefined } | undefined {
+  ): { file: ResolvedFile | undefined } | Promise<ResolvedFile | undefined> {
     if (!fits(segments)) return _NONE;
-    return cache?.enabled ? cache.get(pathOf(segments)) : undefined;
+    const path = pathOf(segments);
+    const inside = segments.length > 0;
+    if (!cache?.enabled) return lookup(path, inside);
+    return cache.get(path) ?? sharedLookup(cache, path, inside);
   }
 
-  async function find(
-    segments: readonly string[],
+  /**
+   * A cache miss. Requests that miss together share one lookup (and so
+   * one cached entry and one read of its bytes), as on a cold start or
+   * when a hot entry's window ends; a lookup begun before the watcher
+   * reported a change is neither shared nor kept.
+   */
+  function sharedLookup(
+    cache: _FileCache,
+    path: string,
+    inside: boolean,
   ): Promise<ResolvedFile | undefined> {
-    if (!dotfiles && segments.some(_hidden)) return undefined;
-    const known = cached(segments);
-    if (known) return known.file;
-    const path = pathOf(segments);
-    if (!cache?.enabled) return await lookup(path, segments.length > 0);
-    // Requests that miss together share one lookup (and so one cached
-    // entry and one read of its bytes), as on a cold start or when a hot
-    // entry's window ends; a lookup begun before the watcher reported a
-    // change is neither shared nor kept.
     let found = looking.get(path);
     if (found === undefined || found.changes !== cache.changes) {
       const changes = cache.changes;
-      const promise = lookup(path, segments.length > 0).then((file) =>
+      const promise = lookup(path, inside).then((file) =>
         // The same file as before the window ended: the kept lookup.
         cache.changes === changes ? cache.set(path, file) : file
       ).finally(() => {
@@ -365,7 +367,15 @@ function _documentRoot(
       found = { promise, changes };
       looking.set(path, found);
     }
-    return await found.promise;
+    return found.promise;
+  }
+
+  async function find(
+    segments: readonly string[],
+  ): Promise<ResolvedFile | undefined> {
+    if (!dotfiles && segments.some(_hidden)) return undefined;
+    const found = lookUp(segments);
+    return found instanceof Promise ? await found : found.file;
   }
 
   function read(file: ResolvedFile): Promise<Uint8Array<ArrayBuffer>> {
@@ -390,8 +400,7 @@ function _documentRoot(
     make: () => Promise<T>,
   ): Promise<T> {
     if (!cache) return make();
-    const dir = segments.length ? join(realRoot, ...segments) : realRoot;
-    return cache.remember(dir, key, make);
+    return cache.remember(pathOf(segments), key, make);
   }
 
   async function close(): Promise<void> {
@@ -404,7 +413,7 @@ function _documentRoot(
     dotfiles,
     followSymlinks,
     find,
-    [_CACHED]: cached,
+    [_LOOKUP]: lookUp,
     read,
     keeps,
     share,
@@ -498,12 +507,12 @@ export function resolvePath(
     ctx.path = "/" + segments.join("/") + (trailing ? "/" : "");
     // A known lookup goes on at once, without awaiting a promise (the
     // policy's hidden names were refused above).
-    const hit = found[_CACHED](segments);
-    if (hit !== undefined) {
-      ctx.file = hit.file;
+    const looked = found[_LOOKUP](segments);
+    if (!(looked instanceof Promise)) {
+      ctx.file = looked.file;
       return next();
     }
-    return found.find(segments).then((file) => {
+    return looked.then((file) => {
       ctx.file = file;
       return next();
     });
