@@ -259,6 +259,15 @@ export function guardNote(names: GuardNoteNames = {}): string {
     `${x}.**`;
 }
 
+/** Runs `deno run -A bench/FILE ROOT` (a ceiling or baseline server). */
+function _benchScript(
+  name: string,
+  file: string,
+  root: string,
+): Promise<RunningServer> {
+  return _spawnListening(name, ["run", "-A", `${REPO}/bench/${file}`, root]);
+}
+
 /**
  * Starts the in-memory `Deno.serve` ceiling (`bench/memory_deno.ts`): every
  * file of `root` read into memory at start.
@@ -267,12 +276,7 @@ export function guardNote(names: GuardNoteNames = {}): string {
  * @returns The running server.
  */
 export function startMemoryDeno(root: string): Promise<RunningServer> {
-  return _spawnListening("memory-deno", [
-    "run",
-    "-A",
-    `${REPO}/bench/memory_deno.ts`,
-    root,
-  ]);
+  return _benchScript("memory-deno", "memory_deno.ts", root);
 }
 
 /**
@@ -284,12 +288,7 @@ export function startMemoryDeno(root: string): Promise<RunningServer> {
  * @returns The running server.
  */
 export function startSpawnDeno(root: string): Promise<RunningServer> {
-  return _spawnListening("spawn-deno", [
-    "run",
-    "-A",
-    `${REPO}/bench/spawn_deno.ts`,
-    root,
-  ]);
+  return _benchScript("spawn-deno", "spawn_deno.ts", root);
 }
 
 /**
@@ -299,12 +298,7 @@ export function startSpawnDeno(root: string): Promise<RunningServer> {
  * @returns The running server.
  */
 export function startDenoMinimal(root: string): Promise<RunningServer> {
-  return _spawnListening("deno-minimal", [
-    "run",
-    "-A",
-    `${REPO}/bench/minimal_deno.ts`,
-    root,
-  ]);
+  return _benchScript("deno-minimal", "minimal_deno.ts", root);
 }
 
 /**
