@@ -100,7 +100,21 @@ export interface PosixSpawnOptions {
 const _SYMBOLS = {
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
+  // Addresses as numbers, and reads through them, without Deno's
+  // UnsafePointer API: that needs --allow-ffi unscoped, and `deno task
+  // start` grants it only for the C library's path.
+  __errno_location: { parameters: [], result: "usize" },
+  // memcpy(buffer, buffer, 0) returns the buffer's address.
+  _address_of: {
+    name: "memcpy",
+    parameters: ["buffer", "buffer", "usize"],
+    result: "usize",
+  },
+  _read_at: {
+    name: "memcpy",
+    parameters: ["buffer", "usize", "usize"],
+    result: "usize",
+  },
   posix_spawn: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
     result: "i32",
@@ -287,8 +301,8 @@ function _spawn(
       pathBytes,
       actions,
       attr,
-      _pointers(argvBytes),
-      _pointers(envBytes),
+      _pointers(libc, argvBytes),
+      _pointers(libc, envBytes),
     );
     libc.posix_spawn_file_actions_destroy(actions);
   }
@@ -353,17 +367,23 @@ function _cString(text: string): Uint8Array<ArrayBuffer> {
 }
 
 /** A NULL-terminated array of pointers to `strings`. */
-function _pointers(strings: Uint8Array<ArrayBuffer>[]): BigUint64Array {
+function _pointers(
+  libc: _Libc,
+  strings: Uint8Array<ArrayBuffer>[],
+): BigUint64Array {
   const array = new BigUint64Array(strings.length + 1);
   strings.forEach((bytes, i) => {
-    array[i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
+    array[i] = BigInt(libc._address_of(bytes, bytes, 0n));
   });
   return array;
 }
 
 function _errno(libc: _Libc): number {
   const where = libc.__errno_location();
-  return where === null ? 0 : new Deno.UnsafePointerView(where).getInt32();
+  if (where === 0n) return 0;
+  const errno = new Int32Array(1);
+  libc._read_at(errno, where, 4n);
+  return errno[0]!;
 }
 
 function _error(errno: number, path: string, what: string): Error {

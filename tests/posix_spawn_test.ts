@@ -240,19 +240,17 @@ Deno.test("spawnInGroup() falls back to setsid(1) without FFI, and posix_spawn n
     "./testdata/posix_spawn_fallback.ts",
     import.meta.url,
   );
-  const run = async (permissions: string[]) => {
-    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--no-lock", ...permissions, fixture.href],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(stdout);
-    assert.equal(code, 0, new TextDecoder().decode(stderr) + text);
-    return JSON.parse(text);
-  };
+  const run = (permissions: string[]) => _runFixture(fixture, permissions);
   // No FFI: no spawner, and setsid(1) still gives the script its group.
   assert.deepEqual(await run(["--allow-read", "--allow-run"]), {
     spawner: false,
+    group: "own",
+    scoped: "ran",
+  });
+  // FFI scoped to the C library, as `deno task start` grants it (Deno's
+  // UnsafePointer API would need it unscoped): the spawner works.
+  assert.deepEqual(await run(["--allow-read", "--allow-run", START_FFI]), {
+    spawner: true,
     group: "own",
     scoped: "ran",
   });
@@ -261,9 +259,48 @@ Deno.test("spawnInGroup() falls back to setsid(1) without FFI, and posix_spawn n
   assert.deepEqual(
     await run([
       "--allow-read",
-      "--allow-ffi",
+      START_FFI,
       "--allow-run=/bin/sh,/usr/bin/setsid",
     ]),
     { spawner: true, group: "own", scoped: "NotCapable" },
   );
 });
+
+Deno.test("openPosixSpawn() reports a pipe it cannot open with the system's reason and closes the ones it opened", async () => {
+  // Out of descriptors (a limit of 64) two short of a script's pipes.
+  const fixture = new URL("./testdata/posix_spawn_emfile.ts", import.meta.url);
+  const { code, stdout, stderr } = await new Deno.Command("/bin/sh", {
+    args: [
+      "-c",
+      'ulimit -n 64 && exec "$0" run --no-lock --allow-read "$1" "$2"',
+      Deno.execPath(),
+      START_FFI,
+      fixture.href,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(stdout);
+  assert.equal(code, 0, new TextDecoder().decode(stderr) + text);
+  assert.deepEqual(JSON.parse(text), {
+    error: "Error",
+    message: "Failed to pipe2 '/bin/true': Too many open files (os error 24)",
+    leaked: 0,
+  });
+});
+
+/** `--allow-ffi=…` of `deno task start`: the C library's usual paths. */
+const START_FFI = JSON.parse(
+  Deno.readTextFileSync(new URL("../deno.json", import.meta.url)),
+).tasks.start.split(" ").find((arg: string) => arg.startsWith("--allow-ffi="));
+
+async function _runFixture(fixture: URL, permissions: string[]) {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-lock", ...permissions, fixture.href],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(stdout);
+  assert.equal(code, 0, new TextDecoder().decode(stderr) + text);
+  return JSON.parse(text);
+}
