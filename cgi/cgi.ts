@@ -17,7 +17,6 @@ import {
 } from "./body.ts";
 import { buildCgiEnv } from "./env.ts";
 import { type LocatedScript, locateScript } from "./locate.ts";
-import { openPosixSpawn, type PosixSpawn } from "./posix_spawn.ts";
 import { findSetsid } from "./process.ts";
 import { dispatchLocalRedirect } from "./redirect.ts";
 import { type CgiResponse, toHttpResponse } from "./response.ts";
@@ -197,7 +196,6 @@ interface _Settings {
   signal: AbortSignal | undefined;
   retryAfter: string;
   setsid: string | undefined;
-  posixSpawn: PosixSpawn | undefined;
 }
 
 function _settings(options: CgiOptions): _Settings {
@@ -237,9 +235,6 @@ function _settings(options: CgiOptions): _Settings {
     // Spawning through setsid(1) keeps each script in a group of its own
     // without Deno's fork-based `detached` (much slower under load).
     setsid: findSetsid(),
-    // Better still: posix_spawn with POSIX_SPAWN_SETSID, one exec (when
-    // FFI on the C library is granted).
-    posixSpawn: openPosixSpawn(),
   };
 }
 
@@ -445,7 +440,6 @@ function _start(
     exitGraceMs: settings.exitGraceMs,
     shutdownSignal: settings.signal,
     setsid: settings.setsid,
-    posixSpawn: settings.posixSpawn,
     maxHeaderBytes: settings.maxHeaderBytes,
     nph: script.nph,
     signal: req.signal,

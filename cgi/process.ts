@@ -6,8 +6,6 @@
  * @module
  */
 
-import type { PosixSpawn, SpawnedChild } from "./posix_spawn.ts";
-
 /**
  * Options of {@linkcode spawnInGroup}.
  *
@@ -56,14 +54,6 @@ export interface SpawnInGroupOptions {
    * @default {undefined} (`detached`)
    */
   setsid?: string;
-  /**
-   * Spawn with this `posix_spawn` (see `openPosixSpawn()` in
-   * `posix_spawn.ts`): the child leads a session of its own with one exec,
-   * ~1.8× faster than through `setsid(1)`. Used when `--allow-run` covers
-   * the program (else `Deno.Command` says why it may not run).
-   * @default {undefined} (`setsid`, else `detached`)
-   */
-  posixSpawn?: PosixSpawn;
 }
 
 /**
@@ -111,9 +101,8 @@ function _resolve(program: string, path: string | undefined): string {
 }
 
 /**
- * Spawns `program` as the leader of a new process group (through
- * `posixSpawn`, `setsid` or `detached`, the first given), with piped
- * stdout and stderr and a cleared environment. The group id is the
+ * Spawns `program` as the leader of a new process group (`detached`), with
+ * piped stdout and stderr and a cleared environment. The group id is the
  * child's pid, so `killGroup(child, …)` reaches its descendants too.
  * Throws what `Deno.Command#spawn` throws (e.g. `NotFound`,
  * `PermissionDenied`, `NotCapable`).
@@ -140,9 +129,8 @@ function _resolve(program: string, path: string | undefined): string {
 export function spawnInGroup(
   program: string,
   options: SpawnInGroupOptions = {},
-): SpawnedChild {
-  const { args = [], cwd, env = {}, stdin = false, setsid, posixSpawn } =
-    options;
+): Deno.ChildProcess {
+  const { args = [], cwd, env = {}, stdin = false, setsid } = options;
   const io = {
     cwd,
     env,
@@ -151,36 +139,16 @@ export function spawnInGroup(
     stdout: "piped",
     stderr: "piped",
   } as const;
-  // The fast routes only where --allow-run covers the program itself
-  // (else Deno.Command below refuses it, as it should).
-  const resolved = posixSpawn || setsid !== undefined
-    ? _resolve(program, env.PATH)
-    : undefined;
-  const fast = resolved !== undefined && _mayRun(resolved);
-  if (fast && posixSpawn) {
-    return posixSpawn.spawn({
-      path: resolved,
-      argv: [program, ...args],
-      cwd,
-      env,
-      stdin,
-    });
-  }
-  if (fast && setsid !== undefined) {
+  if (setsid !== undefined) {
     // Not a group leader (posix_spawn keeps the server's group), so
     // setsid(1) calls setsid() and execs the program under the same pid.
+    const resolved = _resolve(program, env.PATH);
     return new Deno.Command(setsid, {
       ...io,
       args: ["--", resolved, ...args],
     }).spawn();
   }
   return new Deno.Command(program, { ...io, args, detached: true }).spawn();
-}
-
-/** `--allow-run` covers `program` (without asking). */
-function _mayRun(program: string): boolean {
-  return Deno.permissions.querySync({ name: "run", command: program })
-    .state === "granted";
 }
 
 /**
@@ -232,7 +200,7 @@ function _signalPid(pid: number, signal: Deno.Signal): boolean {
  * @param graceMs How long to wait between SIGTERM and SIGKILL.
  */
 export async function killGroup(
-  child: SpawnedChild,
+  child: Deno.ChildProcess,
   graceMs = 2000,
 ): Promise<void> {
   let exited = false;

@@ -11,7 +11,6 @@ import { HttpError } from "../server/errors.ts";
 import type { LogFn } from "../server/types.ts";
 import { pumpLines } from "./lines.ts";
 import { type PipeReader, pipeReader } from "./pipe_reader.ts";
-import type { PosixSpawn, SpawnedChild } from "./posix_spawn.ts";
 import { killGroup, spawnInGroup } from "./process.ts";
 import { type CgiResponse, parseCgiResponse } from "./response.ts";
 
@@ -76,12 +75,6 @@ export interface RunScriptOptions {
    * @default {undefined} (detached)
    */
   setsid?: string;
-  /**
-   * Spawn with this `posix_spawn` (see `openPosixSpawn()` in
-   * `cgi/posix_spawn.ts`): one exec, faster than `setsid`.
-   * @default {undefined} (`setsid`, else detached)
-   */
-  posixSpawn?: PosixSpawn;
   /**
    * Cap on the header block, in bytes.
    * @default {65536}
@@ -248,7 +241,6 @@ export async function runScript(
   const output = _stdout(child, run, {
     killer,
     watched,
-    stderrDone: pumps.stderrDone,
     headersDone: () => headersDone,
     stuck,
   });
@@ -288,16 +280,12 @@ export async function runScript(
 /** The options of {@linkcode runScript} with their defaults applied. */
 type _Run =
   & Required<
-    Omit<
-      RunScriptOptions,
-      "cwd" | "signal" | "setsid" | "posixSpawn" | "shutdownSignal"
-    >
+    Omit<RunScriptOptions, "cwd" | "signal" | "setsid" | "shutdownSignal">
   >
   & {
     cwd: string | undefined;
     signal: AbortSignal | undefined;
     setsid: string | undefined;
-    posixSpawn: PosixSpawn | undefined;
     shutdownSignal: AbortSignal | undefined;
   };
 
@@ -316,7 +304,6 @@ function _settings(options: RunScriptOptions): _Run {
     tag = "cgi",
     maxStderrBytes = 65536,
     setsid,
-    posixSpawn,
     exitGraceMs = 1000,
     shutdownSignal,
   } = options;
@@ -334,7 +321,6 @@ function _settings(options: RunScriptOptions): _Run {
     tag,
     maxStderrBytes,
     setsid,
-    posixSpawn,
     exitGraceMs,
     shutdownSignal,
   };
@@ -344,7 +330,7 @@ function _settings(options: RunScriptOptions): _Run {
  * Starts the process (502 when it cannot be, or the client already left;
  * 503 once the server is shutting down).
  */
-async function _spawn(program: string, run: _Run): Promise<SpawnedChild> {
+async function _spawn(program: string, run: _Run): Promise<Deno.ChildProcess> {
   if (run.signal?.aborted || run.shutdownSignal?.aborted) {
     await run.stdin?.cancel().catch(() => {});
     throw run.shutdownSignal?.aborted
@@ -358,7 +344,6 @@ async function _spawn(program: string, run: _Run): Promise<SpawnedChild> {
       env: run.env,
       stdin: run.stdin !== null,
       setsid: run.setsid,
-      posixSpawn: run.posixSpawn,
     });
   } catch (error) {
     await run.stdin?.cancel().catch(() => {});
@@ -375,7 +360,7 @@ interface _Killer {
   readonly killing: Promise<void> | undefined;
 }
 
-function _killer(child: SpawnedChild, run: _Run): _Killer {
+function _killer(child: Deno.ChildProcess, run: _Run): _Killer {
   let killing: Promise<void> | undefined;
   return {
     kill(why) {
@@ -420,13 +405,11 @@ function _watchdog(run: _Run, killer: _Killer): _Watched {
 interface _Pumps {
   /** Settles once both pipes are done. */
   done: Promise<unknown>;
-  /** Settles once stderr is (every line of it logged). */
-  stderrDone: Promise<unknown>;
   /** Stops both (a background child holds them open). */
   abort(): void;
 }
 
-function _pumpInputs(child: SpawnedChild, run: _Run): _Pumps {
+function _pumpInputs(child: Deno.ChildProcess, run: _Run): _Pumps {
   const { stdin, log, tag, maxStderrBytes } = run;
   const abort = new AbortController();
   const stdinDone = stdin === null
@@ -449,7 +432,6 @@ function _pumpInputs(child: SpawnedChild, run: _Run): _Pumps {
   });
   return {
     done: Promise.all([stdinDone, stderrDone]),
-    stderrDone,
     abort: () => abort.abort(),
   };
 }
@@ -458,12 +440,6 @@ function _pumpInputs(child: SpawnedChild, run: _Run): _Pumps {
 interface _StdoutParts {
   killer: _Killer;
   watched: _Watched;
-  /**
-   * The end of stderr: the output ends after it (the exit grace bounds it,
-   * for a background child holding stderr), so a finished response is a
-   * finished run, its last stderr line logged.
-   */
-  stderrDone: Promise<unknown>;
   headersDone: () => boolean;
   /** Called when a read stays silent once the script is overdue. */
   stuck: () => void;
@@ -493,7 +469,7 @@ interface _Stdout {
  * under way has finished, so a response ends after its group is gone.
  */
 function _stdout(
-  child: SpawnedChild,
+  child: Deno.ChildProcess,
   run: _Run,
   parts: _StdoutParts,
 ): _Stdout {
@@ -526,9 +502,12 @@ function _stdout(
         if (result === _END) reader.cancel().catch(() => {});
         await killer.killing;
         end();
-        const exit = await watched(child.status);
-        await parts.stderrDone;
-        _endWithExit(controller, exit, run, headersDone());
+        _endWithExit(
+          controller,
+          await watched(child.status),
+          run,
+          headersDone(),
+        );
       } catch (error) {
         reader.cancel().catch(() => {});
         await killer.killing;
