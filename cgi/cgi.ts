@@ -17,6 +17,7 @@ import {
 } from "./body.ts";
 import { buildCgiEnv } from "./env.ts";
 import { type LocatedScript, locateScript } from "./locate.ts";
+import { openPosixSpawn, type PosixSpawn } from "./posix_spawn.ts";
 import { findSetsid } from "./process.ts";
 import { dispatchLocalRedirect } from "./redirect.ts";
 import { type CgiResponse, toHttpResponse } from "./response.ts";
@@ -196,6 +197,7 @@ interface _Settings {
   signal: AbortSignal | undefined;
   retryAfter: string;
   setsid: string | undefined;
+  posixSpawn: PosixSpawn | undefined;
 }
 
 function _settings(options: CgiOptions): _Settings {
@@ -235,6 +237,9 @@ function _settings(options: CgiOptions): _Settings {
     // Spawning through setsid(1) keeps each script in a group of its own
     // without Deno's fork-based `detached` (much slower under load).
     setsid: findSetsid(),
+    // Better still: posix_spawn with POSIX_SPAWN_SETSID, one exec (when
+    // FFI on the C library is granted).
+    posixSpawn: openPosixSpawn(),
   };
 }
 
@@ -440,6 +445,7 @@ function _start(
     exitGraceMs: settings.exitGraceMs,
     shutdownSignal: settings.signal,
     setsid: settings.setsid,
+    posixSpawn: settings.posixSpawn,
     maxHeaderBytes: settings.maxHeaderBytes,
     nph: script.nph,
     signal: req.signal,

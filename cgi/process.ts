@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { PosixSpawn, SpawnedChild } from "./posix_spawn.ts";
+
 /**
  * Options of {@linkcode spawnInGroup}.
  *
@@ -54,6 +56,15 @@ export interface SpawnInGroupOptions {
    * @default {undefined} (`detached`)
    */
   setsid?: string;
+  /**
+   * Spawn with this `posix_spawn` (see `openPosixSpawn()` in
+   * `posix_spawn.ts`): the child leads a session of its own with one exec,
+   * ~1.8× faster than through `setsid(1)`. Used only under an unscoped
+   * `--allow-run` (it skips Deno's checks of the program and of
+   * `LD_*` variables); else `setsid`, for a program `--allow-run` covers.
+   * @default {undefined} (`setsid`, else `detached`)
+   */
+  posixSpawn?: PosixSpawn;
 }
 
 /**
@@ -101,8 +112,9 @@ function _resolve(program: string, path: string | undefined): string {
 }
 
 /**
- * Spawns `program` as the leader of a new process group (`detached`), with
- * piped stdout and stderr and a cleared environment. The group id is the
+ * Spawns `program` as the leader of a new process group (through
+ * `posixSpawn`, `setsid` or `detached`, the first given), with piped
+ * stdout and stderr and a cleared environment. The group id is the
  * child's pid, so `killGroup(child, …)` reaches its descendants too.
  * Throws what `Deno.Command#spawn` throws (e.g. `NotFound`,
  * `PermissionDenied`, `NotCapable`).
@@ -129,8 +141,9 @@ function _resolve(program: string, path: string | undefined): string {
 export function spawnInGroup(
   program: string,
   options: SpawnInGroupOptions = {},
-): Deno.ChildProcess {
-  const { args = [], cwd, env = {}, stdin = false, setsid } = options;
+): SpawnedChild {
+  const { args = [], cwd, env = {}, stdin = false, setsid, posixSpawn } =
+    options;
   const io = {
     cwd,
     env,
@@ -139,16 +152,40 @@ export function spawnInGroup(
     stdout: "piped",
     stderr: "piped",
   } as const;
-  if (setsid !== undefined) {
+  // The fast routes only where --allow-run covers the program itself
+  // (else Deno.Command below refuses it, as it should).
+  const resolved = posixSpawn || setsid !== undefined
+    ? _resolve(program, env.PATH)
+    : undefined;
+  const fast = resolved !== undefined && _mayRun(resolved);
+  // posix_spawn also skips Deno's check of the environment (LD_PRELOAD and
+  // the like need --allow-run unscoped): only with --allow-run unscoped.
+  if (fast && posixSpawn && _mayRun()) {
+    return posixSpawn.spawn({
+      path: resolved,
+      argv: [program, ...args],
+      cwd,
+      env,
+      stdin,
+    });
+  }
+  if (fast && setsid !== undefined) {
     // Not a group leader (posix_spawn keeps the server's group), so
     // setsid(1) calls setsid() and execs the program under the same pid.
-    const resolved = _resolve(program, env.PATH);
     return new Deno.Command(setsid, {
       ...io,
       args: ["--", resolved, ...args],
     }).spawn();
   }
   return new Deno.Command(program, { ...io, args, detached: true }).spawn();
+}
+
+/** `--allow-run` covers `program`, or any program (without asking). */
+function _mayRun(program?: string): boolean {
+  const descriptor: Deno.RunPermissionDescriptor = program === undefined
+    ? { name: "run" }
+    : { name: "run", command: program };
+  return Deno.permissions.querySync(descriptor).state === "granted";
 }
 
 /**
@@ -200,7 +237,7 @@ function _signalPid(pid: number, signal: Deno.Signal): boolean {
  * @param graceMs How long to wait between SIGTERM and SIGKILL.
  */
 export async function killGroup(
-  child: Deno.ChildProcess,
+  child: SpawnedChild,
   graceMs = 2000,
 ): Promise<void> {
   let exited = false;

@@ -20,6 +20,8 @@
  * @module
  */
 
+import { openLibc } from "../server/libc.ts";
+
 /** What {@linkcode startMemoryTrim} is told. Internal to the CLI. */
 export interface MemoryTrimOptions {
   /**
@@ -73,15 +75,6 @@ export interface MemoryTrim {
   stop(): void;
 }
 
-/** Where distributions put glibc's C library. */
-const _LIBC = [
-  `/lib/${Deno.build.arch}-linux-gnu/libc.so.6`, // Debian, Ubuntu
-  `/usr/lib/${Deno.build.arch}-linux-gnu/libc.so.6`,
-  "/lib64/libc.so.6", // Fedora, RHEL, SUSE
-  "/usr/lib64/libc.so.6",
-  "/usr/lib/libc.so.6", // Arch
-];
-
 /** Less than this of change is none (bytes). */
 const _STILL = 1048576;
 
@@ -101,44 +94,26 @@ const _SYMBOLS = {
   },
 } as const;
 
-function _granted(path?: string): boolean {
-  const descriptor: Deno.PermissionDescriptor = path === undefined
-    ? { name: "ffi" }
-    : { name: "ffi", path };
-  return Deno.permissions.querySync(descriptor).state === "granted";
-}
-
 /**
  * glibc's allocator (2.33 or later, for `mallinfo2`), when this is Linux
- * and FFI on the C library is granted: unscoped, `libc.so.6` as the loader
- * finds it; scoped, the first of the usual paths that is granted and opens.
+ * and FFI on the C library is granted (see `server/libc.ts`).
  */
 function _openGlibc():
   | (MemoryAllocator & { close(): void })
   | undefined {
-  if (Deno.build.os !== "linux") return undefined;
-  const paths = _granted() ? ["libc.so.6"] : _LIBC.filter((p) => _granted(p));
-  for (const path of paths) {
-    let lib;
-    try {
-      lib = Deno.dlopen(path, _SYMBOLS);
-    } catch {
-      // Not there, or not glibc 2.33+ (musl has neither): the next one.
-      continue;
-    }
-    const { malloc_trim, mallinfo2 } = lib.symbols;
-    return {
-      async freeBytes() {
-        const info = await mallinfo2();
-        return Number(new BigUint64Array(info.buffer, info.byteOffset, 10)[8]);
-      },
-      async trim() {
-        await malloc_trim(0n);
-      },
-      close: () => lib.close(),
-    };
-  }
-  return undefined;
+  const lib = openLibc(_SYMBOLS);
+  if (lib === undefined) return undefined;
+  const { malloc_trim, mallinfo2 } = lib.symbols;
+  return {
+    async freeBytes() {
+      const info = await mallinfo2();
+      return Number(new BigUint64Array(info.buffer, info.byteOffset, 10)[8]);
+    },
+    async trim() {
+      await malloc_trim(0n);
+    },
+    close: () => lib.close(),
+  };
 }
 
 /**

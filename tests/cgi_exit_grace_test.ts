@@ -3,6 +3,7 @@
 // killed and the response ends with what the script wrote, long before
 // `timeoutMs`.
 import assert from "node:assert/strict";
+import { openPosixSpawn } from "../cgi/posix_spawn.ts";
 import { runScript } from "../cgi/run.ts";
 import { cgiHarness } from "./_helpers/cgi.ts";
 import { tempDir } from "./_helpers/fs.ts";
@@ -119,6 +120,65 @@ Deno.test("runScript() ends a body already buffered in full when the script exit
   assert.equal(await new Response(run.response.body).text(), "all");
   await run.finished;
   assert.ok(Date.now() - started < 5000);
+});
+
+Deno.test("runScript() ends the body only once the script's last stderr line is logged", async () => {
+  // stdout and stderr reach the end in no fixed order: a response ended
+  // before stderr would end with the run still going (its slot taken, and
+  // a shutdown right then would kill a finished script's group).
+  using posixSpawn = openPosixSpawn();
+  assert.ok(posixSpawn, "FFI is granted to the tests");
+  for (let i = 0; i < 100; i++) {
+    const logs: string[] = [];
+    const run = await runScript("/bin/sh", {
+      posixSpawn: i % 2 ? posixSpawn : undefined,
+      args: ["-c", 'printf "Content-Type: text/plain\\n\\nok"; echo last >&2'],
+      timeoutMs: TIMEOUT_MS,
+      log: (level, message) => logs.push(`${level} ${message}`),
+    });
+    assert.equal(await new Response(run.response.body).text(), "ok");
+    // Settled by then: only promise reactions are left, no I/O (which
+    // cannot come in while only microtasks run).
+    let settled = false;
+    run.finished.then(() => settled = true);
+    for (let turn = 0; turn < 1000 && !settled; turn++) await null;
+    assert.ok(settled, `run ${i}: finished when the body ended`);
+    assert.deepEqual(logs, ["warn cgi: stderr: last"], `run ${i}`);
+    await run.finished;
+  }
+});
+
+Deno.test("runScript() ends the body at once while a background child holds only stderr, and kills it after the grace", async () => {
+  // `daemon >/dev/null &`: stdout is done when the script exits; the
+  // response must not wait for the grace that stderr gets.
+  using posixSpawn = openPosixSpawn();
+  assert.ok(posixSpawn, "FFI is granted to the tests");
+  for (const spawner of [undefined, posixSpawn]) {
+    const logs: string[] = [];
+    const started = Date.now();
+    const run = await runScript("/bin/sh", {
+      posixSpawn: spawner,
+      args: [
+        "-c",
+        'printf "Content-Type: text/plain\\n\\nok"; exec >/dev/null; sleep 30 & echo $! >&2',
+      ],
+      exitGraceMs: 3000,
+      killGraceMs: 300,
+      timeoutMs: TIMEOUT_MS,
+      log: (level, message) => logs.push(`${level} ${message}`),
+    });
+    assert.equal(await new Response(run.response.body).text(), "ok");
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed < 1500, `the body ended after ${elapsed} ms`);
+    await run.finished;
+    const line = logs.find((l) => l.startsWith("warn cgi: stderr: "));
+    assert.ok(line, logs.join("\n"));
+    await waitForExit([Number(line.split(": ").at(-1))], { timeoutMs: 5000 });
+    assert.ok(
+      logs.some((l) => l.includes("pipes stayed open")),
+      logs.join("\n"),
+    );
+  }
 });
 
 Deno.test("runScript() kills the group when shutdownSignal aborts while the body streams", async () => {

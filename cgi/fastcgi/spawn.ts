@@ -12,6 +12,7 @@ import { errorMessage } from "../../server/log.ts";
 import type { LogFn } from "../../server/types.ts";
 import { baseProcessEnv, DEFAULT_PATH } from "../base_env.ts";
 import { pumpLines } from "../lines.ts";
+import type { SpawnedChild } from "../posix_spawn.ts";
 import { killGroup, spawnInGroup } from "../process.ts";
 import type { FastCgiAddress } from "./address.ts";
 
@@ -196,7 +197,7 @@ const _STABLE_MS = 10_000;
 interface _Worker {
   index: number;
   socket: string;
-  child: Deno.ChildProcess | undefined;
+  child: SpawnedChild | undefined;
   exited: Promise<void> | undefined;
   readyAt: number;
   delay: number;
@@ -307,9 +308,9 @@ class _Supervisor {
   }
 
   /** Spawns the worker's process and watches for its exit. */
-  #spawn(worker: _Worker): Deno.ChildProcess {
+  #spawn(worker: _Worker): SpawnedChild {
     const [cmd, args] = _commandFor(this.#argv, worker.socket);
-    let child: Deno.ChildProcess;
+    let child: SpawnedChild;
     try {
       // Its own process group (so a wrapper's children can be stopped with
       // it) and a cleared environment.
@@ -331,7 +332,7 @@ class _Supervisor {
   }
 
   /** Logs the worker's output; once it exits, cleans up and restarts it. */
-  async #watchExit(worker: _Worker, child: Deno.ChildProcess): Promise<void> {
+  async #watchExit(worker: _Worker, child: SpawnedChild): Promise<void> {
     const output = (line: string): void => {
       if (line.trim()) {
         this.#log("warn", `FastCGI worker ${worker.index}: ${line}`);
@@ -360,7 +361,7 @@ class _Supervisor {
   /** Waits until the worker accepts connections (a probe connection, closed at once). */
   async #waitForSocket(
     worker: _Worker,
-    child: Deno.ChildProcess,
+    child: SpawnedChild,
   ): Promise<void> {
     const deadline = Date.now() + this.#startTimeoutMs;
     let alive = true;
