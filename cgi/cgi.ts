@@ -239,8 +239,16 @@ function _settings(options: CgiOptions): _Settings {
     setsid: findSetsid(),
     // Better still: posix_spawn with POSIX_SPAWN_SETSID, one exec (when
     // FFI on the C library is granted).
-    posixSpawn: openPosixSpawn(),
+    posixSpawn: _posixSpawn(options.signal),
   };
+}
+
+/** The spawner, closed once `signal` aborts (its last scripts still reaped). */
+function _posixSpawn(signal: AbortSignal | undefined): PosixSpawn | undefined {
+  if (signal?.aborted) return undefined;
+  const spawner = openPosixSpawn();
+  signal?.addEventListener("abort", () => spawner?.close(), { once: true });
+  return spawner;
 }
 
 interface _Mount {

@@ -86,7 +86,11 @@ export interface PosixSpawn extends Disposable {
    * the system's reason when it cannot start.
    */
   spawn(request: PosixSpawnRequest): SpawnedChild;
-  /** Closes the C library (spawned children are not affected). */
+  /**
+   * Refuses further spawns; once the children it spawned are reaped (they
+   * are not affected), stops listening for SIGCHLD and closes the C
+   * library.
+   */
   close(): void;
   /** The same as `close()`. */
   [Symbol.dispose](): void;
@@ -276,6 +280,45 @@ export function openPosixSpawn(
   };
 }
 
+/**
+ * Reaps `pids`, children of this process that another isolate spawned and
+ * can no longer reap (a terminated Worker's, just killed): polls
+ * `waitpid(pid, WNOHANG)` every 100 ms for up to 10 s. Deno reaps the
+ * children `Deno.Command` spawned itself; for those this finds nothing
+ * or takes the status first, which is no harm once their isolate is gone.
+ * Without FFI on the C library it does nothing (nor could such an isolate
+ * have used `posix_spawn`).
+ *
+ * @example Reaping what a terminated Worker left
+ * ```ts ignore
+ * import { reapOrphans } from "./posix_spawn.ts";
+ *
+ * reapOrphans([pid]);
+ * ```
+ *
+ * @param pids The processes, already told to exit.
+ */
+export function reapOrphans(pids: readonly number[]): void {
+  if (pids.length === 0) return;
+  const lib = openLibc({ waitpid: _SYMBOLS.waitpid });
+  if (lib === undefined) return;
+  const wstatus = new Int32Array(1);
+  let left = [...pids];
+  let sweeps = 0;
+  const sweep = (): void => {
+    left = left.filter((pid) =>
+      lib.symbols.waitpid(pid, wstatus, _WNOHANG) === 0
+    );
+    if (left.length > 0 && ++sweeps < 100) return;
+    clearInterval(timer);
+    lib.close();
+  };
+  const timer = setInterval(sweep, 100);
+  // Not a reason to keep a stopping server alive.
+  Deno.unrefTimer(timer as unknown as number);
+  sweep();
+}
+
 /** Signal names by number (Linux), for `Deno.CommandStatus#signal`. */
 const _SIGNALS: Record<number, Deno.Signal> = {
   1: "SIGHUP",
@@ -313,67 +356,74 @@ const _SIGNALS: Record<number, Deno.Signal> = {
 
 /** Reaps the children it tracks, pinning no thread (see the module doc). */
 interface _Reaper {
-  /** Call before a spawn: listens for SIGCHLD from then on. */
+  /** Call before a spawn: from then on, a SIGCHLD is seen. */
   arm(): void;
-  /** Call after a spawn that failed (stops listening if none run). */
+  /** Call after a spawn that failed (the backstop ends if none run). */
   disarm(): void;
   /** Settles once `pid` exited, reaped. */
   track(pid: number): Promise<Deno.CommandStatus>;
-  /** Calls `then` once no tracked child runs (at once if none does). */
+  /** Ends it once no tracked child runs, then calls `then`. */
   whenIdle(then: () => void): void;
 }
 
 function _reaper(libc: _Libc): _Reaper {
-  const waiting = new Map<
-    number,
-    PromiseWithResolvers<Deno.CommandStatus>
-  >();
+  type Settle = PromiseWithResolvers<Deno.CommandStatus>;
+  const waiting = new Map<number, Settle>();
   const wstatus = new Int32Array(1);
+  let listening = false;
   let poll: ReturnType<typeof setInterval> | undefined;
   let idle: (() => void) | undefined;
-  const reap = function reap(): void {
-    for (const [pid, settle] of waiting) {
-      const rc = libc.waitpid(pid, wstatus, _WNOHANG);
-      if (rc === 0) continue; // still running
-      if (rc === -1 && _errno(libc) === _EINTR) continue;
-      waiting.delete(pid);
-      if (rc === pid) settle.resolve(_status(wstatus[0]!));
-      else settle.reject(new Error(`Cannot wait for process ${pid}`));
-    }
-    if (waiting.size === 0) stop();
+  const reapOne = (pid: number, settle: Settle): void => {
+    const rc = libc.waitpid(pid, wstatus, _WNOHANG);
+    if (rc === 0) return; // still running
+    if (rc === -1 && _errno(libc) === _EINTR) return;
+    waiting.delete(pid);
+    if (rc === pid) settle.resolve(_status(wstatus[0]!));
+    // ECHILD: something else reaped it, its status lost (reapOrphans()
+    // as this isolate ends, or a waitpid(-1) elsewhere). Gone all the same.
+    else settle.resolve({ success: false, code: 255, signal: null });
   };
-  const stop = (): void => {
-    if (poll !== undefined) {
-      clearInterval(poll);
-      poll = undefined;
-      Deno.removeSignalListener("SIGCHLD", reap);
-    }
-    idle?.();
+  const settled = (): void => {
+    if (waiting.size > 0) return;
+    clearInterval(poll);
+    poll = undefined;
+    if (idle === undefined) return;
+    if (listening) Deno.removeSignalListener("SIGCHLD", reap);
+    listening = false;
+    const then = idle;
     idle = undefined;
+    then();
+  };
+  // Any child's SIGCHLD (coalesced ones too) checks every tracked child.
+  const reap = function reap(): void {
+    for (const [pid, settle] of waiting) reapOne(pid, settle);
+    settled();
   };
   return {
     arm() {
-      if (poll !== undefined) return;
-      // Before the spawn, so its SIGCHLD cannot come first. The interval
-      // also keeps the event loop alive while a child runs (a signal
-      // listener does not).
-      Deno.addSignalListener("SIGCHLD", reap);
-      poll = setInterval(reap, _REAP_POLL_MS);
+      // Listening from the first spawn on (adding and removing the
+      // listener per script costs more; it does not keep the event loop
+      // alive), and before the spawn so its SIGCHLD cannot come first.
+      if (!listening) Deno.addSignalListener("SIGCHLD", reap);
+      listening = true;
+      // The backstop, which also keeps the event loop alive while a child
+      // runs (as Deno.Command's children do).
+      poll ??= setInterval(reap, _REAP_POLL_MS);
     },
-    disarm() {
-      if (waiting.size === 0) stop();
-    },
+    disarm: settled,
     track(pid) {
       const settle = Promise.withResolvers<Deno.CommandStatus>();
       waiting.set(pid, settle);
-      // It may have exited already (its SIGCHLD handled before it was
-      // tracked).
-      queueMicrotask(reap);
+      // It may have exited already (before it was tracked).
+      queueMicrotask(() => {
+        if (waiting.get(pid) === settle) reapOne(pid, settle);
+        settled();
+      });
       return settle.promise;
     },
     whenIdle(then) {
       idle = then;
-      if (waiting.size === 0) stop();
+      settled();
     },
   };
 }
@@ -403,9 +453,13 @@ function _spawn(
   const { path, argv, cwd, env, stdin } = request;
   // Checked before any descriptor is opened: a NUL would cut a C string.
   const pathBytes = _cString(path);
-  const argvBytes = argv.map(_cString);
-  const envBytes = Object.entries(env).map(([k, v]) => _cString(`${k}=${v}`));
+  const envStrings: string[] = [];
+  for (const name in env) envStrings.push(`${name}=${env[name]}`);
+  const [argvBytes, argvPointers] = _cStrings(libc, argv);
+  const [envBytes, envPointers] = _cStrings(libc, envStrings);
   const cwdBytes = cwd === undefined ? undefined : _cString(cwd);
+  // First: it may throw (then nothing is open yet).
+  reaper.arm();
   const fds: number[] = [];
   const pipes = (count: number): Int32Array[] =>
     Array.from({ length: count }, () => {
@@ -413,6 +467,7 @@ function _spawn(
       if (libc.pipe2(ends, _O_CLOEXEC) !== 0) {
         const errno = _errno(libc);
         for (const fd of fds) libc.close(fd);
+        reaper.disarm();
         throw _error(errno, path, "pipe2");
       }
       fds.push(ends[0]!, ends[1]!);
@@ -425,10 +480,7 @@ function _spawn(
   ];
   const actions = new Uint8Array(_OPAQUE_BYTES);
   const pid = new Int32Array(1);
-  const argvPointers = _pointers(libc, argvBytes);
-  const envPointers = _pointers(libc, envBytes);
   pinned.push(argvBytes, envBytes, pathBytes, cwdBytes);
-  reaper.arm();
   let rc = libc.posix_spawn_file_actions_init(actions);
   if (rc === 0) {
     rc = input
@@ -476,7 +528,10 @@ function _spawn(
     loose[1] = undefined;
     stderr = fdReadable(err[0]!);
   } catch (error) {
-    // The child sees its pipes gone (EOF, SIGPIPE) and ends.
+    // Its group ends with it (reaped as any other).
+    try {
+      Deno.kill(-pid[0]!, "SIGKILL");
+    } catch { /* gone already */ }
     stdinStream?.abort().catch(() => {});
     stdout?.cancel().catch(() => {});
     for (const fd of loose) if (fd !== undefined) libc.close(fd);
@@ -495,28 +550,43 @@ function _spawn(
   };
 }
 
-function _cString(text: string): Uint8Array<ArrayBuffer> {
+function _noNul(text: string): void {
   if (text.includes("\0")) {
     throw new TypeError("Cannot spawn: a NUL byte in an argument");
   }
+}
+
+function _cString(text: string): Uint8Array<ArrayBuffer> {
+  _noNul(text);
   return new TextEncoder().encode(`${text}\0`);
 }
 
-/** A NULL-terminated array of pointers to `strings`. */
-function _pointers(
+/**
+ * `texts` as C strings in one buffer, and a NULL-terminated array of
+ * pointers to them (one encoding and one address for all: a CGI
+ * environment has dozens).
+ */
+function _cStrings(
   libc: _Libc,
-  strings: Uint8Array<ArrayBuffer>[],
-): BigUint64Array {
-  const array = new BigUint64Array(strings.length + 1);
-  strings.forEach((bytes, i) => {
-    array[i] = BigInt(libc._address_of(bytes, bytes, 0n));
-  });
-  return array;
+  texts: readonly string[],
+): [Uint8Array<ArrayBuffer>, BigUint64Array] {
+  const pointers = new BigUint64Array(texts.length + 1);
+  if (texts.length === 0) return [new Uint8Array(0), pointers];
+  for (const text of texts) _noNul(text);
+  const bytes = new TextEncoder().encode(`${texts.join("\0")}\0`);
+  const base = BigInt(libc._address_of(bytes, bytes, 0n));
+  pointers[0] = base;
+  // No NUL inside a text: the i-th NUL ends the i-th string.
+  for (let i = 1, at = -1; i < texts.length; i++) {
+    at = bytes.indexOf(0, at + 1);
+    pointers[i] = base + BigInt(at + 1);
+  }
+  return [bytes, pointers];
 }
 
 function _errno(libc: _Libc): number {
   const where = libc.__errno_location();
-  if (where === 0n) return 0;
+  if (BigInt(where) === 0n) return 0;
   const errno = new Int32Array(1);
   libc._read_at(errno, where, 4n);
   return errno[0]!;

@@ -51,17 +51,18 @@ export interface SpawnInGroupOptions {
    * instead of Deno's `detached`: Deno then spawns with `posix_spawn`
    * rather than `fork`, which is ~1.6× faster one at a time and ~13× under
    * 8 concurrent spawns (a fork copies the whole server). The program is
-   * resolved first (on `env.PATH`), so a missing one still throws
-   * `NotFound` at once.
+   * resolved first (on `env.PATH`); one not found (or not readable under
+   * `--allow-read`) is left to `detached`, which throws `NotFound` for a
+   * missing one.
    * @default {undefined} (`detached`)
    */
   setsid?: string;
   /**
    * Spawn with this `posix_spawn` (see `openPosixSpawn()` in
    * `posix_spawn.ts`): the child leads a session of its own with one exec,
-   * ~1.8× faster than through `setsid(1)`. Used only under an unscoped
-   * `--allow-run` (it skips Deno's checks of the program and of
-   * `LD_*` variables); else `setsid`, for a program `--allow-run` covers.
+   * ~1.8× faster than through `setsid(1)`. Used for a program
+   * `--allow-run` covers, with no `LD_*` or `DYLD_*` variable (Deno lets
+   * those through only under all of `--allow-run`); else `setsid`.
    * @default {undefined} (`setsid`, else `detached`)
    */
   posixSpawn?: PosixSpawn;
@@ -94,8 +95,11 @@ export function findSetsid(): string | undefined {
   return undefined;
 }
 
-/** `program` as an existing file: itself when it has a `/`, else found on `path`. */
-function _resolve(program: string, path: string | undefined): string {
+/** `program` as an existing file (itself when it has a `/`, else found on `path`), or undefined. */
+function _resolve(
+  program: string,
+  path: string | undefined,
+): string | undefined {
   const candidates = program.includes("/")
     ? [program]
     : (path ?? "").split(":").filter((d) => d !== "").map((d) =>
@@ -108,7 +112,8 @@ function _resolve(program: string, path: string | undefined): string {
       // not here
     }
   }
-  throw new Deno.errors.NotFound(`Cannot find program "${program}"`);
+  // Not found, or not readable here: Deno.Command looks (and says why).
+  return undefined;
 }
 
 /**
@@ -158,9 +163,10 @@ export function spawnInGroup(
     ? _resolve(program, env.PATH)
     : undefined;
   const fast = resolved !== undefined && _mayRun(resolved);
-  // posix_spawn also skips Deno's check of the environment (LD_PRELOAD and
-  // the like need --allow-run unscoped): only with --allow-run unscoped.
-  if (fast && posixSpawn && _mayRun()) {
+  // posix_spawn also skips Deno's check of the environment (a non-empty
+  // LD_* or DYLD_* variable needs all of --allow-run): such a spawn goes
+  // through Deno.Command, which decides.
+  if (fast && posixSpawn && !_loaderVariables(env)) {
     return posixSpawn.spawn({
       path: resolved,
       argv: [program, ...args],
@@ -180,12 +186,20 @@ export function spawnInGroup(
   return new Deno.Command(program, { ...io, args, detached: true }).spawn();
 }
 
-/** `--allow-run` covers `program`, or any program (without asking). */
-function _mayRun(program?: string): boolean {
-  const descriptor: Deno.RunPermissionDescriptor = program === undefined
-    ? { name: "run" }
-    : { name: "run", command: program };
-  return Deno.permissions.querySync(descriptor).state === "granted";
+/** `--allow-run` covers `program` (without asking). */
+function _mayRun(program: string): boolean {
+  return Deno.permissions.querySync({ name: "run", command: program })
+    .state === "granted";
+}
+
+/** `env` sets a dynamic-loader variable, as Deno's check sees one. */
+function _loaderVariables(env: Record<string, string>): boolean {
+  for (const name in env) {
+    if (
+      (name.startsWith("LD_") || name.startsWith("DYLD_")) && env[name] !== ""
+    ) return true;
+  }
+  return false;
 }
 
 /**

@@ -610,7 +610,6 @@ function _exitAwareReads(
   };
 }
 
-/** Closes the output once the script exited cleanly, else errors it. */
 /**
  * How long a finished response waits for the end of stderr (its last lines
  * logged before the response ends). Brief: a background child may hold
@@ -630,6 +629,7 @@ function _briefly(done: Promise<unknown>): Promise<unknown> {
   );
 }
 
+/** Closes the output once the script exited cleanly, else errors it. */
 function _endWithExit(
   controller: ReadableStreamDefaultController,
   exit: Deno.CommandStatus,

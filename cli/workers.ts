@@ -27,6 +27,7 @@ import {
   createBackendBuffer,
   releaseWorkerBackend,
 } from "./shared_backends.ts";
+import { reapOrphans } from "../cgi/posix_spawn.ts";
 import { createConnBuffer, releaseWorkerConns } from "./shared_conns.ts";
 import { createSlotBuffer, releaseWorkerSlots } from "./shared_slots.ts";
 import type { FromWorker, ToWorker } from "./worker_messages.ts";
@@ -242,22 +243,30 @@ function _choosePort(config: ServeConfig): number {
   return port;
 }
 
-/** Kills what a worker's thread still has running (its CGI scripts' groups). */
-function _killChildren(tid: number | undefined): void {
-  if (tid === undefined) return;
-  let text: string;
+/** The child processes a worker's thread started (its CGI scripts). */
+function _childrenOf(tid: number | undefined): number[] {
+  if (tid === undefined) return [];
   try {
-    text = Deno.readTextFileSync(`/proc/self/task/${tid}/children`);
+    return Deno.readTextFileSync(`/proc/self/task/${tid}/children`)
+      .split(" ").filter(Boolean).map(Number);
   } catch {
-    return;
+    return [];
   }
-  for (const pid of text.split(" ").filter(Boolean).map(Number)) {
+}
+
+/**
+ * Kills what a terminated worker left running (its scripts' groups), and
+ * reaps it: the isolate that would have is gone.
+ */
+function _killChildren(pids: readonly number[]): void {
+  for (const pid of pids) {
     for (const target of [-pid, pid]) {
       try {
         Deno.kill(target, "SIGKILL");
       } catch { /* gone, or not a group leader */ }
     }
   }
+  reapOrphans(pids);
 }
 
 /**
@@ -348,8 +357,10 @@ export async function serveWorkers(
   const bury = (slot: _Slot): void => {
     const worker = slot.worker;
     if (!worker) return;
-    _killChildren(slot.tid);
+    // Listed while its thread runs, killed once its isolate cannot reap.
+    const left = _childrenOf(slot.tid);
     worker.terminate();
+    _killChildren(left);
     slot.worker = undefined;
     slot.tid = undefined;
     slot.crashed = false;

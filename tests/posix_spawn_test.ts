@@ -1,10 +1,14 @@
 // Spawning scripts with posix_spawn + POSIX_SPAWN_SETSID through FFI (cgi/posix_spawn.ts),
 // and the fallbacks when FFI or the program is not allowed.
 import assert from "node:assert/strict";
-import { openPosixSpawn, type PosixSpawn } from "../cgi/posix_spawn.ts";
+import {
+  openPosixSpawn,
+  type PosixSpawn,
+  reapOrphans,
+} from "../cgi/posix_spawn.ts";
 import { killGroup, spawnInGroup } from "../cgi/process.ts";
 import { tempDir } from "./_helpers/fs.ts";
-import { isAlive, waitForExit } from "./_helpers/process.ts";
+import { isAlive, processState, waitForExit } from "./_helpers/process.ts";
 import { waitFor } from "./_helpers/poll.ts";
 
 const PATH = "/usr/bin:/bin";
@@ -68,9 +72,11 @@ Deno.test("openPosixSpawn() gives the script exactly its environment, working di
     argv: [
       "script-name",
       "-c",
-      "env; pwd; echo \"$0|$1\"; tr '\\0' '|' < /proc/$$/cmdline; echo",
+      "env; pwd; echo \"$0|$1|$2|$3\"; tr '\\0' '|' < /proc/$$/cmdline; echo",
       "zero",
+      "",
       "a b",
+      "ünï",
     ],
     cwd: dir.path,
     env: { PATH, GREETING: "hé llo", EMPTY: "" },
@@ -81,10 +87,35 @@ Deno.test("openPosixSpawn() gives the script exactly its environment, working di
   const env = lines.slice(0, -3).filter((l) => !/^(PWD|SHLVL|_)=/.test(l));
   assert.deepEqual(env.sort(), ["EMPTY=", "GREETING=hé llo", `PATH=${PATH}`]);
   assert.equal(lines.at(-3), Deno.realPathSync(dir.path));
-  assert.equal(lines.at(-2), "zero|a b");
+  assert.equal(lines.at(-2), "zero||a b|ünï");
   assert.match(lines.at(-1)!, /^script-name\|-c\|env; /, "argv[0] as given");
   assert.equal((await child.status).code, 0);
   assert.throws(() => child.stdin, TypeError, "stdin was not piped");
+});
+
+Deno.test("openPosixSpawn() refuses a NUL byte in argv or the environment, opening nothing", () => {
+  using posixSpawn = spawner();
+  const before = openFds();
+  for (
+    const [argv, env] of [
+      [["sh", "-c", "true\0rm -rf /"], {}],
+      [["sh", "-c", "true"], { A: "1", B: "x\0y" }],
+      [["sh", "-c", "true"], { "A\0B": "1" }],
+    ] as const
+  ) {
+    assert.throws(
+      () =>
+        posixSpawn.spawn({
+          path: "/bin/sh",
+          argv: [...argv],
+          env,
+          stdin: false,
+        }),
+      TypeError,
+      "NUL",
+    );
+  }
+  assert.equal(openFds(), before);
 });
 
 Deno.test("openPosixSpawn() pipes 4 MiB through the script both ways with backpressure", async () => {
@@ -217,6 +248,53 @@ Deno.test("openPosixSpawn() reaps 40 long scripts at once without holding Deno's
   }
 });
 
+Deno.test("openPosixSpawn() reports an exit at once, not at the 250 ms backstop", async () => {
+  using posixSpawn = spawner();
+  const delays: number[] = [];
+  for (let i = 0; i < 21; i++) {
+    const child = posixSpawn.spawn({
+      path: "/bin/true",
+      argv: ["true"],
+      env: {},
+      stdin: false,
+    });
+    await Promise.all([
+      new Response(child.stdout).arrayBuffer(),
+      new Response(child.stderr).arrayBuffer(),
+    ]);
+    const eof = performance.now();
+    await child.status;
+    delays.push(performance.now() - eof);
+  }
+  delays.sort((a, b) => a - b);
+  const median = delays[10]!;
+  assert.ok(median < 50, `median ${median.toFixed(1)} ms after the pipes' end`);
+});
+
+Deno.test("reapOrphans() reaps what a terminated Worker's posix_spawn left", async () => {
+  const worker = new Worker(
+    new URL("./testdata/posix_spawn_worker.ts", import.meta.url),
+    { type: "module" },
+  );
+  const pid = await new Promise<number>((resolve, reject) => {
+    worker.onmessage = (event) => resolve(event.data);
+    worker.onerror = (event) => {
+      event.preventDefault();
+      reject(new Error(event.message));
+    };
+  });
+  worker.terminate();
+  Deno.kill(-pid, "SIGKILL");
+  // Its reaper went with the isolate: a zombie, until someone waits.
+  await waitFor(async () => await processState(pid) === "Z", {
+    message: `process ${pid} a zombie`,
+  });
+  reapOrphans([pid]);
+  await waitFor(async () => await processState(pid) === undefined, {
+    message: `process ${pid} reaped`,
+  });
+});
+
 Deno.test("openPosixSpawn() refuses to spawn once closed, and still reaps what it spawned", async () => {
   const posixSpawn = spawner();
   const child = posixSpawn.spawn({
@@ -341,7 +419,7 @@ Deno.test("openPosixSpawn() closes a pipe on cancel while a process outside the 
   await waitForExit([escaped], { timeoutMs: 3000 });
 });
 
-Deno.test("spawnInGroup() falls back to setsid(1) without FFI, and posix_spawn only under an unscoped --allow-run", async () => {
+Deno.test("spawnInGroup() falls back to setsid(1) without FFI, and posix_spawn never runs what Deno.Command would refuse", async () => {
   const fixture = new URL(
     "./testdata/posix_spawn_fallback.ts",
     import.meta.url,
@@ -364,9 +442,21 @@ Deno.test("spawnInGroup() falls back to setsid(1) without FFI, and posix_spawn o
     scoped: "ran",
     preload: "ran",
   });
-  // FFI, but --allow-run only for sh: setsid(1) through Deno.Command, so a
-  // program it does not cover, or an LD_* variable, is refused as Deno
-  // refuses them, not spawned behind its back.
+  // FFI and --allow-run, but no read on /bin: the program cannot be
+  // looked up, so Deno.Command spawns it (detached), as without a spawner.
+  assert.deepEqual(
+    await run(["--allow-read=/tmp", "--allow-run", START_FFI]),
+    {
+      spawner: true,
+      route: "Deno.Command",
+      group: "own",
+      scoped: "ran",
+      preload: "ran",
+    },
+  );
+  // FFI, but --allow-run only for sh: posix_spawn for sh, and a program it
+  // does not cover, or an LD_* variable, refused as Deno refuses them (the
+  // spawn goes through Deno.Command), not spawned behind its back.
   assert.deepEqual(
     await run([
       "--allow-read",
@@ -375,7 +465,24 @@ Deno.test("spawnInGroup() falls back to setsid(1) without FFI, and posix_spawn o
     ]),
     {
       spawner: true,
-      route: "Deno.Command",
+      route: "posix_spawn",
+      group: "own",
+      scoped: "NotCapable",
+      preload: "NotCapable",
+    },
+  );
+  // --allow-run with a --deny-run: what Deno refuses (the denied program;
+  // LD_* variables, which need all of --allow-run) is refused the same.
+  assert.deepEqual(
+    await run([
+      "--allow-read",
+      START_FFI,
+      "--allow-run",
+      "--deny-run=/bin/true",
+    ]),
+    {
+      spawner: true,
+      route: "posix_spawn",
       group: "own",
       scoped: "NotCapable",
       preload: "NotCapable",

@@ -374,6 +374,12 @@ Deno.test("--workers 2: a worker that crashes is replaced, and its CGI scripts d
         message: `script group ${pgid} of the crashed worker gone`,
       });
     }
+    // And reaped (the worker cleans up before it ends): no zombie left.
+    for (const { pgid } of victims) {
+      await waitFor(() => !children(server.pid).includes(pgid), {
+        message: `script ${pgid} of the crashed worker reaped`,
+      });
+    }
     for (const { pgid } of survivors) {
       assert.ok((await groupMembers(pgid)).length > 0, `script ${pgid} runs`);
     }

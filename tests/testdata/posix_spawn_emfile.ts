@@ -15,6 +15,17 @@ const fill = (): number => {
   }
   return files.length - start;
 };
+// A first spawn: it starts listening for SIGCHLD, for which Deno's signal
+// driver opens descriptors of its own, once.
+const first = posixSpawn.spawn({
+  path: "/bin/true",
+  argv: ["true"],
+  env: {},
+  stdin: false,
+});
+await first.stdout.cancel();
+await first.stderr.cancel();
+await first.status;
 fill();
 // Room for one pipe (two descriptors) and one descriptor more.
 for (let i = 0; i < 3; i++) files.pop()!.close();
