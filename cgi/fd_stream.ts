@@ -9,6 +9,7 @@
  */
 
 import { Socket } from "node:net";
+import { markChunkStream } from "./pipe_reader.ts";
 
 /**
  * A readable byte stream of the pipe `fd`, which it owns: read only as fast
@@ -29,32 +30,34 @@ export function fdReadable(fd: number): ReadableStream<Uint8Array> {
   const socket = new Socket({ fd, readable: true, writable: false });
   socket.pause();
   let done = false;
-  return new ReadableStream<Uint8Array>({
-    start(controller) {
-      socket.on("data", (chunk: Uint8Array) => {
-        if (done) return;
-        controller.enqueue(chunk);
-        if ((controller.desiredSize ?? 0) <= 0) socket.pause();
-      });
-      socket.once("end", () => {
-        if (done) return;
+  return markChunkStream(
+    new ReadableStream<Uint8Array>({
+      start(controller) {
+        socket.on("data", (chunk: Uint8Array) => {
+          if (done) return;
+          controller.enqueue(chunk);
+          if ((controller.desiredSize ?? 0) <= 0) socket.pause();
+        });
+        socket.once("end", () => {
+          if (done) return;
+          done = true;
+          controller.close();
+        });
+        socket.on("error", (error) => {
+          if (done) return;
+          done = true;
+          controller.error(error);
+        });
+      },
+      pull() {
+        socket.resume();
+      },
+      cancel() {
         done = true;
-        controller.close();
-      });
-      socket.on("error", (error) => {
-        if (done) return;
-        done = true;
-        controller.error(error);
-      });
-    },
-    pull() {
-      socket.resume();
-    },
-    cancel() {
-      done = true;
-      socket.destroy();
-    },
-  }, { highWaterMark: 0 });
+        socket.destroy();
+      },
+    }, { highWaterMark: 0 }),
+  );
 }
 
 /**
