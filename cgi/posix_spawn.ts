@@ -7,9 +7,8 @@
  * which makes it fork the whole server; starting the program through
  * `setsid(1)` instead costs a second exec of a dynamically linked program
  * (~0.8 ms a script on the 2-core machine of `bench/RESULTS.md`). This
- * does what `setsid(1)` does in the spawn itself: the CGI hello went from
- * 491 to 874–899 req/s at one connection (faster than `Deno.Command`
- * without any group).
+ * does what `setsid(1)` does in the spawn itself (the CGI hello's gain is
+ * in `bench/RESULTS.md`).
  *
  * It needs FFI on the C library (see `server/libc.ts`); without it,
  * {@linkcode openPosixSpawn} gives `undefined` and `spawnInGroup` falls back
@@ -94,15 +93,6 @@ export interface PosixSpawn extends Disposable {
   close(): void;
   /** The same as `close()`. */
   [Symbol.dispose](): void;
-}
-
-/** Options of {@linkcode openPosixSpawn}. */
-export interface PosixSpawnOptions {
-  /**
-   * Use it at all: `false` always gives `undefined`.
-   * @default {true}
-   */
-  enabled?: boolean;
 }
 
 const _SYMBOLS = {
@@ -218,13 +208,9 @@ const _REASONS: Record<number, string> = {
  * }
  * ```
  *
- * @param options Whether to use it at all.
  * @returns The spawner, or `undefined`.
  */
-export function openPosixSpawn(
-  options: PosixSpawnOptions = {},
-): PosixSpawn | undefined {
-  if (options.enabled === false) return undefined;
+export function openPosixSpawn(): PosixSpawn | undefined {
   const lib = openLibc(_SYMBOLS);
   if (lib === undefined) return undefined;
   const libc = lib.symbols;

@@ -59,8 +59,8 @@ export interface SpawnInGroupOptions {
   setsid?: string;
   /**
    * Spawn with this `posix_spawn` (see `openPosixSpawn()` in
-   * `posix_spawn.ts`): the child leads a session of its own with one exec,
-   * ~1.8× faster than through `setsid(1)`. Used for a program
+   * `posix_spawn.ts`): the child leads a session of its own with one exec
+   * (`setsid(1)` costs a second one). Used for a program
    * `--allow-run` covers, with no `LD_*` or `DYLD_*` variable (Deno lets
    * those through only under all of `--allow-run`); else `setsid`.
    * @default {undefined} (`setsid`, else `detached`)

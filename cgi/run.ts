@@ -249,6 +249,7 @@ export async function runScript(
     killer,
     watched,
     stderrDone: pumps.stderrDone,
+    stderrEnded: pumps.stderrEnded,
     headersDone: () => headersDone,
     stuck,
   });
@@ -422,6 +423,8 @@ interface _Pumps {
   done: Promise<unknown>;
   /** Settles once stderr is (every line of it logged). */
   stderrDone: Promise<unknown>;
+  /** Whether `stderrDone` has settled. */
+  stderrEnded(): boolean;
   /** Stops both (a background child holds them open). */
   abort(): void;
 }
@@ -447,9 +450,13 @@ function _pumpInputs(child: SpawnedChild, run: _Run): _Pumps {
       log("warn", `${tag}: stderr: ${dropped} more bytes not logged`);
     }
   });
+  let stderrEnded = false;
+  const ended = () => stderrEnded = true;
+  stderrDone.then(ended, ended);
   return {
     done: Promise.all([stdinDone, stderrDone]),
     stderrDone,
+    stderrEnded: () => stderrEnded,
     abort: () => abort.abort(),
   };
 }
@@ -464,6 +471,8 @@ interface _StdoutParts {
    * finished run, its last stderr line logged.
    */
   stderrDone: Promise<unknown>;
+  /** Whether `stderrDone` has settled (then there is nothing to wait for). */
+  stderrEnded: () => boolean;
   headersDone: () => boolean;
   /** Called when a read stays silent once the script is overdue. */
   stuck: () => void;
@@ -527,7 +536,8 @@ function _stdout(
         await killer.killing;
         end();
         const exit = await watched(child.status);
-        await _briefly(parts.stderrDone);
+        // Mostly over by now: a timer only when it is not.
+        if (!parts.stderrEnded()) await _briefly(parts.stderrDone);
         _endWithExit(controller, exit, run, headersDone());
       } catch (error) {
         reader.cancel().catch(() => {});
