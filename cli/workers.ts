@@ -1,8 +1,10 @@
 /**
- * `--workers N|auto`: N isolates (Web Workers running
- * cli/worker_entry.ts), each with its own handler, listening on one port
- * with `SO_REUSEPORT` (the kernel spreads connections over them). The main
- * thread keeps what must be one per server: the FastCGI process manager
+ * `--workers N|auto`: N isolates, each with its own handler
+ * (cli/worker_run.ts), listening on one port with `SO_REUSEPORT` (the
+ * kernel spreads connections over them): worker 0 in the main isolate,
+ * which holds every layer of the handler anyway, and N − 1 Web Workers
+ * (cli/worker_entry.ts). The main thread also keeps what must be one per
+ * server: the FastCGI process manager
  * (spawned once, every worker gets its sockets), the CGI limit (a shared
  * count), the access log (workers post whole lines, the main thread writes
  * them), the banner and the signals; it restarts a worker that crashed
@@ -31,6 +33,7 @@ import { reapOrphans } from "../cgi/posix_spawn.ts";
 import { createConnBuffer, releaseWorkerConns } from "./shared_conns.ts";
 import { createSlotBuffer, releaseWorkerSlots } from "./shared_slots.ts";
 import type { FromWorker, ToWorker } from "./worker_messages.ts";
+import { localWorker, type ServingIsolate } from "./worker_run.ts";
 
 /**
  * How many workers serve by default: `auto`, one per core (as nginx's
@@ -182,7 +185,8 @@ const _STABLE_MS = 10_000;
 /** One worker's place: its current isolate and restart state. */
 interface _Slot {
   index: number;
-  worker: Worker | undefined;
+  /** Worker 0 serves in the main isolate ({@linkcode localWorker}). */
+  worker: ServingIsolate | undefined;
   /** Its thread id (Linux): its CGI children are listed under it. */
   tid: number | undefined;
   startedAt: number;
@@ -358,7 +362,9 @@ export async function serveWorkers(
     const worker = slot.worker;
     if (!worker) return;
     // Listed while its thread runs, killed once its isolate cannot reap.
-    const left = _childrenOf(slot.tid);
+    // Worker 0 is the main thread (whose children include the FastCGI
+    // pools): it killed its scripts itself before it said it was done.
+    const left = slot.index === 0 ? [] : _childrenOf(slot.tid);
     worker.terminate();
     _killChildren(left);
     slot.worker = undefined;
@@ -455,7 +461,9 @@ export async function serveWorkers(
   };
 
   const start = (slot: _Slot): void => {
-    const worker = new Worker(_ENTRY, { type: "module" });
+    const worker = slot.index === 0
+      ? localWorker()
+      : new Worker(_ENTRY, { type: "module" }) as unknown as ServingIsolate;
     slot.worker = worker;
     slot.startedAt = Date.now();
     worker.onmessage = (event: MessageEvent<FromWorker>) =>

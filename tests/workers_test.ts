@@ -221,20 +221,27 @@ Deno.test("--workers 2: --cgi-max-concurrent counts the scripts of both workers"
   }
 });
 
+/** Two workers sharing one spawned pool of two php-cgi processes. */
+const SPAWNED_PHP = [
+  "--quiet",
+  "--fastcgi-spawn",
+  "php-cgi",
+  "--fastcgi-workers",
+  "2",
+];
+
+/** The php-cgi processes the server `pid` started. */
+function phpCgi(pid: number): number[] {
+  return children(pid).filter((child) =>
+    commandLine(child).some((arg) => arg.endsWith("php-cgi"))
+  );
+}
+
 Deno.test("--workers 2 --fastcgi-spawn starts its pool once, which both workers use", async () => {
-  const server = await twoWorkers([
-    "--quiet",
-    "--fastcgi-spawn",
-    "php-cgi",
-    "--fastcgi-workers",
-    "2",
-  ], PHP_ROOT);
+  const server = await twoWorkers(SPAWNED_PHP, PHP_ROOT);
   let pool: number[] = [];
   try {
-    const php = () =>
-      children(server.pid).filter((pid) =>
-        commandLine(pid).some((arg) => arg.endsWith("php-cgi"))
-      );
+    const php = () => phpCgi(server.pid);
     await waitFor(() => php().length === 2, { message: "2 php-cgi workers" });
     pool = php();
     const workers = new Set<string | null>();
@@ -256,6 +263,33 @@ Deno.test("--workers 2 --fastcgi-spawn starts its pool once, which both workers 
   }
   for (const pid of pool) {
     assert.ok(!(await isAlive(pid)), `php-cgi ${pid} stopped`);
+  }
+});
+
+Deno.test("--workers 2 --fastcgi-spawn: worker 0 (the main isolate) crashing leaves the shared pool running", async () => {
+  const server = await twoWorkers(SPAWNED_PHP, PHP_ROOT);
+  try {
+    const php = () => phpCgi(server.pid);
+    await waitFor(() => php().length === 2, { message: "2 php-cgi workers" });
+    const pool = php().sort();
+    await crashWorker(Number(new URL(server.base).port), "0", "/info.php");
+    await waitFor(async () => {
+      try {
+        const seen = await workersSeen(`${server.base}/info.php`, 20);
+        return seen.size === 2;
+      } catch {
+        return false; // reset: queued on the crashed worker's listener
+      }
+    }, { message: "both workers answering again", timeoutMs: 10_000 });
+    assert.deepEqual(php().sort(), pool, "the same php-cgi workers");
+    const stderr = await (async () => {
+      assert.equal((await server.stop("SIGTERM")).code, 0);
+      return await server.stderr;
+    })();
+    assert.match(stderr, /error: worker 0 crashed \(Uncaught Error: test hook/);
+    assert.match(stderr, /info: worker 0 restarted/);
+  } finally {
+    await server.stop("SIGTERM");
   }
 });
 
@@ -331,82 +365,135 @@ Deno.test("--workers 2: SIGTERM under load drains every worker and exits 0", asy
   );
 });
 
-Deno.test("--workers 2: a worker that crashes is replaced, and its CGI scripts die with it", async () => {
-  const server = await twoWorkers([
-    "--quiet",
-    "--cgi",
-    "--shutdown-grace",
-    "1",
-  ]);
-  try {
-    // Long scripts on both workers: their pid (= process group) first.
-    const running: { worker: string; pgid: number; body: Promise<unknown> }[] =
-      [];
-    for (
-      let i = 0;
-      i < 40 && new Set(running.map((r) => r.worker)).size < 2;
-      i++
-    ) {
-      const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
-      const res = await fetch(`${server.base}/cgi-bin/slow.cgi`, { client });
-      const reader = res.body!.getReader();
-      const first = new TextDecoder().decode((await reader.read()).value);
-      running.push({
-        worker: res.headers.get("x-serve-worker")!,
-        pgid: Number(first.trim()),
-        body: (async () => {
-          try {
-            while (!(await reader.read()).done);
-          } catch { /* cut */ }
-          client.close();
-        })(),
-      });
+/**
+ * Crashes worker `target` through the test hook: a connection to it is
+ * found first (a `HEAD` on each fresh one shows who answers), then the
+ * crash is asked on that same connection.
+ */
+async function crashWorker(
+  port: number,
+  target: string,
+  path = "/index.txt",
+): Promise<void> {
+  const encoder = new TextEncoder();
+  const buf = new Uint8Array(4096);
+  const head = async (conn: Deno.Conn): Promise<string> => {
+    let text = "";
+    while (!text.includes("\r\n\r\n")) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      text += new TextDecoder().decode(buf.subarray(0, n));
     }
-    const crash = await fresh(`${server.base}/__x_serve_test/crash`);
-    assert.equal(crash.status, 202);
-    const dead = crash.headers.get("x-serve-worker")!;
-    const victims = running.filter((r) => r.worker === dead);
-    const survivors = running.filter((r) => r.worker !== dead);
-    assert.ok(victims.length > 0 && survivors.length > 0);
-    // The crashed worker's scripts are killed; the other worker's run on.
-    for (const { pgid } of victims) {
-      await waitFor(async () => (await groupMembers(pgid)).length === 0, {
-        message: `script group ${pgid} of the crashed worker gone`,
-      });
+    return text;
+  };
+  for (let i = 0; i < 100; i++) {
+    const conn = await Deno.connect({ port });
+    try {
+      await conn.write(
+        encoder.encode(`HEAD ${path} HTTP/1.1\r\nHost: x\r\n\r\n`),
+      );
+      const worker = /x-serve-worker: (\d+)/i.exec(await head(conn))?.[1];
+      if (worker !== target) continue;
+      await conn.write(
+        encoder.encode(
+          "GET /__x_serve_test/crash HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ),
+      );
+      const answer = await head(conn);
+      assert.match(answer, /^HTTP\/1\.1 202/);
+      assert.match(answer, new RegExp(`x-serve-worker: ${target}\r\n`, "i"));
+      return;
+    } finally {
+      conn.close();
     }
-    // And reaped (the worker cleans up before it ends): no zombie left.
-    for (const { pgid } of victims) {
-      await waitFor(() => !children(server.pid).includes(pgid), {
-        message: `script ${pgid} of the crashed worker reaped`,
-      });
-    }
-    for (const { pgid } of survivors) {
-      assert.ok((await groupMembers(pgid)).length > 0, `script ${pgid} runs`);
-    }
-    // Replaced: both workers answer again.
-    await waitFor(async () => {
-      const seen = await workersSeen(`${server.base}/index.txt`, 20);
-      return seen.size === 2;
-    }, { message: "both workers answering again", timeoutMs: 10_000 });
-    assert.equal((await server.stop("SIGTERM")).code, 0);
-    await Promise.all(running.map((r) => r.body));
-    for (const { pgid } of survivors) {
-      await waitFor(async () => (await groupMembers(pgid)).length === 0, {
-        message: `script group ${pgid} gone at shutdown`,
-      });
-    }
-    const stderr = await server.stderr;
-    assert.match(
-      stderr,
-      new RegExp(
-        `error: worker ${dead} crashed \\(Uncaught Error: test hook: worker ${dead} crashed on purpose\\); restarting it in 100 ms`,
-      ),
-    );
-    assert.match(stderr, new RegExp(`info: worker ${dead} restarted`));
-  } finally {
-    await server.stop("SIGTERM");
   }
-});
+  throw new Error(`no connection reached worker ${target}`);
+}
+
+for (
+  const [dead, which] of [
+    ["0", "worker 0 (the main isolate)"],
+    ["1", "worker 1 (a Web Worker)"],
+  ] as const
+) {
+  Deno.test(`--workers 2: ${which} that crashes is replaced, and its CGI scripts die with it`, async () => {
+    const server = await twoWorkers([
+      "--quiet",
+      "--cgi",
+      "--shutdown-grace",
+      "1",
+    ]);
+    try {
+      // Long scripts on both workers: their pid (= process group) first.
+      const running: {
+        worker: string;
+        pgid: number;
+        body: Promise<unknown>;
+      }[] = [];
+      for (
+        let i = 0;
+        i < 40 && new Set(running.map((r) => r.worker)).size < 2;
+        i++
+      ) {
+        const client = Deno.createHttpClient({ poolMaxIdlePerHost: 0 });
+        const res = await fetch(`${server.base}/cgi-bin/slow.cgi`, { client });
+        const reader = res.body!.getReader();
+        const first = new TextDecoder().decode((await reader.read()).value);
+        running.push({
+          worker: res.headers.get("x-serve-worker")!,
+          pgid: Number(first.trim()),
+          body: (async () => {
+            try {
+              while (!(await reader.read()).done);
+            } catch { /* cut */ }
+            client.close();
+          })(),
+        });
+      }
+      await crashWorker(Number(new URL(server.base).port), dead);
+      const victims = running.filter((r) => r.worker === dead);
+      const survivors = running.filter((r) => r.worker !== dead);
+      assert.ok(victims.length > 0 && survivors.length > 0);
+      // The crashed worker's scripts are killed; the other worker's run on.
+      for (const { pgid } of victims) {
+        await waitFor(async () => (await groupMembers(pgid)).length === 0, {
+          message: `script group ${pgid} of the crashed worker gone`,
+        });
+      }
+      // And reaped (the worker cleans up before it ends): no zombie left.
+      for (const { pgid } of victims) {
+        await waitFor(() => !children(server.pid).includes(pgid), {
+          message: `script ${pgid} of the crashed worker reaped`,
+        });
+      }
+      for (const { pgid } of survivors) {
+        assert.ok((await groupMembers(pgid)).length > 0, `script ${pgid} runs`);
+      }
+      // Replaced: both workers answer again.
+      await waitFor(async () => {
+        const seen = await workersSeen(`${server.base}/index.txt`, 20);
+        return seen.size === 2;
+      }, { message: "both workers answering again", timeoutMs: 10_000 });
+      assert.equal((await server.stop("SIGTERM")).code, 0);
+      await Promise.all(running.map((r) => r.body));
+      for (const { pgid } of survivors) {
+        await waitFor(async () => (await groupMembers(pgid)).length === 0, {
+          message: `script group ${pgid} gone at shutdown`,
+        });
+      }
+      const stderr = await server.stderr;
+      assert.match(
+        stderr,
+        new RegExp(
+          `error: worker ${dead} crashed \\(Uncaught Error: test hook: worker ${dead} crashed on purpose\\); restarting it in 100 ms`,
+        ),
+      );
+      assert.match(stderr, new RegExp(`info: worker ${dead} restarted`));
+    } finally {
+      await server.stop("SIGTERM");
+    }
+  });
+}
 
 /**
  * Opens `count` connections at once, each sending one kept-alive request:
