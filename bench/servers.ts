@@ -179,7 +179,7 @@ export interface Tls {
 }
 
 /**
- * The `--v8-flags=…` of `deno task start` (a bounded young generation): the
+ * The `--v8-flags=…` of `deno task start` (a bounded young generation, a frugal heap): the
  * benchmark runs the CLI with the V8 settings users get from the task.
  */
 export const START_V8_FLAGS: readonly string[] = denoConfig.tasks.start

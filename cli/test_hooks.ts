@@ -1,7 +1,8 @@
 /**
  * Test-only hooks of the `--workers` isolates, on only when the server's
  * environment has `X_SERVE_TEST_HOOKS=1` (and it may read it): every
- * response says which worker answered (`x-serve-worker: N`), and
+ * response says which worker answered (`x-serve-worker: N`) and which
+ * run of it (`x-serve-run`, new when a crashed worker is replaced), and
  * `GET /__x_serve_test/crash` throws an uncaught error inside the worker
  * isolate, which kills it. Never on in production: the variable is not
  * one a deployment sets. Internal to the CLI (not exported from `mod.ts`).
@@ -54,6 +55,7 @@ export async function testHooksEnabled(): Promise<boolean> {
  * @returns The wrapped handler.
  */
 export function withTestHooks(handler: Handler, index: number): Handler {
+  const run = crypto.randomUUID();
   return async (req, info) => {
     if (new URL(req.url).pathname === CRASH_PATH) {
       setTimeout(() => {
@@ -61,17 +63,19 @@ export function withTestHooks(handler: Handler, index: number): Handler {
       }, 0);
       return new Response("crashing\n", {
         status: 202,
-        headers: { "x-serve-worker": String(index) },
+        headers: { "x-serve-worker": String(index), "x-serve-run": run },
       });
     }
     const res = await handler(req, info);
     try {
       res.headers.set("x-serve-worker", String(index));
+      res.headers.set("x-serve-run", run);
       return res;
     } catch {
       // Immutable headers (a fetched response): copy them.
       const headers = new Headers(res.headers);
       headers.set("x-serve-worker", String(index));
+      headers.set("x-serve-run", run);
       return new Response(res.body, {
         status: res.status,
         statusText: res.statusText,

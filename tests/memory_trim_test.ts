@@ -187,7 +187,7 @@ Deno.test({
   assert.match(features, /memory trim/);
 });
 
-Deno.test("deno task start runs the server with V8's young generation bounded (--max-semi-space-size=1)", async () => {
+Deno.test("deno task start runs the server with V8's young generation bounded and its heap frugal (--max-semi-space-size=1,--optimize-for-size)", async () => {
   const server = await startCli(
     [testdata("www"), "--port", "0", "--workers", "1"],
     ["task", "--quiet", "start"],
@@ -199,12 +199,12 @@ Deno.test("deno task start runs the server with V8's young generation bounded (-
   const serving = lines.find((args) => args.includes("run"));
   assert.ok(serving, JSON.stringify(lines));
   assert.ok(
-    serving.includes("--v8-flags=--max-semi-space-size=1"),
+    serving.includes("--v8-flags=--max-semi-space-size=1,--optimize-for-size"),
     serving.join(" "),
   );
   // The flag comes before the module: Deno reads it, not the CLI.
   assert.ok(
-    serving.indexOf("--v8-flags=--max-semi-space-size=1") <
+    serving.indexOf("--v8-flags=--max-semi-space-size=1,--optimize-for-size") <
       serving.findIndex((arg) => arg.endsWith("mod.ts")),
     serving.join(" "),
   );

@@ -272,15 +272,9 @@ Deno.test("--workers 2 --fastcgi-spawn: worker 0 (the main isolate) crashing lea
     const php = () => phpCgi(server.pid);
     await waitFor(() => php().length === 2, { message: "2 php-cgi workers" });
     const pool = php().sort();
-    await crashWorker(Number(new URL(server.base).port), "0", "/info.php");
-    await waitFor(async () => {
-      try {
-        const seen = await workersSeen(`${server.base}/info.php`, 20);
-        return seen.size === 2;
-      } catch {
-        return false; // reset: queued on the crashed worker's listener
-      }
-    }, { message: "both workers answering again", timeoutMs: 10_000 });
+    const port = Number(new URL(server.base).port);
+    const run = await crashWorker(port, "0", "/info.php");
+    await replaced(`${server.base}/info.php`, "0", run);
     assert.deepEqual(php().sort(), pool, "the same php-cgi workers");
     const stderr = await (async () => {
       assert.equal((await server.stop("SIGTERM")).code, 0);
@@ -368,13 +362,14 @@ Deno.test("--workers 2: SIGTERM under load drains every worker and exits 0", asy
 /**
  * Crashes worker `target` through the test hook: a connection to it is
  * found first (a `HEAD` on each fresh one shows who answers), then the
- * crash is asked on that same connection.
+ * crash is asked on that same connection. Resolves with the crashed run's
+ * id (`x-serve-run`).
  */
 async function crashWorker(
   port: number,
   target: string,
   path = "/index.txt",
-): Promise<void> {
+): Promise<string> {
   const encoder = new TextEncoder();
   const buf = new Uint8Array(4096);
   const head = async (conn: Deno.Conn): Promise<string> => {
@@ -402,12 +397,45 @@ async function crashWorker(
       const answer = await head(conn);
       assert.match(answer, /^HTTP\/1\.1 202/);
       assert.match(answer, new RegExp(`x-serve-worker: ${target}\r\n`, "i"));
-      return;
+      return /x-serve-run: ([\w-]+)/i.exec(answer)![1]!;
     } finally {
       conn.close();
     }
   }
   throw new Error(`no connection reached worker ${target}`);
+}
+
+/**
+ * Waits until worker `index` answers from a run other than `crashed` (its
+ * replacement: the crashed run may still answer connections it accepted
+ * before its listener closed), and the other workers answer too.
+ */
+async function replaced(
+  url: string,
+  index: string,
+  crashed: string,
+): Promise<void> {
+  await waitFor(async () => {
+    const seen = new Set<string>();
+    let replacement = false;
+    try {
+      for (let i = 0; i < 20; i++) {
+        const res = await fresh(url);
+        assert.equal(res.status, 200);
+        const worker = res.headers.get("x-serve-worker") ?? "none";
+        seen.add(worker);
+        if (worker === index && res.headers.get("x-serve-run") !== crashed) {
+          replacement = true;
+        }
+      }
+    } catch {
+      return false; // reset: queued on the crashed worker's listener
+    }
+    return replacement && seen.size === 2;
+  }, {
+    message: `worker ${index} replaced, both answering`,
+    timeoutMs: 10_000,
+  });
 }
 
 for (
@@ -450,7 +478,7 @@ for (
           })(),
         });
       }
-      await crashWorker(Number(new URL(server.base).port), dead);
+      const run = await crashWorker(Number(new URL(server.base).port), dead);
       const victims = running.filter((r) => r.worker === dead);
       const survivors = running.filter((r) => r.worker !== dead);
       assert.ok(victims.length > 0 && survivors.length > 0);
@@ -469,11 +497,7 @@ for (
       for (const { pgid } of survivors) {
         assert.ok((await groupMembers(pgid)).length > 0, `script ${pgid} runs`);
       }
-      // Replaced: both workers answer again.
-      await waitFor(async () => {
-        const seen = await workersSeen(`${server.base}/index.txt`, 20);
-        return seen.size === 2;
-      }, { message: "both workers answering again", timeoutMs: 10_000 });
+      await replaced(`${server.base}/index.txt`, dead, run);
       assert.equal((await server.stop("SIGTERM")).code, 0);
       await Promise.all(running.map((r) => r.body));
       for (const { pgid } of survivors) {
