@@ -58,9 +58,14 @@ export function withTestHooks(handler: Handler, index: number): Handler {
   const run = crypto.randomUUID();
   return async (req, info) => {
     if (new URL(req.url).pathname === CRASH_PATH) {
-      setTimeout(() => {
-        throw new Error(`test hook: worker ${index} crashed on purpose`);
-      }, 0);
+      // Once this answer is out: a crash cuts the worker's connections.
+      const crash = () =>
+        setTimeout(() => {
+          throw new Error(`test hook: worker ${index} crashed on purpose`);
+        }, 0);
+      const completed: Promise<void> | undefined = info?.completed;
+      if (completed) completed.then(crash, crash);
+      else crash();
       return new Response("crashing\n", {
         status: 202,
         headers: { "x-serve-worker": String(index), "x-serve-run": run },

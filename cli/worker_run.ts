@@ -167,7 +167,7 @@ async function _run(start: StartMessage, port: WorkerPort): Promise<void> {
     port: start.port,
     onListen: () => port.postMessage({ type: "listening", tid: _threadId() }),
   };
-  // Aborted only at the end of a crash: shutdown() stops the server.
+  // Aborted only by a crash (before any shutdown()): shutdown() stops it.
   const controller = new AbortController();
   let server: { shutdown(): Promise<void>; finished: Promise<void> };
   let front: TlsFront | undefined;
@@ -216,21 +216,31 @@ async function _run(start: StartMessage, port: WorkerPort): Promise<void> {
       }`,
     });
   }
-  let serverDone = false;
-  server.finished.then(() => serverDone = true, () => serverDone = true);
+  // Once shutdown() was called, aborting the server throws (Deno.serve).
+  let shutDown = false;
   let crashed = false;
   const crash = (message: string): void => {
     if (crashed) return;
     crashed = true;
     port.postMessage({ type: "crashed", message });
-    server.shutdown().catch(() => {});
+    // As a crashed process's are: its connections close now, listener
+    // first, answers under way included (the abort cuts Deno.serve's and
+    // the guard's connections and the TLS front's sockets). Worker 0 lives
+    // on in the main isolate, so nothing else would close them, and the
+    // counts they hold in the shared buffers must be given back before
+    // `dead` (main then clears this index for its replacement).
+    if (!shutDown) {
+      shutDown = true;
+      controller.abort();
+    }
     stopping.abort();
-    force().finally(() => {
-      // What terminating a Worker does to its connections, for worker 0
-      // in the main isolate too: those still open close now (not after
-      // the graceful shutdown's wait on a handler that is gone). Aborting
-      // a server that has finished would throw.
-      if (!serverDone) controller.abort();
+    force().finally(async () => {
+      let wait: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        server.finished.catch(() => {}),
+        new Promise((resolve) => wait = setTimeout(resolve, FORCE_WAIT_MS)),
+      ]);
+      clearTimeout(wait);
       log.flush();
       port.postMessage({ type: "dead" });
     });
@@ -266,6 +276,7 @@ async function _run(start: StartMessage, port: WorkerPort): Promise<void> {
     if (message.type !== "drain" || stopping.signal.aborted) return;
     port.postMessage({ type: "draining", count: requests.count });
     stopping.abort();
+    shutDown = true;
     server.shutdown().catch(() => {});
     Promise.race([server.finished, cutOff.promise]).finally(async () => {
       if (stopped || crashed) return;

@@ -362,9 +362,11 @@ export async function serveWorkers(
     const worker = slot.worker;
     if (!worker) return;
     // Listed while its thread runs, killed once its isolate cannot reap.
-    // Worker 0 is the main thread (whose children include the FastCGI
-    // pools): it killed its scripts itself before it said it was done.
-    const left = slot.index === 0 ? [] : _childrenOf(slot.tid);
+    // Worker 0's thread is the main one: its children are also the FastCGI
+    // pools' processes, which stay (it killed and reaped its own scripts
+    // unless it hung or the server is giving up).
+    const pooled = new Set(pools.flatMap((p) => p.pids()));
+    const left = _childrenOf(slot.tid).filter((pid) => !pooled.has(pid));
     worker.terminate();
     _killChildren(left);
     slot.worker = undefined;

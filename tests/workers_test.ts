@@ -287,6 +287,83 @@ Deno.test("--workers 2 --fastcgi-spawn: worker 0 (the main isolate) crashing lea
   }
 });
 
+/** A kept-alive connection that worker `target` answered (a `HEAD`). */
+async function connectionTo(port: number, target: string): Promise<Deno.Conn> {
+  for (let i = 0; i < 100; i++) {
+    const conn = await Deno.connect({ port });
+    await conn.write(
+      new TextEncoder().encode("HEAD /index.txt HTTP/1.1\r\nHost: x\r\n\r\n"),
+    );
+    const head = await _head(conn);
+    if (/x-serve-worker: (\d+)/i.exec(head)?.[1] === target) return conn;
+    conn.close();
+  }
+  throw new Error(`no connection reached worker ${target}`);
+}
+
+/** Reads a response head (to its blank line) from `conn`. */
+async function _head(conn: Deno.Conn): Promise<string> {
+  const buf = new Uint8Array(4096);
+  let text = "";
+  while (!text.includes("\r\n\r\n")) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    text += new TextDecoder().decode(buf.subarray(0, n));
+  }
+  return text;
+}
+
+for (const target of ["0", "1"]) {
+  Deno.test(`--workers 2 --max-connections 3: a crash of worker ${target} closes its open connections and gives their places back`, async () => {
+    const server = await twoWorkers([
+      "--quiet",
+      "--cgi",
+      "--max-connections",
+      "3",
+    ]);
+    const port = Number(new URL(server.base).port);
+    try {
+      // A streamed script answer stays open on the worker that crashes.
+      const slow = await connectionTo(port, target);
+      await slow.write(
+        new TextEncoder().encode(
+          "GET /cgi-bin/slow.cgi HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+      );
+      assert.match(await _head(slow), /^HTTP\/1\.1 200/);
+      const run = await crashWorker(port, target);
+      // Its end comes at once, as when a process dies (not after the
+      // script's 30 s, nor never).
+      const buf = new Uint8Array(65536);
+      const ended = (async () => {
+        try {
+          while ((await slow.read(buf)) !== null);
+        } catch { /* reset */ }
+        return true;
+      })();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const closed = await Promise.race([
+        ended,
+        new Promise<false>((r) => timer = setTimeout(() => r(false), 3000)),
+      ]);
+      clearTimeout(timer);
+      slow.close();
+      assert.ok(closed, "the crashed worker's connection was closed");
+      await replaced(`${server.base}/index.txt`, target, run);
+      // Its places are back, and counted once: 3 connections held at once.
+      const { statuses, conns } = await heldConnections(port, 10);
+      for (const conn of conns) conn.close();
+      assert.equal(
+        statuses.filter((s) => s === 200).length,
+        3,
+        String(statuses),
+      );
+    } finally {
+      await server.stop("SIGTERM");
+    }
+  });
+}
+
 Deno.test("--workers 2 --log-format json: lines under load are whole, on stdout and in --log-file", async () => {
   await using dir = await tempDir();
   const file = `${dir.path}/access.log`;
