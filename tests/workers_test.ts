@@ -288,11 +288,15 @@ Deno.test("--workers 2 --fastcgi-spawn: worker 0 (the main isolate) crashing lea
 });
 
 /** A kept-alive connection that worker `target` answered (a `HEAD`). */
-async function connectionTo(port: number, target: string): Promise<Deno.Conn> {
+async function connectionTo(
+  port: number,
+  target: string,
+  path = "/index.txt",
+): Promise<Deno.Conn> {
   for (let i = 0; i < 100; i++) {
     const conn = await Deno.connect({ port });
     await conn.write(
-      new TextEncoder().encode("HEAD /index.txt HTTP/1.1\r\nHost: x\r\n\r\n"),
+      new TextEncoder().encode(`HEAD ${path} HTTP/1.1\r\nHost: x\r\n\r\n`),
     );
     const head = await _head(conn);
     if (/x-serve-worker: (\d+)/i.exec(head)?.[1] === target) return conn;
@@ -447,39 +451,20 @@ async function crashWorker(
   target: string,
   path = "/index.txt",
 ): Promise<string> {
-  const encoder = new TextEncoder();
-  const buf = new Uint8Array(4096);
-  const head = async (conn: Deno.Conn): Promise<string> => {
-    let text = "";
-    while (!text.includes("\r\n\r\n")) {
-      const n = await conn.read(buf);
-      if (n === null) break;
-      text += new TextDecoder().decode(buf.subarray(0, n));
-    }
-    return text;
-  };
-  for (let i = 0; i < 100; i++) {
-    const conn = await Deno.connect({ port });
-    try {
-      await conn.write(
-        encoder.encode(`HEAD ${path} HTTP/1.1\r\nHost: x\r\n\r\n`),
-      );
-      const worker = /x-serve-worker: (\d+)/i.exec(await head(conn))?.[1];
-      if (worker !== target) continue;
-      await conn.write(
-        encoder.encode(
-          "GET /__x_serve_test/crash HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        ),
-      );
-      const answer = await head(conn);
-      assert.match(answer, /^HTTP\/1\.1 202/);
-      assert.match(answer, new RegExp(`x-serve-worker: ${target}\r\n`, "i"));
-      return /x-serve-run: ([\w-]+)/i.exec(answer)![1]!;
-    } finally {
-      conn.close();
-    }
+  const conn = await connectionTo(port, target, path);
+  try {
+    await conn.write(
+      new TextEncoder().encode(
+        "GET /__x_serve_test/crash HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      ),
+    );
+    const answer = await _head(conn);
+    assert.match(answer, /^HTTP\/1\.1 202/);
+    assert.match(answer, new RegExp(`x-serve-worker: ${target}\r\n`, "i"));
+    return /x-serve-run: ([\w-]+)/i.exec(answer)![1]!;
+  } finally {
+    conn.close();
   }
-  throw new Error(`no connection reached worker ${target}`);
 }
 
 /**
