@@ -35,7 +35,12 @@ export function createSlotBuffer(count: number): SharedArrayBuffer {
 }
 
 /**
- * Worker `index`'s view of the shared count, for `CgiOptions.sharedSlots`.
+ * Worker `index`'s view of the shared count, for `CgiOptions.sharedSlots`,
+ * with `retire()`: called as the worker says it is done, it makes later
+ * releases no-ops (a script of a crashed run can finish after that, even
+ * in a Worker being terminated); the main thread then gives back what the
+ * index still holds ({@linkcode releaseWorkerSlots}), once, before a
+ * replacement takes the index.
  *
  * @param buffer From {@linkcode createSlotBuffer}.
  * @param index The worker's index.
@@ -44,11 +49,16 @@ export function createSlotBuffer(count: number): SharedArrayBuffer {
 export function sharedSlots(
   buffer: SharedArrayBuffer,
   index: number,
-): NonNullable<CgiOptions["sharedSlots"]> {
+): NonNullable<CgiOptions["sharedSlots"]> & { retire(): void } {
   const cells = new Int32Array(buffer);
+  let retired = false;
   return {
+    retire() {
+      retired = true;
+    },
     count: () => Atomics.load(cells, 0),
     tryTake(limit) {
+      if (retired) return false;
       for (;;) {
         const running = Atomics.load(cells, 0);
         if (running >= limit) return false;
@@ -61,6 +71,7 @@ export function sharedSlots(
       }
     },
     release() {
+      if (retired) return;
       Atomics.sub(cells, 1 + index, 1);
       Atomics.sub(cells, 0, 1);
     },

@@ -117,6 +117,10 @@ async function _run(start: StartMessage, port: WorkerPort): Promise<void> {
       write: log.write,
     };
   }
+  // Shared counts this run holds: given up as it says it is done (main
+  // then clears its index for the replacement).
+  const retiring: { retire(): void }[] = [];
+  const retire = (): void => retiring.forEach((r) => r.retire());
   [config.handler, ...config.sites.map((s) => s.handler)].forEach((h, i) => {
     const buffer = start.cgiSlots[i];
     const backends = start.fastcgiSlots[i];
@@ -128,10 +132,9 @@ async function _run(start: StartMessage, port: WorkerPort): Promise<void> {
     }
     // A rule's "cgi" mount alone: no folder of --cgi's own (dirs: {}).
     if (buffer) {
-      h.cgi = {
-        ...(h.cgi ?? { dirs: {} }),
-        sharedSlots: sharedSlots(buffer, index),
-      };
+      const slots = sharedSlots(buffer, index);
+      retiring.push(slots);
+      h.cgi = { ...(h.cgi ?? { dirs: {} }), sharedSlots: slots };
     }
   });
   const stopping = new AbortController();
@@ -242,6 +245,7 @@ async function _run(start: StartMessage, port: WorkerPort): Promise<void> {
       ]);
       clearTimeout(wait);
       log.flush();
+      retire();
       port.postMessage({ type: "dead" });
     });
   };
@@ -269,6 +273,7 @@ async function _run(start: StartMessage, port: WorkerPort): Promise<void> {
       force().finally(async () => {
         await _settled(requests, _CUT_SETTLE_MS);
         log.flush();
+        retire();
         port.postMessage({ type: "stopped" });
       });
       return;
@@ -286,6 +291,7 @@ async function _run(start: StartMessage, port: WorkerPort): Promise<void> {
       // In-flight answers get a bounded moment to finish before main ends us.
       await _settled(requests, _CUT_SETTLE_MS);
       log.flush();
+      retire();
       port.postMessage({ type: "stopped" });
     });
   });

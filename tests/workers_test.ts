@@ -368,6 +368,56 @@ for (const target of ["0", "1"]) {
   });
 }
 
+for (const target of ["0", "1"]) {
+  Deno.test(`--workers 2 --cgi-max-concurrent 2: worker ${target} crashing with a script running gives its slot back once`, async () => {
+    const server = await twoWorkers([
+      "--quiet",
+      "--cgi",
+      "--cgi-max-concurrent",
+      "2",
+    ]);
+    const port = Number(new URL(server.base).port);
+    const conns: Deno.Conn[] = [];
+    try {
+      const slow = await connectionTo(port, target);
+      conns.push(slow);
+      await slow.write(
+        new TextEncoder().encode(
+          "GET /cgi-bin/slow.cgi HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+      );
+      assert.match(await _head(slow), /^HTTP\/1\.1 200/);
+      const run = await crashWorker(port, target);
+      await replaced(`${server.base}/index.txt`, target, run);
+      // Its script was killed: two slots free, and only two.
+      const statuses = await Promise.all(
+        Array.from({ length: 6 }, async () => {
+          const conn = await Deno.connect({ port });
+          conns.push(conn);
+          await conn.write(
+            new TextEncoder().encode(
+              "GET /cgi-bin/slow.cgi HTTP/1.1\r\nHost: x\r\n\r\n",
+            ),
+          );
+          return Number(/^HTTP\/1\.1 (\d{3})/.exec(await _head(conn))?.[1]);
+        }),
+      );
+      assert.deepEqual(
+        statuses.filter((s) => s === 200).length,
+        2,
+        String(statuses),
+      );
+    } finally {
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch { /* closed by the crash */ }
+      }
+      await server.stop("SIGTERM");
+    }
+  });
+}
+
 Deno.test("--workers 2 --log-format json: lines under load are whole, on stdout and in --log-file", async () => {
   await using dir = await tempDir();
   const file = `${dir.path}/access.log`;
