@@ -241,7 +241,7 @@ async function _run(start: StartMessage, port: WorkerPort): Promise<void> {
       let wait: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
         server.finished.catch(() => {}),
-        new Promise((resolve) => wait = setTimeout(resolve, FORCE_WAIT_MS)),
+        new Promise((resolve) => wait = setTimeout(resolve, _CLOSE_WAIT_MS)),
       ]);
       clearTimeout(wait);
       log.flush();
@@ -377,6 +377,13 @@ export function localWorker(): ServingIsolate {
   attachWorker(port);
   return isolate;
 }
+
+/**
+ * How long a crashed run waits for its aborted server to finish (its
+ * connections close at once, in milliseconds): with `FORCE_WAIT_MS` before
+ * it, still within the main thread's wait before it ends the run itself.
+ */
+const _CLOSE_WAIT_MS = 500;
 
 /** How long in-flight answers may take to finish before the isolate ends. */
 const _CUT_SETTLE_MS = 1000;
