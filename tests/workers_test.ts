@@ -298,7 +298,7 @@ async function connectionTo(
     await conn.write(
       new TextEncoder().encode(`HEAD ${path} HTTP/1.1\r\nHost: x\r\n\r\n`),
     );
-    const head = await _head(conn);
+    const head = await readHead(conn);
     if (/x-serve-worker: (\d+)/i.exec(head)?.[1] === target) return conn;
     conn.close();
   }
@@ -306,7 +306,7 @@ async function connectionTo(
 }
 
 /** Reads a response head (to its blank line) from `conn`. */
-async function _head(conn: Deno.Conn): Promise<string> {
+async function readHead(conn: Deno.Conn): Promise<string> {
   const buf = new Uint8Array(4096);
   let text = "";
   while (!text.includes("\r\n\r\n")) {
@@ -315,6 +315,16 @@ async function _head(conn: Deno.Conn): Promise<string> {
     text += new TextDecoder().decode(buf.subarray(0, n));
   }
   return text;
+}
+
+/** Asks for the 30 s script on `conn`: the response head (or a 503's). */
+async function startSlowScript(conn: Deno.Conn): Promise<string> {
+  await conn.write(
+    new TextEncoder().encode(
+      "GET /cgi-bin/slow.cgi HTTP/1.1\r\nHost: x\r\n\r\n",
+    ),
+  );
+  return await readHead(conn);
 }
 
 for (const target of ["0", "1"]) {
@@ -329,12 +339,7 @@ for (const target of ["0", "1"]) {
     try {
       // A streamed script answer stays open on the worker that crashes.
       const slow = await connectionTo(port, target);
-      await slow.write(
-        new TextEncoder().encode(
-          "GET /cgi-bin/slow.cgi HTTP/1.1\r\nHost: x\r\n\r\n",
-        ),
-      );
-      assert.match(await _head(slow), /^HTTP\/1\.1 200/);
+      assert.match(await startSlowScript(slow), /^HTTP\/1\.1 200/);
       const run = await crashWorker(port, target);
       // Its end comes at once, as when a process dies (not after the
       // script's 30 s, nor never).
@@ -383,12 +388,7 @@ for (const target of ["0", "1"]) {
     try {
       const slow = await connectionTo(port, target);
       conns.push(slow);
-      await slow.write(
-        new TextEncoder().encode(
-          "GET /cgi-bin/slow.cgi HTTP/1.1\r\nHost: x\r\n\r\n",
-        ),
-      );
-      assert.match(await _head(slow), /^HTTP\/1\.1 200/);
+      assert.match(await startSlowScript(slow), /^HTTP\/1\.1 200/);
       const run = await crashWorker(port, target);
       await replaced(`${server.base}/index.txt`, target, run);
       // Its script was killed: two slots free, and only two.
@@ -396,12 +396,8 @@ for (const target of ["0", "1"]) {
         Array.from({ length: 6 }, async () => {
           const conn = await Deno.connect({ port });
           conns.push(conn);
-          await conn.write(
-            new TextEncoder().encode(
-              "GET /cgi-bin/slow.cgi HTTP/1.1\r\nHost: x\r\n\r\n",
-            ),
-          );
-          return Number(/^HTTP\/1\.1 (\d{3})/.exec(await _head(conn))?.[1]);
+          const head = await startSlowScript(conn);
+          return Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1]);
         }),
       );
       assert.deepEqual(
@@ -510,7 +506,7 @@ async function crashWorker(
         "GET /__x_serve_test/crash HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
       ),
     );
-    const answer = await _head(conn);
+    const answer = await readHead(conn);
     assert.match(answer, /^HTTP\/1\.1 202/);
     assert.match(answer, new RegExp(`x-serve-worker: ${target}\r\n`, "i"));
     return /x-serve-run: ([\w-]+)/i.exec(answer)![1]!;
